@@ -1,0 +1,25 @@
+/**
+ * `weft/pool`: a worker-thread pool for CPU work. See docs/pool.md.
+ * @module
+ */
+export {
+  InvalidOptionError,
+  QueueFullError,
+  TaskTimeoutError,
+  WeftError,
+  type WeftErrorCode,
+  WorkerCrashedError,
+} from '../errors.ts';
+export type { PoolOptions, ResolvedPoolOptions } from './options.ts';
+export {
+  type CloseOptions,
+  Pool,
+  type RunOptions,
+  type TaskArgs,
+  type TaskName,
+  type TaskResult,
+  type WorkerInfo,
+} from './pool.ts';
+export type { PoolStats, TimeSummary } from './stats.ts';
+export { isTransferred, type TransferListItem, type Transferred, transfer } from './transfer.ts';
+export type { TaskContext } from './worker.ts';

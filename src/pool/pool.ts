@@ -1,0 +1,636 @@
+import { EventEmitter } from 'node:events';
+import { performance } from 'node:perf_hooks';
+import {
+  InvalidOptionError,
+  QueueFullError,
+  TaskTimeoutError,
+  WeftError,
+  WorkerCrashedError,
+} from '../errors.ts';
+import { type PoolOptions, type ResolvedPoolOptions, resolveOptions } from './options.ts';
+import { ERROR, type WorkerEvent } from './protocol.ts';
+import { TaskQueue } from './queue.ts';
+import { deserializeError } from './serialize.ts';
+import { DurationHistogram, type PoolStats } from './stats.ts';
+import { Task } from './task.ts';
+import type { TransferListItem, Transferred } from './transfer.ts';
+import { WorkerHandle } from './worker-handle.ts';
+
+/** Per-call options of `pool.run`. */
+export interface RunOptions {
+  /** Lower runs first; FIFO within a priority. Default: 0. */
+  priority?: number;
+  /** Ms the task may run before it is rejected with `TaskTimeoutError` (0: none). Default: the pool's `timeout`. */
+  timeout?: number;
+  /** Cancels the task: a queued one is removed, a running one is rejected at once and its thread replaced. */
+  signal?: AbortSignal;
+  /** Moved, not copied, to the thread: `ArrayBuffer`s, `MessagePort`s. */
+  transfer?: readonly TransferListItem[];
+}
+
+/** Options of `pool.close`. */
+export interface CloseOptions {
+  /** Reject queued and running tasks with `ERR_WEFT_POOL_CLOSED` instead of finishing them. */
+  force?: boolean;
+}
+
+/** Information passed with `workerStart` and `workerExit`. */
+export interface WorkerInfo {
+  threadId: number;
+  /** Exit code, on `workerExit`. */
+  exitCode?: number;
+  /** Why it ended, on `workerExit`: `idle`, `recycled`, `cancelled`, `timeout`, `crashed`, `load-failed`, `closed`. */
+  reason?: string;
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: the constraint must accept every function signature
+type AnyFunction = (...args: any[]) => any;
+/** The names of a task module's function exports. */
+export type TaskName<M> = { [K in keyof M]: M[K] extends AnyFunction ? K : never }[keyof M] & string;
+/** The argument tuple of a task. */
+export type TaskArgs<F> = F extends (...args: infer A) => unknown ? A : never;
+/** What the caller receives from a task: its awaited return value, unwrapped from `transfer()`. */
+export type TaskResult<F> = F extends (...args: never[]) => infer R ? Unwrap<Awaited<R>> : never;
+type Unwrap<T> = T extends Transferred<infer V> ? V : T;
+type RunRest<F> =
+  [] extends TaskArgs<F>
+    ? [args?: TaskArgs<F>, options?: RunOptions]
+    : [args: TaskArgs<F>, options?: RunOptions];
+
+/** Tasks handed to a thread beyond its concurrency when tasks are tiny, so one message carries many. */
+const PREFETCH = 64;
+/** Mean run time under which a task counts as tiny, in µs. */
+const TINY_TASK_MICROS = 100;
+const LOAD_BACKOFF_MIN = 100;
+const LOAD_BACKOFF_MAX = 30_000;
+
+/**
+ * A pool of worker threads running the exported functions of one task module.
+ *
+ * @example
+ * ```ts
+ * import { Pool } from 'weft/pool';
+ * const pool = new Pool<typeof import('./tasks.ts')>({ filename: new URL('./tasks.ts', import.meta.url) });
+ * const hash = await pool.run('hashPassword', ['s3cret'], { timeout: 2_000 });
+ * await pool.close();
+ * ```
+ */
+export class Pool<M = Record<string, AnyFunction>> extends EventEmitter {
+  readonly options: ResolvedPoolOptions;
+  readonly #queue = new TaskQueue<Task>();
+  readonly #workers: WorkerHandle[] = [];
+  #nextId = 1;
+  #dispatchQueued = false;
+  #closing: Promise<void> | undefined;
+  #forced = false;
+  #finishClose: (() => void) | undefined;
+  #loadFailures = 0;
+  #loadBackoffUntil = 0;
+  #loadError: WeftError | undefined;
+  /** Exponentially weighted mean run time, in µs; -1 until the first result. */
+  #meanRunMicros = -1;
+  readonly #waitTime = new DurationHistogram();
+  readonly #runTime = new DurationHistogram();
+  #counts = { completed: 0, failed: 0, cancelled: 0, timedOut: 0, crashed: 0 };
+
+  constructor(options: PoolOptions) {
+    super();
+    this.options = resolveOptions(options);
+    if (this.options.eager) for (let i = 0; i < this.options.minThreads; i++) this.#spawn();
+  }
+
+  /** Tasks waiting for a thread. */
+  get queueSize(): number {
+    return this.#queue.size;
+  }
+
+  /** True while the queue is at `maxQueue`: wait for `drain` before adding more. */
+  get needsDrain(): boolean {
+    return this.#queue.size >= this.options.maxQueue;
+  }
+
+  /** Live threads. */
+  get threadCount(): number {
+    return this.#workers.length;
+  }
+
+  /**
+   * Runs the exported function `name` of the task module with `args` on a thread.
+   * Rejects with the task's own error, `TaskTimeoutError`, `WorkerCrashedError`, `QueueFullError`,
+   * the signal's reason, or a `WeftError` (`ERR_WEFT_UNKNOWN_TASK`, `ERR_WEFT_POOL_CLOSED`, `ERR_WEFT_DATA_CLONE`,
+   * `ERR_WEFT_MODULE_LOAD`, `ERR_WEFT_INVALID_ARGUMENT`).
+   */
+  run<K extends TaskName<M>>(name: K, ...rest: RunRest<M[K]>): Promise<TaskResult<M[K]>> {
+    const [args = [], options] = rest as [unknown[] | undefined, RunOptions | undefined];
+    return new Promise<TaskResult<M[K]>>((resolve, reject) => {
+      const error = this.#submit(name, args, options, resolve as (v: unknown) => void, reject);
+      if (error !== undefined) reject(error);
+    });
+  }
+
+  #submit(
+    name: string,
+    args: unknown[],
+    options: RunOptions | undefined,
+    resolve: (v: unknown) => void,
+    reject: (e: unknown) => void,
+  ): unknown {
+    if (typeof name !== 'string') return invalidArgument('name', 'a string', name);
+    if (!Array.isArray(args)) return invalidArgument('args', 'an array', args);
+    let priority = 0;
+    let timeout = this.options.timeout;
+    let signal: AbortSignal | undefined;
+    let transfer: TransferListItem[] | undefined;
+    if (options !== undefined) {
+      if (typeof options !== 'object' || options === null)
+        return invalidArgument('options', 'an object', options);
+      if (options.priority !== undefined) {
+        if (typeof options.priority !== 'number' || !Number.isFinite(options.priority)) {
+          return invalidArgument('priority', 'a finite number', options.priority);
+        }
+        priority = options.priority;
+      }
+      if (options.timeout !== undefined) {
+        if (typeof options.timeout !== 'number' || !(options.timeout >= 0)) {
+          return invalidArgument('timeout', 'a number >= 0', options.timeout);
+        }
+        timeout = options.timeout;
+      }
+      if (options.signal !== undefined) {
+        if (!(options.signal instanceof AbortSignal))
+          return invalidArgument('signal', 'an AbortSignal', options.signal);
+        signal = options.signal;
+      }
+      if (options.transfer !== undefined) {
+        if (!Array.isArray(options.transfer))
+          return invalidArgument('transfer', 'an array', options.transfer);
+        transfer = options.transfer as TransferListItem[];
+      }
+    }
+    if (this.#closing) return closedError();
+    if (signal?.aborted) return signal.reason;
+    if (this.#loadError && performance.now() < this.#loadBackoffUntil) return this.#loadError;
+    if (this.#queue.size >= this.options.maxQueue + this.#freeCapacity()) {
+      return new QueueFullError(this.options.maxQueue);
+    }
+    const task = new Task(
+      this.#nextId++,
+      name,
+      args,
+      transfer,
+      priority,
+      timeout,
+      signal,
+      resolve,
+      reject,
+      performance.now(),
+    );
+    if (signal) {
+      task.onAbort = () => this.#cancel(task, signal.reason, 'cancelled');
+      signal.addEventListener('abort', task.onAbort, { once: true });
+    }
+    this.#queue.push(task);
+    if (!this.#dispatchQueued) {
+      // Tasks submitted in the same tick leave together, one message per thread.
+      this.#dispatchQueued = true;
+      queueMicrotask(() => this.#dispatch());
+    }
+    return undefined;
+  }
+
+  /** Slots that could take a task now without queueing: free ones on live threads, and threads not yet started. */
+  #freeCapacity(): number {
+    const c = this.options.concurrentTasksPerWorker;
+    let free = (this.options.maxThreads - this.#workers.length) * c;
+    for (const h of this.#workers) if (!h.retiring) free += Math.max(0, c - h.inflight.size);
+    return free;
+  }
+
+  #dispatch(): void {
+    this.#dispatchQueued = false;
+    const queue = this.#queue;
+    if (queue.size === 0) return;
+    const c = this.options.concurrentTasksPerWorker;
+    if (!this.#loadError || performance.now() >= this.#loadBackoffUntil) {
+      while (
+        this.#workers.length < this.options.maxThreads &&
+        queue.size > this.#freeCapacity() - this.#unspawned()
+      ) {
+        this.#spawn();
+      }
+    }
+    const tiny = this.#meanRunMicros >= 0 && this.#meanRunMicros < TINY_TASK_MICROS;
+    let eligible = 0;
+    for (const h of this.#workers) if (!h.retiring) eligible++;
+    for (const h of this.#workers) {
+      if (queue.size === 0) break;
+      if (h.retiring) continue;
+      const capacity = c + (tiny && h.ready ? PREFETCH : 0);
+      let take = capacity - h.inflight.size;
+      if (take <= 0) continue;
+      // Share a backlog of tiny tasks evenly instead of handing it all to the first thread.
+      if (tiny) take = Math.min(take, Math.max(c, Math.ceil(queue.size / eligible)));
+      const batch: Task[] = [];
+      for (let i = 0; i < take; i++) {
+        const task = queue.shift();
+        if (!task) break;
+        batch.push(task);
+      }
+      this.#send(h, batch);
+    }
+    if (queue.size === 0) this.emit('drain');
+  }
+
+  /** Threads that could still be spawned, in task slots. */
+  #unspawned(): number {
+    return (this.options.maxThreads - this.#workers.length) * this.options.concurrentTasksPerWorker;
+  }
+
+  #send(h: WorkerHandle, batch: Task[]): void {
+    if (batch.length === 0) return;
+    const msg: unknown[] = new Array(batch.length * 3);
+    let transfer: TransferListItem[] | undefined;
+    for (let i = 0; i < batch.length; i++) {
+      const t = batch[i]!;
+      msg[i * 3] = t.id;
+      msg[i * 3 + 1] = t.name;
+      msg[i * 3 + 2] = t.args;
+      if (t.transfer) transfer = transfer ? transfer.concat(t.transfer) : t.transfer;
+    }
+    try {
+      h.worker.postMessage(msg, transfer);
+    } catch {
+      // One task's uncloneable arguments must not fail the others: send them one by one.
+      for (const t of batch) this.#sendOne(h, t);
+      return;
+    }
+    for (const t of batch) this.#handOver(h, t);
+  }
+
+  #sendOne(h: WorkerHandle, t: Task): void {
+    try {
+      h.worker.postMessage([t.id, t.name, t.args], t.transfer);
+    } catch (err) {
+      this.#counts.failed++;
+      this.#detach(t);
+      const message = `The arguments of task "${t.name}" could not be cloned: ${(err as Error).message}`;
+      t.reject(new WeftError('ERR_WEFT_DATA_CLONE', message, { cause: err }));
+      return;
+    }
+    this.#handOver(h, t);
+  }
+
+  #handOver(h: WorkerHandle, t: Task): void {
+    h.seq = (h.seq + 1) | 0;
+    t.seq = h.seq;
+    t.handle = h;
+    if (h.inflight.size === 0) {
+      clearTimeout(h.idleTimer);
+      h.ref();
+    }
+    h.inflight.set(t.id, t);
+    if (t.timeout > 0) {
+      t.timer = setTimeout(
+        () => this.#cancel(t, new TaskTimeoutError(t.name, t.timeout), 'timeout'),
+        t.timeout,
+      );
+    }
+  }
+
+  #spawn(): WorkerHandle {
+    const h = new WorkerHandle(this.options);
+    this.#workers.push(h);
+    h.worker.on('message', (msg: unknown) => this.#onMessage(h, msg));
+    h.worker.on('error', (err: unknown) => {
+      h.error = err;
+      if (this.listenerCount('error') > 0) this.emit('error', err);
+    });
+    h.worker.on('exit', (code: number) => this.#onExit(h, code));
+    h.unref();
+    return h;
+  }
+
+  #onMessage(h: WorkerHandle, msg: unknown): void {
+    if (!Array.isArray(msg)) {
+      this.#onEvent(h, msg as WorkerEvent);
+      return;
+    }
+    const now = performance.now();
+    for (let i = 0; i < msg.length; i += 4) {
+      const id = msg[i] as number;
+      const task = h.inflight.get(id);
+      if (!task) {
+        // A task given up on that its thread finished within the grace period: the thread is healthy.
+        const zombie = h.zombies.get(id);
+        if (zombie) {
+          clearTimeout(zombie);
+          h.zombies.delete(id);
+        }
+        continue;
+      }
+      h.inflight.delete(id);
+      h.tasksDone++;
+      const micros = msg[i + 3] as number;
+      this.#meanRunMicros = this.#meanRunMicros < 0 ? micros : this.#meanRunMicros * 0.9 + micros * 0.1;
+      this.#runTime.recordMicros(micros);
+      this.#waitTime.recordMicros((now - task.submitted) * 1000 - micros);
+      this.#detach(task);
+      if (msg[i + 1] === ERROR) {
+        this.#counts.failed++;
+        task.reject(toError(msg[i + 2]));
+      } else {
+        this.#counts.completed++;
+        task.resolve(msg[i + 2]);
+      }
+    }
+    this.#afterSettle(h);
+  }
+
+  #onEvent(h: WorkerHandle, event: WorkerEvent): void {
+    if (event.type === 'ready') {
+      h.ready = true;
+      this.#loadFailures = 0;
+      this.#loadError = undefined;
+      this.emit('workerStart', { threadId: h.threadId } satisfies WorkerInfo);
+      if (this.#queue.size > 0) this.#dispatch();
+    } else if (event.type === 'loadError') {
+      this.#onLoadFailure(h, deserializeError(event.error));
+    } else if (event.type === 'recycle') {
+      this.#retire(h, 'recycled');
+    }
+  }
+
+  /** After results: recycle, idle, or hand the thread more work. */
+  #afterSettle(h: WorkerHandle): void {
+    if (!h.retiring && h.tasksDone >= this.options.maxTasksPerWorker) this.#retire(h, 'recycled');
+    if (h.retiring) {
+      if (h.inflight.size === 0 && !h.terminating) this.#end(h, 'recycled');
+    } else if (this.#queue.size > 0) {
+      this.#dispatch();
+    }
+    if (h.inflight.size === 0 && !h.terminating) this.#idle(h);
+    this.#checkClosed();
+  }
+
+  #idle(h: WorkerHandle): void {
+    h.unref();
+    clearTimeout(h.idleTimer);
+    if (this.#workers.length > this.options.minThreads && Number.isFinite(this.options.idleTimeout)) {
+      h.idleTimer = setTimeout(() => {
+        if (h.inflight.size === 0 && this.#workers.length > this.options.minThreads) this.#end(h, 'idle');
+      }, this.options.idleTimeout);
+      h.idleTimer.unref();
+    }
+  }
+
+  /** Stops giving `h` tasks; it ends when its in-flight tasks are done, and a fresh thread takes its place. */
+  #retire(h: WorkerHandle, reason: string): void {
+    if (h.retiring) return;
+    h.retiring = true;
+    if (h.inflight.size === 0) this.#end(h, reason);
+    this.#replenish();
+  }
+
+  /** Terminates `h` on purpose: tasks it had not started go back to the queue, started ones are rejected. */
+  #end(h: WorkerHandle, reason: string, started?: Error): void {
+    if (h.terminating) return;
+    this.#remove(h);
+    h.exitReason = reason;
+    this.#evacuate(
+      h,
+      started ?? new WorkerCrashedError(`Worker ${h.threadId} was terminated (${reason})`, null),
+    );
+    h.terminate();
+    this.#replenish();
+  }
+
+  #remove(h: WorkerHandle): void {
+    const i = this.#workers.indexOf(h);
+    if (i !== -1) this.#workers.splice(i, 1);
+  }
+
+  /** Re-queues the not-started tasks of a dead or ending thread and rejects the started ones with `error`. */
+  #evacuate(h: WorkerHandle, error: Error): void {
+    const requeue: Task[] = [];
+    for (const t of h.inflight.values()) {
+      // A task that never started runs again elsewhere, unless its arguments were moved to the dead thread.
+      if (h.hasStarted(t.seq) || t.transfer) this.#fail(t, error);
+      else requeue.push(t);
+    }
+    h.inflight.clear();
+    for (let i = requeue.length - 1; i >= 0; i--) {
+      const t = requeue[i]!;
+      clearTimeout(t.timer);
+      t.handle = undefined;
+      this.#queue.unshift(t);
+    }
+  }
+
+  #onExit(h: WorkerHandle, code: number): void {
+    h.exited = true;
+    clearTimeout(h.idleTimer);
+    if (!h.terminating) {
+      this.#remove(h);
+      h.terminating = true;
+      if (!h.ready) {
+        const cause =
+          h.error ?? new Error(`the thread exited with code ${code} before the module finished loading`);
+        this.#onLoadFailure(h, cause, code);
+      } else {
+        this.#counts.crashed++;
+        h.exitReason = 'crashed';
+        const message = h.error
+          ? `Worker ${h.threadId} crashed: ${(h.error as Error).message ?? String(h.error)}`
+          : `Worker ${h.threadId} exited unexpectedly with code ${code}`;
+        this.#evacuate(h, new WorkerCrashedError(message, code, h.error));
+      }
+      this.#replenish();
+    }
+    this.emit('workerExit', {
+      threadId: h.threadId,
+      exitCode: code,
+      reason: h.exitReason,
+    } satisfies WorkerInfo);
+    this.#checkClosed();
+  }
+
+  /** The task module failed to load: fail every waiting task with that error and back off before trying again. */
+  #onLoadFailure(h: WorkerHandle, cause: unknown, exitCode?: number): void {
+    if (!h.exitReason) {
+      this.#counts.crashed++;
+      h.exitReason = 'load-failed';
+    }
+    this.#remove(h);
+    h.terminating = true;
+    const message = cause instanceof Error ? cause.message : String(cause);
+    const error = new WeftError(
+      'ERR_WEFT_MODULE_LOAD',
+      `The task module ${this.options.filename} failed to load${exitCode === undefined ? '' : ` (exit code ${exitCode})`}: ${message}`,
+      { cause },
+    );
+    this.#loadFailures++;
+    this.#loadError = error;
+    const delay = Math.min(LOAD_BACKOFF_MAX, LOAD_BACKOFF_MIN * 2 ** (this.#loadFailures - 1));
+    this.#loadBackoffUntil = performance.now() + delay;
+    for (const t of h.inflight.values()) this.#fail(t, error);
+    h.inflight.clear();
+    for (let t = this.#queue.shift(); t; t = this.#queue.shift()) this.#fail(t, error);
+    this.emit('drain');
+    void h.worker.terminate();
+    this.#checkClosed();
+  }
+
+  #fail(t: Task, error: unknown): void {
+    this.#detach(t);
+    this.#counts.failed++;
+    t.reject(error);
+  }
+
+  /** Keeps `minThreads` alive and replaces ended threads while tasks wait. */
+  #replenish(): void {
+    if (this.#closing) return;
+    if (this.#loadError && performance.now() < this.#loadBackoffUntil) return;
+    let live = 0;
+    for (const h of this.#workers) if (!h.retiring) live++;
+    const wanted = this.#queue.size > 0 || this.options.eager ? this.options.minThreads : 0;
+    for (; live < wanted && this.#workers.length < this.options.maxThreads; live++) this.#spawn();
+    if (this.#queue.size > 0) this.#dispatch();
+  }
+
+  /** Cancels a task (abort or timeout): removed if queued, rejected at once if handed to a thread. */
+  #cancel(t: Task, reason: unknown, kind: 'cancelled' | 'timeout'): void {
+    const count = () => {
+      if (kind === 'timeout') this.#counts.timedOut++;
+      else this.#counts.cancelled++;
+    };
+    if (this.#queue.remove(t)) {
+      count();
+      this.#detach(t);
+      t.reject(reason);
+      if (this.#queue.size === 0) this.emit('drain');
+      return;
+    }
+    const h = t.handle;
+    if (!h?.inflight.delete(t.id)) return;
+    count();
+    this.#detach(t);
+    t.reject(reason);
+    if (!h.hasStarted(t.seq)) {
+      h.cancel(t.id);
+    } else if (h.isInSync(t.seq) || this.options.cancelGrace === 0) {
+      // A running JavaScript loop cannot be interrupted any other way.
+      this.#end(h, kind);
+    } else {
+      h.cancel(t.id);
+      const timer = setTimeout(() => {
+        if (h.zombies.delete(t.id)) this.#end(h, kind);
+      }, this.options.cancelGrace);
+      h.zombies.set(t.id, timer);
+    }
+    this.#afterSettle(h);
+  }
+
+  /** Clears a task's timer and abort listener. */
+  #detach(t: Task): void {
+    if (t.timer) clearTimeout(t.timer);
+    if (t.onAbort) t.signal!.removeEventListener('abort', t.onAbort);
+    t.args = undefined;
+  }
+
+  /** A snapshot of the pool's threads, queue, counters and time distributions. */
+  stats(): PoolStats {
+    let busy = 0;
+    let elu = 0;
+    for (const h of this.#workers) {
+      if (h.inflight.size > 0) busy++;
+      elu += h.worker.performance.eventLoopUtilization().utilization;
+    }
+    let running = 0;
+    for (const h of this.#workers) running += h.inflight.size;
+    const total = this.#workers.length;
+    return {
+      threads: { total, idle: total - busy, busy },
+      queued: this.#queue.size,
+      running,
+      ...this.#counts,
+      utilization: total === 0 ? 0 : elu / total,
+      waitTime: this.#waitTime.summary(),
+      runTime: this.#runTime.summary(),
+    };
+  }
+
+  /**
+   * Stops taking tasks. By default finishes queued and running ones, then ends the threads; with `force`, rejects
+   * them with `ERR_WEFT_POOL_CLOSED`. Idempotent: every call returns the same promise (a forced call still forces).
+   */
+  close(options: CloseOptions = {}): Promise<void> {
+    this.#closing ??= new Promise<void>((resolve) => {
+      this.#finishClose = resolve;
+    });
+    if (options.force) this.#force();
+    this.#checkClosed();
+    return this.#closing;
+  }
+
+  /** Same as `close({ force: true })`. */
+  destroy(): Promise<void> {
+    return this.close({ force: true });
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  #force(): void {
+    if (this.#forced) return;
+    this.#forced = true;
+    const error = closedError();
+    for (let t = this.#queue.shift(); t; t = this.#queue.shift()) this.#fail(t, error);
+    for (const h of [...this.#workers]) {
+      for (const t of h.inflight.values()) this.#fail(t, error);
+      h.inflight.clear();
+    }
+  }
+
+  /** Once closing and nothing is left to run: end every thread, then resolve `close()`. */
+  #checkClosed(): void {
+    if (!this.#closing || !this.#finishClose) return;
+    if (this.#queue.size > 0) return;
+    for (const h of this.#workers) if (h.inflight.size > 0) return;
+    const finish = this.#finishClose;
+    this.#finishClose = undefined;
+    const handles = [...this.#workers];
+    this.#workers.length = 0;
+    const exits = handles.map((h) => {
+      h.exitReason ??= 'closed';
+      const exited = h.exited
+        ? Promise.resolve()
+        : new Promise<void>((r) => h.worker.once('exit', () => r()));
+      h.terminate();
+      return exited;
+    });
+    void Promise.all(exits).then(() => finish());
+  }
+}
+
+function toError(value: unknown): unknown {
+  const err = deserializeError(value);
+  if (err instanceof Error && typeof (err as { code?: unknown }).code === 'string') {
+    const code = (err as unknown as { code: string }).code;
+    if (code === 'ERR_WEFT_UNKNOWN_TASK' || code === 'ERR_WEFT_DATA_CLONE') {
+      const weft = new WeftError(code, err.message);
+      weft.stack = err.stack;
+      return weft;
+    }
+  }
+  return err;
+}
+
+function closedError(): WeftError {
+  return new WeftError('ERR_WEFT_POOL_CLOSED', 'The pool is closed');
+}
+
+function invalidArgument(name: string, expected: string, actual: unknown): WeftError {
+  const err = new InvalidOptionError(name, expected, actual);
+  return new WeftError('ERR_WEFT_INVALID_ARGUMENT', err.message);
+}
