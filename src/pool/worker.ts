@@ -3,7 +3,6 @@
  * Internal; loaded by `new Worker()` from the pool.
  */
 import { performance } from 'node:perf_hooks';
-import { pathToFileURL } from 'node:url';
 import { getHeapStatistics } from 'node:v8';
 import { type MessagePort, parentPort, receiveMessageOnPort } from 'node:worker_threads';
 import {
@@ -63,8 +62,8 @@ port.once('message', (init: InitMessage) => {
 async function start(init: InitMessage): Promise<void> {
   let mod: Record<string, unknown>;
   try {
-    const url = init.filename.startsWith('file:') ? init.filename : pathToFileURL(init.filename).href;
-    mod = (await import(url)) as Record<string, unknown>;
+    // The pool resolved the filename to a file: or data: URL at construction.
+    mod = (await import(init.filename)) as Record<string, unknown>;
   } catch (err) {
     send({ type: 'loadError', error: serializeError(err) as never });
     port.close();

@@ -1,0 +1,72 @@
+import type { EventEmitter } from 'node:events';
+import { once } from 'node:events';
+
+/** Resolves with `promise`, or fails with a message naming `what` after `ms`. */
+export async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The first `event` of `emitter`, bounded by `ms`. */
+export async function nextEvent<T = unknown>(emitter: EventEmitter, event: string, ms = 10_000): Promise<T> {
+  const [value] = await once(emitter, event, { signal: AbortSignal.timeout(ms) }).catch((err: Error) => {
+    throw new Error(`timed out after ${ms} ms waiting for "${event}"`, { cause: err });
+  });
+  return value as T;
+}
+
+/** Resolves with the rejection reason of `promise` (fails if it fulfils), bounded by `ms`. */
+export async function rejection(
+  promise: Promise<unknown>,
+  ms = 10_000,
+  what = 'the rejection',
+): Promise<unknown> {
+  return within(
+    promise.then(
+      (value) => {
+        throw new Error(`expected a rejection, got ${JSON.stringify(value)}`);
+      },
+      (err: unknown) => err,
+    ),
+    ms,
+    what,
+  );
+}
+
+export const fixture = (name: string): URL => new URL(`./fixtures/${name}`, import.meta.url);
+
+/**
+ * A gate shared with tasks (`block`, `blockAsync` in fixtures/tasks.ts): tasks count themselves in and wait until
+ * `open()`; `started(n)` resolves once n tasks are inside.
+ */
+export class Gate {
+  readonly sab = new SharedArrayBuffer(8);
+  readonly #cells = new Int32Array(this.sab);
+
+  open(): void {
+    Atomics.store(this.#cells, 0, 1);
+    Atomics.notify(this.#cells, 0);
+  }
+
+  get count(): number {
+    return Atomics.load(this.#cells, 1);
+  }
+
+  async started(n: number, ms = 10_000): Promise<void> {
+    const deadline = Date.now() + ms;
+    for (let seen = this.count; seen < n; seen = this.count) {
+      const left = deadline - Date.now();
+      if (left <= 0)
+        throw new Error(`timed out after ${ms} ms waiting for ${n} tasks to start (${seen} did)`);
+      const r = Atomics.waitAsync(this.#cells, 1, seen, left);
+      if (r.async) await r.value;
+    }
+  }
+}

@@ -1,0 +1,63 @@
+import assert from 'node:assert/strict';
+import { availableParallelism } from 'node:os';
+import { describe, it } from 'node:test';
+import { InvalidOptionError, Pool, type PoolOptions, WeftError } from '../../src/pool/index.ts';
+import { fixture } from '../helpers.ts';
+
+const filename = fixture('tasks.ts');
+
+describe('pool options', () => {
+  it('defaults: maxThreads = available parallelism, one min thread, lazy start', async () => {
+    await using pool = new Pool({ filename });
+    assert.equal(pool.options.maxThreads, availableParallelism());
+    assert.equal(pool.options.minThreads, 1);
+    assert.equal(pool.options.eager, false);
+    assert.equal(pool.options.concurrentTasksPerWorker, 1);
+    assert.equal(pool.options.maxQueue, Number.POSITIVE_INFINITY);
+    assert.equal(pool.threadCount, 0, 'lazy: no thread before the first task');
+    assert.ok(Object.isFrozen(pool.options));
+  });
+
+  it('accepts a file URL, a file: string and an absolute path', async () => {
+    for (const f of [filename, filename.href, filename.pathname]) {
+      await using pool = new Pool({ filename: f, maxThreads: 1 });
+      assert.equal(await pool.run('add', [2, 3]), 5);
+    }
+  });
+
+  const bad: [string, Partial<PoolOptions>][] = [
+    ['filename', { filename: '' }],
+    ['filename', { filename: 'relative/tasks.js' }],
+    ['filename', { filename: new URL('https://example.invalid/tasks.js') }],
+    ['maxThreads', { maxThreads: 0 }],
+    ['maxThreads', { maxThreads: 1.5 }],
+    ['minThreads', { minThreads: 3, maxThreads: 2 }],
+    ['minThreads', { minThreads: -1 }],
+    ['idleTimeout', { idleTimeout: -1 }],
+    ['concurrentTasksPerWorker', { concurrentTasksPerWorker: 0 }],
+    ['maxQueue', { maxQueue: -1 }],
+    ['timeout', { timeout: Number.NaN }],
+    ['cancelGrace', { cancelGrace: -5 }],
+    ['maxTasksPerWorker', { maxTasksPerWorker: 0 }],
+    ['maxHeapUsed', { maxHeapUsed: -1 }],
+    ['eager', { eager: 'yes' as unknown as boolean }],
+    ['execArgv', { execArgv: [1] as unknown as string[] }],
+  ];
+  for (const [option, opts] of bad) {
+    it(`rejects a bad ${option}: ${JSON.stringify(opts, (_, v) => (v instanceof URL ? v.href : v))}`, () => {
+      assert.throws(
+        () => new Pool({ filename, ...opts } as PoolOptions),
+        (err: unknown) =>
+          err instanceof InvalidOptionError &&
+          err instanceof WeftError &&
+          err.code === 'ERR_WEFT_INVALID_OPTION' &&
+          err.option === option &&
+          err.message.includes(option),
+      );
+    });
+  }
+
+  it('rejects a missing options object', () => {
+    assert.throws(() => new Pool(undefined as unknown as PoolOptions), { code: 'ERR_WEFT_INVALID_OPTION' });
+  });
+});

@@ -1,0 +1,41 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { Pool, TaskTimeoutError, type WorkerInfo } from '../../src/pool/index.ts';
+import { fixture, Gate, nextEvent, rejection } from '../helpers.ts';
+
+type Tasks = typeof import('../fixtures/tasks.ts');
+const filename = fixture('tasks.ts');
+
+describe('pool timeouts', () => {
+  it('a task past its timeout rejects with TaskTimeoutError; its thread is replaced; the pool keeps serving', async () => {
+    await using pool = new Pool<Tasks>({ filename, maxThreads: 1 });
+    const before = await pool.run('threadId');
+    const gate = new Gate(); // never opened
+    const exited = nextEvent<WorkerInfo>(pool, 'workerExit');
+    const err = await rejection(pool.run('block', [gate.sab], { timeout: 50 }), 5_000);
+    assert.ok(err instanceof TaskTimeoutError);
+    assert.equal(err.code, 'ERR_WEFT_TASK_TIMEOUT');
+    assert.equal(err.timeout, 50);
+    assert.match(err.message, /"block"/);
+    const info = await exited;
+    assert.equal(info.reason, 'timeout');
+    assert.notEqual(await pool.run('threadId'), before);
+    assert.equal(pool.stats().timedOut, 1);
+  });
+
+  it('uses the pool default timeout; a per-task timeout overrides it, 0 disables it', async () => {
+    await using pool = new Pool<Tasks>({ filename, maxThreads: 1, timeout: 40 });
+    assert.ok((await rejection(pool.run('sleep', [10_000]), 5_000)) instanceof TaskTimeoutError);
+    assert.equal(await pool.run('sleep', [60], { timeout: 0 }), 60);
+    assert.equal(await pool.run('sleep', [60], { timeout: 5_000 }), 60);
+  });
+
+  it('a timed-out task does not fail the other tasks waiting for its thread', async () => {
+    await using pool = new Pool<Tasks>({ filename, maxThreads: 1 });
+    const gate = new Gate();
+    const stuck = pool.run('block', [gate.sab], { timeout: 50 });
+    const next = [pool.run('add', [1, 2]), pool.run('add', [3, 4])];
+    assert.ok((await rejection(stuck, 5_000)) instanceof TaskTimeoutError);
+    assert.deepEqual(await Promise.all(next), [3, 7]);
+  });
+});
