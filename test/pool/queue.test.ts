@@ -44,7 +44,7 @@ describe('pool queue', () => {
     const order: string[] = [];
     const submit = (label: string, priority: number) =>
       pool.run('echo', [label], { priority }).then((v) => {
-        order.push(v);
+        order.push(String(v));
       });
     const all = [submit('p5', 5), submit('p1-a', 1), submit('p3', 3), submit('p1-b', 1), submit('p0', 0)];
     assert.equal(pool.queueSize, 5);
