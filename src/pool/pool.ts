@@ -79,6 +79,8 @@ export class Pool<M = Record<string, AnyFunction>> extends EventEmitter {
   readonly options: ResolvedPoolOptions;
   readonly #queue = new TaskQueue<Task>();
   readonly #workers: WorkerHandle[] = [];
+  /** Every thread not yet exited, including ones ending; `close()` waits for all of them. */
+  readonly #alive = new Set<WorkerHandle>();
   #nextId = 1;
   #dispatchQueued = false;
   #closing: Promise<void> | undefined;
@@ -168,7 +170,10 @@ export class Pool<M = Record<string, AnyFunction>> extends EventEmitter {
       }
     }
     if (this.#closing) return closedError();
-    if (signal?.aborted) return signal.reason;
+    if (signal?.aborted) {
+      this.#counts.cancelled++;
+      return signal.reason;
+    }
     if (this.#loadError && performance.now() < this.#loadBackoffUntil) return this.#loadError;
     if (this.#queue.size >= this.options.maxQueue + this.#freeCapacity()) {
       return new QueueFullError(this.options.maxQueue);
@@ -216,7 +221,7 @@ export class Pool<M = Record<string, AnyFunction>> extends EventEmitter {
         this.#workers.length < this.options.maxThreads &&
         queue.size > this.#freeCapacity() - this.#unspawned()
       ) {
-        this.#spawn();
+        if (!this.#spawn()) return;
       }
     }
     const tiny = this.#meanRunMicros >= 0 && this.#meanRunMicros < TINY_TASK_MICROS;
@@ -297,9 +302,17 @@ export class Pool<M = Record<string, AnyFunction>> extends EventEmitter {
     }
   }
 
-  #spawn(): WorkerHandle {
-    const h = new WorkerHandle(this.options);
+  /** Starts a thread; undefined when the platform refused (bad execArgv, resources): waiting tasks then fail. */
+  #spawn(): WorkerHandle | undefined {
+    let h: WorkerHandle;
+    try {
+      h = new WorkerHandle(this.options);
+    } catch (err) {
+      this.#failAll(this.#loadFailed(err, 'could not start a thread'));
+      return undefined;
+    }
     this.#workers.push(h);
+    this.#alive.add(h);
     h.worker.on('message', (msg: unknown) => this.#onMessage(h, msg));
     h.worker.on('error', (err: unknown) => {
       h.error = err;
@@ -428,6 +441,7 @@ export class Pool<M = Record<string, AnyFunction>> extends EventEmitter {
 
   #onExit(h: WorkerHandle, code: number): void {
     h.exited = true;
+    this.#alive.delete(h);
     clearTimeout(h.idleTimer);
     if (!h.terminating) {
       this.#remove(h);
@@ -462,21 +476,38 @@ export class Pool<M = Record<string, AnyFunction>> extends EventEmitter {
     }
     this.#remove(h);
     h.terminating = true;
+    const error = this.#loadFailed(
+      cause,
+      `failed to load${exitCode === undefined ? '' : ` (exit code ${exitCode})`}`,
+    );
+    for (const t of h.inflight.values()) this.#fail(t, error);
+    h.inflight.clear();
+    this.#failAll(error);
+    void h.worker.terminate();
+  }
+
+  /** Records a failed start and its back-off; returns the error waiting tasks get. */
+  #loadFailed(cause: unknown, what: string): WeftError {
     const message = cause instanceof Error ? cause.message : String(cause);
     const error = new WeftError(
       'ERR_WEFT_MODULE_LOAD',
-      `The task module ${this.options.filename} failed to load${exitCode === undefined ? '' : ` (exit code ${exitCode})`}: ${message}`,
-      { cause },
+      `The task module ${this.options.filename} ${what}: ${message}`,
+      {
+        cause,
+      },
     );
     this.#loadFailures++;
     this.#loadError = error;
     const delay = Math.min(LOAD_BACKOFF_MAX, LOAD_BACKOFF_MIN * 2 ** (this.#loadFailures - 1));
     this.#loadBackoffUntil = performance.now() + delay;
-    for (const t of h.inflight.values()) this.#fail(t, error);
-    h.inflight.clear();
+    return error;
+  }
+
+  /** Rejects every queued task with `error`. */
+  #failAll(error: unknown): void {
+    const had = this.#queue.size > 0;
     for (let t = this.#queue.shift(); t; t = this.#queue.shift()) this.#fail(t, error);
-    this.emit('drain');
-    void h.worker.terminate();
+    if (had) this.emit('drain');
     this.#checkClosed();
   }
 
@@ -493,7 +524,8 @@ export class Pool<M = Record<string, AnyFunction>> extends EventEmitter {
     let live = 0;
     for (const h of this.#workers) if (!h.retiring) live++;
     const wanted = this.#queue.size > 0 || this.options.eager ? this.options.minThreads : 0;
-    for (; live < wanted && this.#workers.length < this.options.maxThreads; live++) this.#spawn();
+    for (; live < wanted && this.#workers.length < this.options.maxThreads; live++)
+      if (!this.#spawn()) return;
     if (this.#queue.size > 0) this.#dispatch();
   }
 
@@ -599,14 +631,11 @@ export class Pool<M = Record<string, AnyFunction>> extends EventEmitter {
     for (const h of this.#workers) if (h.inflight.size > 0) return;
     const finish = this.#finishClose;
     this.#finishClose = undefined;
-    const handles = [...this.#workers];
     this.#workers.length = 0;
-    const exits = handles.map((h) => {
+    const exits = [...this.#alive].map((h) => {
       h.exitReason ??= 'closed';
-      const exited = h.exited
-        ? Promise.resolve()
-        : new Promise<void>((r) => h.worker.once('exit', () => r()));
-      h.terminate();
+      const exited = new Promise<void>((r) => h.worker.once('exit', () => r()));
+      if (!h.terminating) h.terminate();
       return exited;
     });
     void Promise.all(exits).then(() => finish());

@@ -111,3 +111,13 @@ describe('pool crash recovery', () => {
     assert.equal((err.cause as { code?: string }).code, 'ERR_MODULE_NOT_FOUND');
   });
 });
+
+describe('pool thread start failures', () => {
+  it('a thread the platform refuses to start (bad execArgv) rejects waiting tasks instead of hanging', async () => {
+    await using pool = new Pool<Tasks>({ filename, maxThreads: 1, execArgv: ['--use-largepages=off'] });
+    const err = (await rejection(pool.run('add', [1, 2]), 5_000)) as WeftError;
+    assert.equal(err.code, 'ERR_WEFT_MODULE_LOAD');
+    assert.equal((err.cause as { code?: string }).code, 'ERR_WORKER_INVALID_EXEC_ARGV');
+    assert.equal(pool.threadCount, 0);
+  });
+});

@@ -1,0 +1,46 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { Pool, type WorkerInfo } from '../../src/pool/index.ts';
+import { fixture, nextEvent } from '../helpers.ts';
+
+type Tasks = typeof import('../fixtures/tasks.ts');
+const filename = fixture('tasks.ts');
+
+describe('pool memory limits', () => {
+  it('maxTasksPerWorker replaces a thread after that many tasks, between tasks', async () => {
+    await using pool = new Pool<Tasks>({ filename, maxThreads: 1, maxTasksPerWorker: 3 });
+    const ids: number[] = [];
+    for (let i = 0; i < 7; i++) ids.push(await pool.run('threadId'));
+    assert.equal(new Set(ids.slice(0, 3)).size, 1);
+    assert.equal(new Set(ids.slice(3, 6)).size, 1);
+    assert.notEqual(ids[0], ids[3]);
+    assert.notEqual(ids[3], ids[6]);
+  });
+
+  it('maxHeapUsed recycles a leaking thread after the task that passed it', async () => {
+    await using pool = new Pool<Tasks>({ filename, maxThreads: 1, maxHeapUsed: 48 * 1024 * 1024 });
+    const first = await pool.run('threadId');
+    const exited = nextEvent<WorkerInfo>(pool, 'workerExit');
+    // Each call keeps 8 MiB more; the thread must be recycled before it grows without bound.
+    let recycled = false;
+    // `leak` returns how many chunks its thread holds: 1 again means a fresh thread took over.
+    for (let i = 0; i < 20 && !recycled; i++) recycled = (await pool.run('leak', [8])) === 1 && i > 0;
+    assert.ok(recycled, 'the leaking thread was replaced within 20 tasks (160 MiB)');
+    const info = await exited;
+    assert.equal(info.threadId, first);
+    assert.equal(info.reason, 'recycled');
+    assert.notEqual(await pool.run('threadId'), first);
+  });
+
+  it('resourceLimits are applied to each thread', async () => {
+    const src = `import { resourceLimits } from 'node:worker_threads'; export function limits() { return resourceLimits; }`;
+    await using pool = new Pool({
+      filename: new URL(`data:text/javascript,${encodeURIComponent(src)}`),
+      maxThreads: 1,
+      resourceLimits: { maxOldGenerationSizeMb: 64, stackSizeMb: 2 },
+    });
+    const limits = (await pool.run('limits')) as { maxOldGenerationSizeMb: number; stackSizeMb: number };
+    assert.equal(limits.maxOldGenerationSizeMb, 64);
+    assert.equal(limits.stackSizeMb, 2);
+  });
+});
