@@ -1,5 +1,6 @@
 import type { EventEmitter } from 'node:events';
 import { once } from 'node:events';
+import { afterEach } from 'node:test';
 
 /** Resolves with `promise`, or fails with a message naming `what` after `ms`. */
 export async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
@@ -14,12 +15,15 @@ export async function within<T>(promise: Promise<T>, ms: number, what: string): 
   }
 }
 
-/** The first `event` of `emitter`, bounded by `ms`. */
+/** The first `event` of `emitter`, bounded by `ms` (a referenced timer: waiting keeps the process alive). */
 export async function nextEvent<T = unknown>(emitter: EventEmitter, event: string, ms = 10_000): Promise<T> {
-  const [value] = await once(emitter, event, { signal: AbortSignal.timeout(ms) }).catch((err: Error) => {
-    throw new Error(`timed out after ${ms} ms waiting for "${event}"`, { cause: err });
-  });
-  return value as T;
+  const ac = new AbortController();
+  try {
+    const [value] = await within(once(emitter, event, { signal: ac.signal }), ms, `"${event}"`);
+    return value as T;
+  } finally {
+    ac.abort();
+  }
 }
 
 /** Resolves with the rejection reason of `promise` (fails if it fulfils), bounded by `ms`. */
@@ -69,4 +73,17 @@ export class Gate {
       if (r.async) await r.value;
     }
   }
+}
+
+const tracked = new Set<{ destroy(): Promise<void> }>();
+afterEach(async () => {
+  const pools = [...tracked];
+  tracked.clear();
+  await within(Promise.all(pools.map((p) => p.destroy())), 10_000, 'pools to close after the test');
+});
+
+/** Registers a pool to be destroyed after the current test, whatever its outcome. */
+export function track<T extends { destroy(): Promise<void> }>(pool: T): T {
+  tracked.add(pool);
+  return pool;
 }

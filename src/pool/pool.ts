@@ -295,11 +295,17 @@ export class Pool<M = Record<string, AnyFunction>> extends EventEmitter {
     }
     h.inflight.set(t.id, t);
     if (t.timeout > 0) {
-      t.timer = setTimeout(
-        () => this.#cancel(t, new TaskTimeoutError(t.name, t.timeout), 'timeout'),
-        t.timeout,
-      );
+      t.timer = setTimeout(() => this.#onTimeout(t), t.timeout);
     }
+  }
+
+  /** A timeout measures run time: a task handed to a busy thread but not started yet gets its full time again. */
+  #onTimeout(t: Task): void {
+    if (t.handle && !t.handle.hasStarted(t.seq)) {
+      t.timer = setTimeout(() => this.#onTimeout(t), t.timeout);
+      return;
+    }
+    this.#cancel(t, new TaskTimeoutError(t.name, t.timeout), 'timeout');
   }
 
   /** Starts a thread; undefined when the platform refused (bad execArgv, resources): waiting tasks then fail. */

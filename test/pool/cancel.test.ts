@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Pool, type WorkerInfo } from '../../src/pool/index.ts';
-import { fixture, Gate, nextEvent, rejection, within } from '../helpers.ts';
+import { fixture, Gate, nextEvent, rejection, track, within } from '../helpers.ts';
 
 type Tasks = typeof import('../fixtures/tasks.ts');
 const filename = fixture('tasks.ts');
 
 describe('pool cancellation', () => {
   it('an already aborted signal rejects at once with its reason', async () => {
-    await using pool = new Pool<Tasks>({ filename, maxThreads: 1 });
+    const pool = track(new Pool<Tasks>({ filename, maxThreads: 1 }));
     const reason = new Error('caller gave up');
     assert.equal(await rejection(pool.run('add', [1, 2], { signal: AbortSignal.abort(reason) })), reason);
     assert.equal(pool.queueSize, 0);
@@ -16,7 +16,7 @@ describe('pool cancellation', () => {
   });
 
   it('aborting a queued task removes it at once', async () => {
-    await using pool = new Pool<Tasks>({ filename, maxThreads: 1 });
+    const pool = track(new Pool<Tasks>({ filename, maxThreads: 1 }));
     const gate = new Gate();
     const blocker = pool.run('block', [gate.sab]);
     await gate.started(1);
@@ -36,7 +36,7 @@ describe('pool cancellation', () => {
   });
 
   it('aborting a running synchronous task rejects at once and replaces its thread', async () => {
-    await using pool = new Pool<Tasks>({ filename, maxThreads: 1 });
+    const pool = track(new Pool<Tasks>({ filename, maxThreads: 1 }));
     const before = await pool.run('threadId');
     const gate = new Gate(); // never opened: the task is stuck in Atomics.wait, like a busy loop
     const ac = new AbortController();
@@ -55,21 +55,15 @@ describe('pool cancellation', () => {
   });
 
   it('a cooperative async task sees its signal and stops; its thread is kept', async () => {
-    await using pool = new Pool<Tasks>({ filename, maxThreads: 1, cancelGrace: 5_000 });
+    const pool = track(new Pool<Tasks>({ filename, maxThreads: 1, cancelGrace: 5_000 }));
     const before = await pool.run('threadId');
     let exits = 0;
     pool.on('workerExit', () => exits++);
     const ac = new AbortController();
-    const task = pool.run('cooperative', [60_000], { signal: ac.signal });
-    // Wait until it is running on the thread (it has been handed over and started).
-    await within(
-      new Promise<void>((resolve) => {
-        const poll = () => (pool.stats().running === 1 ? resolve() : setImmediate(poll));
-        poll();
-      }),
-      5_000,
-      'the task to start',
-    );
+    const gate = new Gate();
+    const task = pool.run('cooperative', [gate.sab, 60_000], { signal: ac.signal });
+    await gate.started(1); // running, and awaiting
+
     ac.abort();
     assert.equal(((await rejection(task, 1_000)) as Error).name, 'AbortError');
     // The thread finishes the task cooperatively and keeps serving.
@@ -78,7 +72,7 @@ describe('pool cancellation', () => {
   });
 
   it('an async task that ignores its signal is terminated after cancelGrace', async () => {
-    await using pool = new Pool<Tasks>({ filename, maxThreads: 1, cancelGrace: 30 });
+    const pool = track(new Pool<Tasks>({ filename, maxThreads: 1, cancelGrace: 30 }));
     const gate = new Gate(); // never opened
     const ac = new AbortController();
     const task = pool.run('blockAsync', [gate.sab], { signal: ac.signal });
@@ -91,7 +85,7 @@ describe('pool cancellation', () => {
   });
 
   it('a task handed to a busy thread but not started is skipped there, and the thread is kept', async () => {
-    await using pool = new Pool<Tasks>({ filename, maxThreads: 1 });
+    const pool = track(new Pool<Tasks>({ filename, maxThreads: 1 }));
     // Tiny tasks first, so the pool hands a busy thread several tasks in one message.
     await Promise.all(Array.from({ length: 200 }, (_, i) => pool.run('add', [i, i])));
     let exits = 0;

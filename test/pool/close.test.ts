@@ -64,13 +64,22 @@ describe('pool shutdown', () => {
     await pool.close();
   });
 
-  it('await using closes the pool at the end of the block', async () => {
-    let pool: Pool<Tasks> | undefined;
-    {
-      await using p = new Pool<Tasks>({ filename, maxThreads: 1 });
-      pool = p;
-      assert.equal(await p.run('add', [1, 2]), 3);
+  it('await using closes the pool at the end of the block', async (t) => {
+    let pool: Pool;
+    let result: unknown;
+    if (supportsAwaitUsing()) {
+      ({ pool, result } = await import('../fixtures/await-using.ts').then((m) =>
+        m.runInUsingBlock(filename),
+      ));
+    } else {
+      t.diagnostic(
+        `Node ${process.version} cannot parse \`await using\`: checking Symbol.asyncDispose directly`,
+      );
+      pool = new Pool({ filename, maxThreads: 1 });
+      result = await pool.run('add', [1, 2]);
+      await pool[Symbol.asyncDispose]();
     }
+    assert.equal(result, 3);
     assert.equal(pool.threadCount, 0);
     assert.equal(((await rejection(pool.run('add', [1, 2]))) as WeftError).code, 'ERR_WEFT_POOL_CLOSED');
   });
@@ -107,3 +116,12 @@ describe('pool shutdown', () => {
     await rm(dir, { recursive: true, force: true });
   });
 });
+
+function supportsAwaitUsing(): boolean {
+  try {
+    new Function('return async () => { await using x = null; }');
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Pool, type WeftError, WorkerCrashedError, type WorkerInfo } from '../../src/pool/index.ts';
-import { fixture, rejection, within } from '../helpers.ts';
+import { fixture, rejection, track, within } from '../helpers.ts';
 
 type Tasks = typeof import('../fixtures/tasks.ts');
 const filename = fixture('tasks.ts');
 
 describe('pool crash recovery', () => {
   it('process.exit in a task rejects it with WorkerCrashedError within 100 ms and replaces the thread', async () => {
-    await using pool = new Pool<Tasks>({ filename, maxThreads: 1 });
+    const pool = track(new Pool<Tasks>({ filename, maxThreads: 1 }));
     const before = await pool.run('threadId');
     const death = new SharedArrayBuffer(8);
     const err = await rejection(
@@ -27,7 +27,7 @@ describe('pool crash recovery', () => {
   });
 
   it('an error thrown outside any task crashes the thread: in-flight tasks reject with it as cause', async () => {
-    await using pool = new Pool<Tasks>({ filename, maxThreads: 1 });
+    const pool = track(new Pool<Tasks>({ filename, maxThreads: 1 }));
     const errors: unknown[] = [];
     pool.on('error', (e) => errors.push(e));
     const exits: WorkerInfo[] = [];
@@ -46,12 +46,12 @@ describe('pool crash recovery', () => {
   });
 
   it('an uncaught error with no error listener does not crash the caller', async () => {
-    await using pool = new Pool<Tasks>({ filename, maxThreads: 1 });
+    const pool = track(new Pool<Tasks>({ filename, maxThreads: 1 }));
     assert.ok((await rejection(pool.run('throwLater', ['quiet']))) instanceof WorkerCrashedError);
   });
 
   it('tasks handed to a thread that crashed before starting them run again on the new thread', async () => {
-    await using pool = new Pool<Tasks>({ filename, maxThreads: 1 });
+    const pool = track(new Pool<Tasks>({ filename, maxThreads: 1 }));
     await Promise.all(Array.from({ length: 200 }, (_, i) => pool.run('add', [i, i])));
     const crash = pool.run('exit', [9]);
     const rest = Array.from({ length: 10 }, (_, i) => pool.run('add', [i, 100]));
@@ -63,11 +63,13 @@ describe('pool crash recovery', () => {
   });
 
   it('out of memory under resourceLimits rejects with WorkerCrashedError and the pool recovers', async () => {
-    await using pool = new Pool<Tasks>({
-      filename,
-      maxThreads: 1,
-      resourceLimits: { maxOldGenerationSizeMb: 32, maxYoungGenerationSizeMb: 8 },
-    });
+    const pool = track(
+      new Pool<Tasks>({
+        filename,
+        maxThreads: 1,
+        resourceLimits: { maxOldGenerationSizeMb: 32, maxYoungGenerationSizeMb: 8 },
+      }),
+    );
     const err = (await rejection(pool.run('allocate', [512]), 60_000)) as WorkerCrashedError;
     assert.ok(err instanceof WorkerCrashedError);
     assert.equal((err.cause as { code?: string }).code, 'ERR_WORKER_OUT_OF_MEMORY');
@@ -75,7 +77,7 @@ describe('pool crash recovery', () => {
   });
 
   it('a module that throws at load rejects every queued task with the load error, without respawning forever', async () => {
-    await using pool = new Pool({ filename: fixture('load-error.ts'), maxThreads: 2 });
+    const pool = track(new Pool({ filename: fixture('load-error.ts'), maxThreads: 2 }));
     let starts = 0;
     pool.on('workerStart', () => starts++);
     const results = await within(
@@ -98,14 +100,14 @@ describe('pool crash recovery', () => {
   });
 
   it('a module that exits while loading rejects with ERR_WEFT_MODULE_LOAD and the exit code', async () => {
-    await using pool = new Pool({ filename: fixture('exit-at-load.ts'), maxThreads: 1 });
+    const pool = track(new Pool({ filename: fixture('exit-at-load.ts'), maxThreads: 1 }));
     const err = (await rejection(pool.run('anything'))) as WeftError;
     assert.equal(err.code, 'ERR_WEFT_MODULE_LOAD');
     assert.match(err.message, /exit code 7/);
   });
 
   it('a missing module rejects with ERR_WEFT_MODULE_LOAD', async () => {
-    await using pool = new Pool({ filename: fixture('does-not-exist.ts'), maxThreads: 1 });
+    const pool = track(new Pool({ filename: fixture('does-not-exist.ts'), maxThreads: 1 }));
     const err = (await rejection(pool.run('anything'))) as WeftError;
     assert.equal(err.code, 'ERR_WEFT_MODULE_LOAD');
     assert.equal((err.cause as { code?: string }).code, 'ERR_MODULE_NOT_FOUND');
@@ -114,7 +116,7 @@ describe('pool crash recovery', () => {
 
 describe('pool thread start failures', () => {
   it('a thread the platform refuses to start (bad execArgv) rejects waiting tasks instead of hanging', async () => {
-    await using pool = new Pool<Tasks>({ filename, maxThreads: 1, execArgv: ['--use-largepages=off'] });
+    const pool = track(new Pool<Tasks>({ filename, maxThreads: 1, execArgv: ['--use-largepages=off'] }));
     const err = (await rejection(pool.run('add', [1, 2]), 5_000)) as WeftError;
     assert.equal(err.code, 'ERR_WEFT_MODULE_LOAD');
     assert.equal((err.cause as { code?: string }).code, 'ERR_WORKER_INVALID_EXEC_ARGV');

@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Pool, type WorkerInfo } from '../../src/pool/index.ts';
-import { fixture, nextEvent } from '../helpers.ts';
+import { fixture, nextEvent, track } from '../helpers.ts';
 
 type Tasks = typeof import('../fixtures/tasks.ts');
 const filename = fixture('tasks.ts');
 
 describe('pool memory limits', () => {
   it('maxTasksPerWorker replaces a thread after that many tasks, between tasks', async () => {
-    await using pool = new Pool<Tasks>({ filename, maxThreads: 1, maxTasksPerWorker: 3 });
+    const pool = track(new Pool<Tasks>({ filename, maxThreads: 1, maxTasksPerWorker: 3 }));
     const ids: number[] = [];
     for (let i = 0; i < 7; i++) ids.push(await pool.run('threadId'));
     assert.equal(new Set(ids.slice(0, 3)).size, 1);
@@ -18,7 +18,7 @@ describe('pool memory limits', () => {
   });
 
   it('maxHeapUsed recycles a leaking thread after the task that passed it', async () => {
-    await using pool = new Pool<Tasks>({ filename, maxThreads: 1, maxHeapUsed: 48 * 1024 * 1024 });
+    const pool = track(new Pool<Tasks>({ filename, maxThreads: 1, maxHeapUsed: 48 * 1024 * 1024 }));
     const first = await pool.run('threadId');
     const exited = nextEvent<WorkerInfo>(pool, 'workerExit');
     // Each call keeps 8 MiB more; the thread must be recycled before it grows without bound.
@@ -34,11 +34,13 @@ describe('pool memory limits', () => {
 
   it('resourceLimits are applied to each thread', async () => {
     const src = `import { resourceLimits } from 'node:worker_threads'; export function limits() { return resourceLimits; }`;
-    await using pool = new Pool({
-      filename: new URL(`data:text/javascript,${encodeURIComponent(src)}`),
-      maxThreads: 1,
-      resourceLimits: { maxOldGenerationSizeMb: 64, stackSizeMb: 2 },
-    });
+    const pool = track(
+      new Pool({
+        filename: new URL(`data:text/javascript,${encodeURIComponent(src)}`),
+        maxThreads: 1,
+        resourceLimits: { maxOldGenerationSizeMb: 64, stackSizeMb: 2 },
+      }),
+    );
     const limits = (await pool.run('limits')) as { maxOldGenerationSizeMb: number; stackSizeMb: number };
     assert.equal(limits.maxOldGenerationSizeMb, 64);
     assert.equal(limits.stackSizeMb, 2);

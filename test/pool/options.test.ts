@@ -2,13 +2,13 @@ import assert from 'node:assert/strict';
 import { availableParallelism } from 'node:os';
 import { describe, it } from 'node:test';
 import { InvalidOptionError, Pool, type PoolOptions, WeftError } from '../../src/pool/index.ts';
-import { fixture } from '../helpers.ts';
+import { fixture, track } from '../helpers.ts';
 
 const filename = fixture('tasks.ts');
 
 describe('pool options', () => {
   it('defaults: maxThreads = available parallelism, one min thread, lazy start', async () => {
-    await using pool = new Pool({ filename });
+    const pool = track(new Pool({ filename }));
     assert.equal(pool.options.maxThreads, availableParallelism());
     assert.equal(pool.options.minThreads, 1);
     assert.equal(pool.options.eager, false);
@@ -20,7 +20,7 @@ describe('pool options', () => {
 
   it('accepts a file URL, a file: string and an absolute path', async () => {
     for (const f of [filename, filename.href, filename.pathname]) {
-      await using pool = new Pool({ filename: f, maxThreads: 1 });
+      const pool = track(new Pool({ filename: f, maxThreads: 1 }));
       assert.equal(await pool.run('add', [2, 3]), 5);
     }
   });

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Pool, QueueFullError } from '../../src/pool/index.ts';
 import { TaskQueue } from '../../src/pool/queue.ts';
-import { fixture, Gate, nextEvent, rejection, within } from '../helpers.ts';
+import { fixture, Gate, nextEvent, rejection, track, within } from '../helpers.ts';
 
 type Tasks = typeof import('../fixtures/tasks.ts');
 const filename = fixture('tasks.ts');
@@ -37,7 +37,7 @@ describe('TaskQueue', () => {
 
 describe('pool queue', () => {
   it('runs queued tasks by priority, FIFO within a priority', async () => {
-    await using pool = new Pool<Tasks>({ filename, maxThreads: 1 });
+    const pool = track(new Pool<Tasks>({ filename, maxThreads: 1 }));
     const gate = new Gate();
     const blocker = pool.run('block', [gate.sab]);
     await gate.started(1);
@@ -54,7 +54,7 @@ describe('pool queue', () => {
   });
 
   it('rejects at once with QueueFullError beyond maxQueue, and emits drain when the queue empties', async () => {
-    await using pool = new Pool<Tasks>({ filename, maxThreads: 1, maxQueue: 2 });
+    const pool = track(new Pool<Tasks>({ filename, maxThreads: 1, maxQueue: 2 }));
     const gate = new Gate();
     const blocker = pool.run('block', [gate.sab]);
     await gate.started(1);
@@ -75,7 +75,7 @@ describe('pool queue', () => {
   });
 
   it('does not count tasks that free threads will take at once against maxQueue', async () => {
-    await using pool = new Pool<Tasks>({ filename, maxThreads: 2, maxQueue: 0 });
+    const pool = track(new Pool<Tasks>({ filename, maxThreads: 2, maxQueue: 0 }));
     assert.deepEqual(await Promise.all([pool.run('add', [1, 1]), pool.run('add', [2, 2])]), [2, 4]);
     const third = Promise.allSettled([
       pool.run('sleep', [20]),

@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Pool, WeftError } from '../../src/pool/index.ts';
-import { fixture, rejection } from '../helpers.ts';
+import { fixture, rejection, track } from '../helpers.ts';
 
 type Tasks = typeof import('../fixtures/tasks.ts');
 const filename = fixture('tasks.ts');
 
 describe('pool.run', () => {
   it('runs sync and async tasks and infers their result types', async () => {
-    await using pool = new Pool<Tasks>({ filename, maxThreads: 2 });
+    const pool = track(new Pool<Tasks>({ filename, maxThreads: 2 }));
     const sum: number = await pool.run('add', [2, 40]);
     assert.equal(sum, 42);
     assert.equal(await pool.run('sleep', [5]), 5);
@@ -21,7 +21,7 @@ describe('pool.run', () => {
   });
 
   it('rejects an unknown task name with ERR_WEFT_UNKNOWN_TASK and keeps serving', async () => {
-    await using pool = new Pool({ filename, maxThreads: 1 });
+    const pool = track(new Pool({ filename, maxThreads: 1 }));
     const err = await rejection(pool.run('nope', []));
     assert.ok(err instanceof WeftError, 'a WeftError');
     assert.equal(err.code, 'ERR_WEFT_UNKNOWN_TASK');
@@ -31,7 +31,7 @@ describe('pool.run', () => {
   });
 
   it('rejects bad arguments of run itself with ERR_WEFT_INVALID_ARGUMENT', async () => {
-    await using pool = new Pool({ filename, maxThreads: 1 });
+    const pool = track(new Pool({ filename, maxThreads: 1 }));
     const cases: unknown[][] = [
       [42, []],
       ['add', 'not an array'],
@@ -48,7 +48,7 @@ describe('pool.run', () => {
   });
 
   it('delivers task errors with name, message, worker stack, code, cause and own properties', async () => {
-    await using pool = new Pool<Tasks>({ filename, maxThreads: 1 });
+    const pool = track(new Pool<Tasks>({ filename, maxThreads: 1 }));
     const err = (await rejection(pool.run('fail', ['boom']))) as RangeError & Record<string, unknown>;
     assert.ok(err instanceof RangeError);
     assert.equal(err.name, 'RangeError');
@@ -64,13 +64,13 @@ describe('pool.run', () => {
     const url = new URL(
       `data:text/javascript,${encodeURIComponent('export function t(){ throw { reason: "plain" } }; export function s(){ throw "str" }')}`,
     );
-    await using pool = new Pool({ filename: url, maxThreads: 1 });
+    const pool = track(new Pool({ filename: url, maxThreads: 1 }));
     assert.deepEqual(await rejection(pool.run('t')), { reason: 'plain' });
     assert.equal(await rejection(pool.run('s')), 'str');
   });
 
   it('rejects uncloneable arguments with ERR_WEFT_DATA_CLONE naming the task, without failing the batch', async () => {
-    await using pool = new Pool<Tasks>({ filename, maxThreads: 1 });
+    const pool = track(new Pool<Tasks>({ filename, maxThreads: 1 }));
     const good = pool.run('add', [1, 2]);
     const bad = pool.run('echo', [() => 1]);
     const good2 = pool.run('add', [3, 4]);
@@ -82,7 +82,7 @@ describe('pool.run', () => {
   });
 
   it('rejects an uncloneable result with ERR_WEFT_DATA_CLONE', async () => {
-    await using pool = new Pool<Tasks>({ filename, maxThreads: 1 });
+    const pool = track(new Pool<Tasks>({ filename, maxThreads: 1 }));
     const [bad, good] = await Promise.allSettled([pool.run('returnFunction'), pool.run('add', [1, 1])]);
     assert.equal(bad.status, 'rejected');
     assert.equal((bad as PromiseRejectedResult).reason.code, 'ERR_WEFT_DATA_CLONE');

@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Pool, type WorkerInfo } from '../../src/pool/index.ts';
-import { fixture, Gate, rejection } from '../helpers.ts';
+import { fixture, Gate, rejection, track } from '../helpers.ts';
 
 type Tasks = typeof import('../fixtures/tasks.ts');
 const filename = fixture('tasks.ts');
 
 describe('pool stats and events', () => {
   it('counts completed, failed, cancelled, timed out and crashed tasks, with wait and run histograms', async () => {
-    await using pool = new Pool<Tasks>({ filename, maxThreads: 2 });
+    const pool = track(new Pool<Tasks>({ filename, maxThreads: 2 }));
     const empty = pool.stats();
     assert.equal(empty.completed, 0);
     assert.equal(empty.runTime.count, 0);
@@ -40,7 +40,7 @@ describe('pool stats and events', () => {
   });
 
   it('reports busy threads and the queue while tasks run', async () => {
-    await using pool = new Pool<Tasks>({ filename, maxThreads: 1 });
+    const pool = track(new Pool<Tasks>({ filename, maxThreads: 1 }));
     const gate = new Gate();
     const tasks = [pool.run('block', [gate.sab]), pool.run('add', [1, 1])];
     await gate.started(1);

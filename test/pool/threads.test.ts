@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Pool, type WorkerInfo } from '../../src/pool/index.ts';
-import { fixture, Gate, nextEvent, within } from '../helpers.ts';
+import { fixture, Gate, nextEvent, track, within } from '../helpers.ts';
 
 type Tasks = typeof import('../fixtures/tasks.ts');
 const filename = fixture('tasks.ts');
 
 describe('pool threads', () => {
   it('lazy start: no thread until the first task', async () => {
-    await using pool = new Pool<Tasks>({ filename, minThreads: 2, maxThreads: 2 });
+    const pool = track(new Pool<Tasks>({ filename, minThreads: 2, maxThreads: 2 }));
     assert.equal(pool.threadCount, 0);
     await pool.run('add', [1, 1]);
     assert.ok(pool.threadCount >= 1);
@@ -16,7 +16,7 @@ describe('pool threads', () => {
 
   it('eager start: minThreads threads start at construction', async () => {
     const started: number[] = [];
-    await using pool = new Pool<Tasks>({ filename, minThreads: 2, maxThreads: 3, eager: true });
+    const pool = track(new Pool<Tasks>({ filename, minThreads: 2, maxThreads: 3, eager: true }));
     assert.equal(pool.threadCount, 2);
     pool.on('workerStart', (info: WorkerInfo) => started.push(info.threadId));
     await within(
@@ -31,7 +31,7 @@ describe('pool threads', () => {
   });
 
   it('never runs more than maxThreads threads; the rest waits in the queue', async () => {
-    await using pool = new Pool<Tasks>({ filename, maxThreads: 2 });
+    const pool = track(new Pool<Tasks>({ filename, maxThreads: 2 }));
     const gate = new Gate();
     const tasks = Array.from({ length: 5 }, (_, i) => pool.run('block', [gate.sab, i]));
     await gate.started(2);
@@ -43,7 +43,7 @@ describe('pool threads', () => {
   });
 
   it('shrinks to minThreads after idleTimeout', async () => {
-    await using pool = new Pool<Tasks>({ filename, minThreads: 1, maxThreads: 2, idleTimeout: 50 });
+    const pool = track(new Pool<Tasks>({ filename, minThreads: 1, maxThreads: 2, idleTimeout: 50 }));
     const gate = new Gate();
     const tasks = [pool.run('block', [gate.sab]), pool.run('block', [gate.sab])];
     await gate.started(2);
@@ -57,7 +57,7 @@ describe('pool threads', () => {
   });
 
   it('runs up to concurrentTasksPerWorker async tasks on one thread', async () => {
-    await using pool = new Pool<Tasks>({ filename, maxThreads: 1, concurrentTasksPerWorker: 3 });
+    const pool = track(new Pool<Tasks>({ filename, maxThreads: 1, concurrentTasksPerWorker: 3 }));
     const gate = new Gate();
     const tasks = Array.from({ length: 4 }, (_, i) => pool.run('blockAsync', [gate.sab, i]));
     await gate.started(3);
@@ -73,13 +73,15 @@ describe('pool threads', () => {
       export function data() { return workerData; }
       export function env(k) { return process.env[k]; }
       export function argv() { return process.execArgv; }`;
-    await using pool = new Pool({
-      filename: new URL(`data:text/javascript,${encodeURIComponent(src)}`),
-      maxThreads: 1,
-      workerData: { answer: 42 },
-      env: { WEFT_TEST_VAR: 'yes' },
-      execArgv: ['--no-warnings'],
-    });
+    const pool = track(
+      new Pool({
+        filename: new URL(`data:text/javascript,${encodeURIComponent(src)}`),
+        maxThreads: 1,
+        workerData: { answer: 42 },
+        env: { WEFT_TEST_VAR: 'yes' },
+        execArgv: ['--no-warnings'],
+      }),
+    );
     assert.deepEqual(await pool.run('data'), { answer: 42 });
     assert.equal(await pool.run('env', ['WEFT_TEST_VAR']), 'yes');
     assert.deepEqual(await pool.run('argv'), ['--no-warnings']);

@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Pool, TaskTimeoutError, type WorkerInfo } from '../../src/pool/index.ts';
-import { fixture, Gate, nextEvent, rejection } from '../helpers.ts';
+import { fixture, Gate, nextEvent, rejection, track } from '../helpers.ts';
 
 type Tasks = typeof import('../fixtures/tasks.ts');
 const filename = fixture('tasks.ts');
 
 describe('pool timeouts', () => {
   it('a task past its timeout rejects with TaskTimeoutError; its thread is replaced; the pool keeps serving', async () => {
-    await using pool = new Pool<Tasks>({ filename, maxThreads: 1 });
+    const pool = track(new Pool<Tasks>({ filename, maxThreads: 1 }));
     const before = await pool.run('threadId');
     const gate = new Gate(); // never opened
     const exited = nextEvent<WorkerInfo>(pool, 'workerExit');
@@ -24,18 +24,36 @@ describe('pool timeouts', () => {
   });
 
   it('uses the pool default timeout; a per-task timeout overrides it, 0 disables it', async () => {
-    await using pool = new Pool<Tasks>({ filename, maxThreads: 1, timeout: 40 });
+    const pool = track(new Pool<Tasks>({ filename, maxThreads: 1, timeout: 40 }));
     assert.ok((await rejection(pool.run('sleep', [10_000]), 5_000)) instanceof TaskTimeoutError);
     assert.equal(await pool.run('sleep', [60], { timeout: 0 }), 60);
     assert.equal(await pool.run('sleep', [60], { timeout: 5_000 }), 60);
   });
 
   it('a timed-out task does not fail the other tasks waiting for its thread', async () => {
-    await using pool = new Pool<Tasks>({ filename, maxThreads: 1 });
+    const pool = track(new Pool<Tasks>({ filename, maxThreads: 1 }));
     const gate = new Gate();
     const stuck = pool.run('block', [gate.sab], { timeout: 50 });
     const next = [pool.run('add', [1, 2]), pool.run('add', [3, 4])];
     assert.ok((await rejection(stuck, 5_000)) instanceof TaskTimeoutError);
     assert.deepEqual(await Promise.all(next), [3, 7]);
+  });
+});
+
+describe('pool timeouts and hand-over', () => {
+  it('a task handed to a busy thread is timed from its start, not from the hand-over', async () => {
+    const pool = track(new Pool<Tasks>({ filename, maxThreads: 1 }));
+    // Tiny tasks first, so the pool hands several tasks to the thread in one message.
+    await Promise.all(Array.from({ length: 200 }, (_, i) => pool.run('add', [i, i])));
+    const gate = new Gate();
+    const blocker = pool.run('block', [gate.sab]);
+    const behind = pool.run('add', [20, 22], { timeout: 30 });
+    await gate.started(1);
+    assert.equal(pool.queueSize, 0, 'both were handed to the thread');
+    // Keep the thread blocked well past the queued task's timeout, measured by a timer of our own.
+    await new Promise((resolve) => setTimeout(resolve, 120));
+    gate.open();
+    assert.equal(await blocker, 'released');
+    assert.equal(await behind, 42);
   });
 });

@@ -2,14 +2,14 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { MessageChannel } from 'node:worker_threads';
 import { isTransferred, Pool, transfer } from '../../src/pool/index.ts';
-import { fixture, within } from '../helpers.ts';
+import { fixture, track, within } from '../helpers.ts';
 
 type Tasks = typeof import('../fixtures/tasks.ts');
 const filename = fixture('tasks.ts');
 
 describe('pool zero-copy', () => {
   it('moves a buffer to the task with { transfer } and back with transfer()', async () => {
-    await using pool = new Pool<Tasks>({ filename, maxThreads: 1 });
+    const pool = track(new Pool<Tasks>({ filename, maxThreads: 1 }));
     const bytes = new Uint8Array(16 * 1024 * 1024).fill(10);
     const out = await pool.run('invert', [bytes], { transfer: [bytes.buffer] });
     assert.equal(bytes.byteLength, 0, 'the sender no longer owns the buffer: it was moved, not copied');
@@ -29,7 +29,7 @@ describe('pool zero-copy', () => {
   });
 
   it('passes a SharedArrayBuffer through: the task writes memory the caller sees', async () => {
-    await using pool = new Pool<Tasks>({ filename, maxThreads: 2 });
+    const pool = track(new Pool<Tasks>({ filename, maxThreads: 2 }));
     const sab = new SharedArrayBuffer(4 * 1000);
     await Promise.all([pool.run('addShared', [sab, 1]), pool.run('addShared', [sab, 2])]);
     const view = new Int32Array(sab);
@@ -37,7 +37,7 @@ describe('pool zero-copy', () => {
   });
 
   it('accepts MessagePorts in transfer, so one task streams to another (a two-stage pipeline)', async () => {
-    await using pool = new Pool<Tasks>({ filename, maxThreads: 2 });
+    const pool = track(new Pool<Tasks>({ filename, maxThreads: 2 }));
     const { port1, port2 } = new MessageChannel();
     const [produced, sum] = await within(
       Promise.all([
@@ -52,7 +52,7 @@ describe('pool zero-copy', () => {
   });
 
   it('a task whose moved arguments were lost in a crash is rejected, not re-run with detached data', async () => {
-    await using pool = new Pool<Tasks>({ filename, maxThreads: 1 });
+    const pool = track(new Pool<Tasks>({ filename, maxThreads: 1 }));
     await Promise.all(Array.from({ length: 200 }, (_, i) => pool.run('add', [i, i])));
     const bytes = new Uint8Array(1024);
     const crash = pool.run('exit', [1]);
