@@ -11,15 +11,8 @@ export {
   WorkerCrashedError,
 } from '../errors.ts';
 export type { PoolOptions, ResolvedPoolOptions } from './options.ts';
-export {
-  type CloseOptions,
-  Pool,
-  type RunOptions,
-  type TaskArgs,
-  type TaskName,
-  type TaskResult,
-  type WorkerInfo,
-} from './pool.ts';
+export { Pool } from './pool.ts';
 export type { PoolStats, TimeSummary } from './stats.ts';
 export { isTransferred, type TransferListItem, type Transferred, transfer } from './transfer.ts';
+export type { CloseOptions, RunOptions, TaskArgs, TaskName, TaskResult, WorkerInfo } from './types.ts';
 export type { TaskContext } from './worker.ts';

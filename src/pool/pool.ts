@@ -1,61 +1,24 @@
 import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
-import {
-  InvalidOptionError,
-  QueueFullError,
-  TaskTimeoutError,
-  WeftError,
-  WorkerCrashedError,
-} from '../errors.ts';
+import { QueueFullError, TaskTimeoutError, WeftError, WorkerCrashedError } from '../errors.ts';
 import { type PoolOptions, type ResolvedPoolOptions, resolveOptions } from './options.ts';
 import { ERROR, type WorkerEvent } from './protocol.ts';
 import { TaskQueue } from './queue.ts';
+import { closedError, invalidArgument, parseRunOptions, toError } from './run-options.ts';
 import { deserializeError } from './serialize.ts';
 import { DurationHistogram, type PoolStats } from './stats.ts';
 import { Task } from './task.ts';
-import type { TransferListItem, Transferred } from './transfer.ts';
+import type { TransferListItem } from './transfer.ts';
+import type {
+  AnyFunction,
+  CloseOptions,
+  RunOptions,
+  RunRest,
+  TaskName,
+  TaskResult,
+  WorkerInfo,
+} from './types.ts';
 import { WorkerHandle } from './worker-handle.ts';
-
-/** Per-call options of `pool.run`. */
-export interface RunOptions {
-  /** Lower runs first; FIFO within a priority. Default: 0. */
-  priority?: number;
-  /** Ms the task may run before it is rejected with `TaskTimeoutError` (0: none). Default: the pool's `timeout`. */
-  timeout?: number;
-  /** Cancels the task: a queued one is removed, a running one is rejected at once and its thread replaced. */
-  signal?: AbortSignal;
-  /** Moved, not copied, to the thread: `ArrayBuffer`s, `MessagePort`s. */
-  transfer?: readonly TransferListItem[];
-}
-
-/** Options of `pool.close`. */
-export interface CloseOptions {
-  /** Reject queued and running tasks with `ERR_WEFT_POOL_CLOSED` instead of finishing them. */
-  force?: boolean;
-}
-
-/** Information passed with `workerStart` and `workerExit`. */
-export interface WorkerInfo {
-  threadId: number;
-  /** Exit code, on `workerExit`. */
-  exitCode?: number;
-  /** Why it ended, on `workerExit`: `idle`, `recycled`, `cancelled`, `timeout`, `crashed`, `load-failed`, `closed`. */
-  reason?: string;
-}
-
-// biome-ignore lint/suspicious/noExplicitAny: the constraint must accept every function signature
-type AnyFunction = (...args: any[]) => any;
-/** The names of a task module's function exports. */
-export type TaskName<M> = { [K in keyof M]: M[K] extends AnyFunction ? K : never }[keyof M] & string;
-/** The argument tuple of a task. */
-export type TaskArgs<F> = F extends (...args: infer A) => unknown ? A : never;
-/** What the caller receives from a task: its awaited return value, unwrapped from `transfer()`. */
-export type TaskResult<F> = F extends (...args: never[]) => infer R ? Unwrap<Awaited<R>> : never;
-type Unwrap<T> = T extends Transferred<infer V> ? V : T;
-type RunRest<F> =
-  [] extends TaskArgs<F>
-    ? [args?: TaskArgs<F>, options?: RunOptions]
-    : [args: TaskArgs<F>, options?: RunOptions];
 
 /** Tasks handed to a thread beyond its concurrency when tasks are tiny, so one message carries many. */
 const PREFETCH = 64;
@@ -139,36 +102,9 @@ export class Pool<M = Record<string, AnyFunction>> extends EventEmitter {
   ): unknown {
     if (typeof name !== 'string') return invalidArgument('name', 'a string', name);
     if (!Array.isArray(args)) return invalidArgument('args', 'an array', args);
-    let priority = 0;
-    let timeout = this.options.timeout;
-    let signal: AbortSignal | undefined;
-    let transfer: TransferListItem[] | undefined;
-    if (options !== undefined) {
-      if (typeof options !== 'object' || options === null)
-        return invalidArgument('options', 'an object', options);
-      if (options.priority !== undefined) {
-        if (typeof options.priority !== 'number' || !Number.isFinite(options.priority)) {
-          return invalidArgument('priority', 'a finite number', options.priority);
-        }
-        priority = options.priority;
-      }
-      if (options.timeout !== undefined) {
-        if (typeof options.timeout !== 'number' || !(options.timeout >= 0)) {
-          return invalidArgument('timeout', 'a number >= 0', options.timeout);
-        }
-        timeout = options.timeout;
-      }
-      if (options.signal !== undefined) {
-        if (!(options.signal instanceof AbortSignal))
-          return invalidArgument('signal', 'an AbortSignal', options.signal);
-        signal = options.signal;
-      }
-      if (options.transfer !== undefined) {
-        if (!Array.isArray(options.transfer))
-          return invalidArgument('transfer', 'an array', options.transfer);
-        transfer = options.transfer as TransferListItem[];
-      }
-    }
+    const parsed = parseRunOptions(options, this.options.timeout);
+    if (parsed instanceof WeftError) return parsed;
+    const { priority, timeout, signal, transfer } = parsed;
     if (this.#closing) return closedError();
     if (signal?.aborted) {
       this.#counts.cancelled++;
@@ -411,14 +347,11 @@ export class Pool<M = Record<string, AnyFunction>> extends EventEmitter {
   }
 
   /** Terminates `h` on purpose: tasks it had not started go back to the queue, started ones are rejected. */
-  #end(h: WorkerHandle, reason: string, started?: Error): void {
+  #end(h: WorkerHandle, reason: string): void {
     if (h.terminating) return;
     this.#remove(h);
     h.exitReason = reason;
-    this.#evacuate(
-      h,
-      started ?? new WorkerCrashedError(`Worker ${h.threadId} was terminated (${reason})`, null),
-    );
+    this.#evacuate(h, new WorkerCrashedError(`Worker ${h.threadId} was terminated (${reason})`, null));
     h.terminate();
     this.#replenish();
   }
@@ -646,26 +579,4 @@ export class Pool<M = Record<string, AnyFunction>> extends EventEmitter {
     });
     void Promise.all(exits).then(() => finish());
   }
-}
-
-function toError(value: unknown): unknown {
-  const err = deserializeError(value);
-  if (err instanceof Error && typeof (err as { code?: unknown }).code === 'string') {
-    const code = (err as unknown as { code: string }).code;
-    if (code === 'ERR_WEFT_UNKNOWN_TASK' || code === 'ERR_WEFT_DATA_CLONE') {
-      const weft = new WeftError(code, err.message);
-      weft.stack = err.stack;
-      return weft;
-    }
-  }
-  return err;
-}
-
-function closedError(): WeftError {
-  return new WeftError('ERR_WEFT_POOL_CLOSED', 'The pool is closed');
-}
-
-function invalidArgument(name: string, expected: string, actual: unknown): WeftError {
-  const err = new InvalidOptionError(name, expected, actual);
-  return new WeftError('ERR_WEFT_INVALID_ARGUMENT', err.message);
 }
