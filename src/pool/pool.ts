@@ -111,7 +111,8 @@ export class Pool<M = Record<string, AnyFunction>> extends EventEmitter {
       return signal.reason;
     }
     if (this.#loadError && performance.now() < this.#loadBackoffUntil) return this.#loadError;
-    if (this.#queue.size >= this.options.maxQueue + this.#freeCapacity()) {
+    const { maxQueue } = this.options;
+    if (maxQueue !== Number.POSITIVE_INFINITY && this.#queue.size >= maxQueue + this.#freeCapacity()) {
       return new QueueFullError(this.options.maxQueue);
     }
     const task = new Task(
@@ -171,6 +172,8 @@ export class Pool<M = Record<string, AnyFunction>> extends EventEmitter {
       if (take <= 0) continue;
       // Share a backlog of tiny tasks evenly instead of handing it all to the first thread.
       if (tiny) take = Math.min(take, Math.max(c, Math.ceil(queue.size / eligible)));
+      // A thread due for recycling gets no more than its remaining tasks.
+      take = Math.min(take, this.options.maxTasksPerWorker - h.handedOver);
       const batch: Task[] = [];
       for (let i = 0; i < take; i++) {
         const task = queue.shift();
@@ -223,6 +226,7 @@ export class Pool<M = Record<string, AnyFunction>> extends EventEmitter {
 
   #handOver(h: WorkerHandle, t: Task): void {
     h.seq = (h.seq + 1) | 0;
+    h.handedOver++;
     t.seq = h.seq;
     t.handle = h;
     if (h.inflight.size === 0) {

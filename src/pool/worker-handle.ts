@@ -25,6 +25,8 @@ export class WorkerHandle {
   terminating = false;
   exited = false;
   tasksDone = 0;
+  /** Tasks ever handed to this thread (for `maxTasksPerWorker`). */
+  handedOver = 0;
   /** The error of the thread's `error` event, the cause of its crash. */
   error: unknown = undefined;
   idleTimer: NodeJS.Timeout | undefined = undefined;

@@ -17,6 +17,15 @@ describe('pool memory limits', () => {
     assert.notEqual(ids[3], ids[6]);
   });
 
+  it('maxTasksPerWorker holds when tiny tasks are handed over in batches', async () => {
+    const pool = track(new Pool<Tasks>({ filename, maxThreads: 2, maxTasksPerWorker: 10 }));
+    const ids = await Promise.all(Array.from({ length: 300 }, () => pool.run('threadId')));
+    const perThread = new Map<number, number>();
+    for (const id of ids) perThread.set(id, (perThread.get(id) ?? 0) + 1);
+    assert.ok(perThread.size >= 30, `300 tasks need at least 30 threads, used ${perThread.size}`);
+    for (const [id, n] of perThread) assert.ok(n <= 10, `thread ${id} ran ${n} tasks`);
+  });
+
   it('maxHeapUsed recycles a leaking thread after the task that passed it', async () => {
     const pool = track(new Pool<Tasks>({ filename, maxThreads: 1, maxHeapUsed: 48 * 1024 * 1024 }));
     const first = await pool.run('threadId');
