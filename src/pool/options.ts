@@ -85,18 +85,19 @@ export function resolveOptions(options: PoolOptions): ResolvedPoolOptions {
   if (options.env !== undefined && (typeof options.env !== 'object' || options.env === null)) {
     throw new InvalidOptionError('env', 'an object', options.env);
   }
+  const timeout = delay(options, 'timeout', 0);
   return Object.freeze({
     filename,
     minThreads,
     maxThreads,
     eager: options.eager ?? false,
-    idleTimeout: num(options, 'idleTimeout', 10_000),
+    idleTimeout: delay(options, 'idleTimeout', 10_000),
     concurrentTasksPerWorker: int(options, 'concurrentTasksPerWorker', 1, 1),
-    maxQueue: int(options, 'maxQueue', Number.POSITIVE_INFINITY, 0),
-    timeout: num(options, 'timeout', 0),
-    cancelGrace: num(options, 'cancelGrace', 100),
+    maxQueue: int(options, 'maxQueue', Number.POSITIVE_INFINITY, 0, true),
+    timeout: timeout === Number.POSITIVE_INFINITY ? 0 : timeout,
+    cancelGrace: delay(options, 'cancelGrace', 100),
     resourceLimits: options.resourceLimits ? Object.freeze({ ...options.resourceLimits }) : undefined,
-    maxTasksPerWorker: int(options, 'maxTasksPerWorker', Number.POSITIVE_INFINITY, 1),
+    maxTasksPerWorker: int(options, 'maxTasksPerWorker', Number.POSITIVE_INFINITY, 1, true),
     maxHeapUsed: num(options, 'maxHeapUsed', 0),
     workerData: options.workerData,
     execArgv: options.execArgv ? [...options.execArgv] : undefined,
@@ -121,16 +122,32 @@ function resolveFilename(filename: unknown): string {
   return pathToFileURL(filename).href;
 }
 
-function int(options: object, key: string, fallback: number, min: number): number {
+function int(options: object, key: string, fallback: number, min: number, infinite = false): number {
   const value = (options as Record<string, unknown>)[key];
   if (value === undefined) return fallback;
-  if (
-    typeof value !== 'number' ||
-    !(Number.isInteger(value) || value === Number.POSITIVE_INFINITY) ||
-    value < min
-  ) {
-    throw new InvalidOptionError(key, `an integer >= ${min}`, value);
+  const ok = Number.isSafeInteger(value) || (infinite && value === Number.POSITIVE_INFINITY);
+  if (typeof value !== 'number' || !ok || value < min) {
+    throw new InvalidOptionError(key, `an integer >= ${min}${infinite ? ' or Infinity' : ''}`, value);
   }
+  return value;
+}
+
+/** Longest delay a Node timer honours; longer ones fire after 1 ms. */
+const MAX_TIMER = 2 ** 31 - 1;
+/** What a delay option must be, for error messages. */
+export const DELAY = `a number of ms from 0 to ${MAX_TIMER}, or Infinity`;
+
+/** True for a delay a timer can honour, or Infinity (never). */
+export function isDelay(value: unknown): value is number {
+  return (
+    typeof value === 'number' && value >= 0 && (value <= MAX_TIMER || value === Number.POSITIVE_INFINITY)
+  );
+}
+
+function delay(options: object, key: string, fallback: number): number {
+  const value = (options as Record<string, unknown>)[key];
+  if (value === undefined) return fallback;
+  if (!isDelay(value)) throw new InvalidOptionError(key, DELAY, value);
   return value;
 }
 

@@ -69,9 +69,9 @@ export class Pool<M = Record<string, AnyFunction>> extends EventEmitter {
     return this.#queue.size;
   }
 
-  /** True while the queue is at `maxQueue`: wait for `drain` before adding more. */
+  /** True while tasks wait and the queue is at `maxQueue`: wait for `drain` before adding more. */
   get needsDrain(): boolean {
-    return this.#queue.size >= this.options.maxQueue;
+    return this.#queue.size > 0 && this.#queue.size >= this.options.maxQueue;
   }
 
   /** Live threads. */
@@ -175,10 +175,12 @@ export class Pool<M = Record<string, AnyFunction>> extends EventEmitter {
       // A thread due for recycling gets no more than its remaining tasks.
       take = Math.min(take, this.options.maxTasksPerWorker - h.handedOver);
       const batch: Task[] = [];
+      const startsAtOnce = c - h.inflight.size;
       for (let i = 0; i < take; i++) {
-        const task = queue.shift();
-        if (!task) break;
-        batch.push(task);
+        // A task with a timeout is only handed to a free slot, where it starts at once: its timer measures its run.
+        const next = queue.peek();
+        if (!next || (i >= startsAtOnce && next.timeout > 0)) break;
+        batch.push(queue.shift()!);
       }
       this.#send(h, batch);
     }
@@ -280,9 +282,8 @@ export class Pool<M = Record<string, AnyFunction>> extends EventEmitter {
       const task = h.inflight.get(id);
       if (!task) {
         // A task given up on that its thread finished within the grace period: the thread is healthy.
-        const zombie = h.zombies.get(id);
-        if (zombie) {
-          clearTimeout(zombie);
+        if (h.zombies.has(id)) {
+          clearTimeout(h.zombies.get(id));
           h.zombies.delete(id);
         }
         continue;
@@ -296,7 +297,7 @@ export class Pool<M = Record<string, AnyFunction>> extends EventEmitter {
       this.#detach(task);
       if (msg[i + 1] === ERROR) {
         this.#counts.failed++;
-        task.reject(toError(msg[i + 2]));
+        task.reject(toError(msg[i + 2], task.name));
       } else {
         this.#counts.completed++;
         task.resolve(msg[i + 2]);
@@ -462,13 +463,17 @@ export class Pool<M = Record<string, AnyFunction>> extends EventEmitter {
 
   /** Keeps `minThreads` alive and replaces ended threads while tasks wait. */
   #replenish(): void {
-    if (this.#closing) return;
+    if (this.#forced) return;
     if (this.#loadError && performance.now() < this.#loadBackoffUntil) return;
-    let live = 0;
-    for (const h of this.#workers) if (!h.retiring) live++;
-    const wanted = this.#queue.size > 0 || this.options.eager ? this.options.minThreads : 0;
-    for (; live < wanted && this.#workers.length < this.options.maxThreads; live++)
-      if (!this.#spawn()) return;
+    if (!this.#closing) {
+      let live = 0;
+      for (const h of this.#workers) if (!h.retiring) live++;
+      const wanted = this.#queue.size > 0 || this.options.eager ? this.options.minThreads : 0;
+      for (; live < wanted && this.#workers.length < this.options.maxThreads; live++) {
+        if (!this.#spawn()) return;
+      }
+    }
+    // A graceful close still finishes the queue, on fresh threads if recycling or a crash ended the old ones.
     if (this.#queue.size > 0) this.#dispatch();
   }
 
@@ -497,9 +502,14 @@ export class Pool<M = Record<string, AnyFunction>> extends EventEmitter {
       this.#end(h, kind);
     } else {
       h.cancel(t.id);
-      const timer = setTimeout(() => {
-        if (h.zombies.delete(t.id)) this.#end(h, kind);
-      }, this.options.cancelGrace);
+      const grace = this.options.cancelGrace;
+      // cancelGrace: Infinity trusts the task to stop by itself; the thread is never terminated for it.
+      const timer =
+        grace === Number.POSITIVE_INFINITY
+          ? undefined
+          : setTimeout(() => {
+              if (h.zombies.delete(t.id)) this.#end(h, kind);
+            }, grace);
       h.zombies.set(t.id, timer);
     }
     this.#afterSettle(h);

@@ -33,6 +33,10 @@ class Ring<T> {
     this.#length++;
   }
 
+  first(): T | undefined {
+    return this.#length === 0 ? undefined : this.#items[this.#head];
+  }
+
   shift(): T | undefined {
     if (this.#length === 0) return undefined;
     const item = this.#items[this.#head];
@@ -81,6 +85,18 @@ export class TaskQueue<T extends Queueable> {
         task.queued = false;
         this.#size--;
         return task;
+      }
+    }
+    return undefined;
+  }
+
+  /** The task `shift()` would return, left in place. */
+  peek(): T | undefined {
+    for (const { ring } of this.#rings) {
+      while (ring.length > 0) {
+        const task = ring.first()!;
+        if (task.queued) return task;
+        ring.shift();
       }
     }
     return undefined;

@@ -1,4 +1,5 @@
 import { InvalidOptionError, WeftError } from '../errors.ts';
+import { DELAY, isDelay } from './options.ts';
 import { deserializeError } from './serialize.ts';
 import type { TransferListItem } from './transfer.ts';
 import type { RunOptions } from './types.ts';
@@ -33,9 +34,8 @@ export function parseRunOptions(
     parsed.priority = priority;
   }
   if (timeout !== undefined) {
-    if (typeof timeout !== 'number' || !(timeout >= 0))
-      return invalidArgument('timeout', 'a number >= 0', timeout);
-    parsed.timeout = timeout;
+    if (!isDelay(timeout)) return invalidArgument('timeout', DELAY, timeout);
+    parsed.timeout = timeout === Number.POSITIVE_INFINITY ? 0 : timeout;
   }
   if (signal !== undefined) {
     if (!(signal instanceof AbortSignal)) return invalidArgument('signal', 'an AbortSignal', signal);
@@ -49,15 +49,19 @@ export function parseRunOptions(
 }
 
 /** Rebuilds a task's error; Weft's own codes from the thread become `WeftError`s again. */
-export function toError(value: unknown): unknown {
+export function toError(value: unknown, task: string): unknown {
   const err = deserializeError(value);
-  if (err instanceof Error && typeof (err as { code?: unknown }).code === 'string') {
-    const code = (err as unknown as { code: string }).code;
-    if (code === 'ERR_WEFT_UNKNOWN_TASK' || code === 'ERR_WEFT_DATA_CLONE') {
-      const weft = new WeftError(code, err.message);
-      weft.stack = err.stack;
-      return weft;
-    }
+  if (!(err instanceof Error)) return err;
+  const code = (err as Error & { code?: unknown }).code;
+  if (code === 'ERR_WEFT_UNKNOWN_TASK') {
+    const weft = new WeftError(code, err.message);
+    weft.stack = err.stack;
+    return weft;
+  }
+  if (code === 'ERR_WEFT_DATA_CLONE') {
+    return new WeftError(code, `The result of task "${task}" could not be cloned: ${err.message}`, {
+      cause: err.cause,
+    });
   }
   return err;
 }

@@ -15,7 +15,7 @@ export class WorkerHandle {
   /** Tasks handed to this thread and not settled, in hand-over order. */
   readonly inflight = new Map<number, Task>();
   /** Tasks given up on (cancelled, timed out) whose thread may still be running them: id → grace timer. */
-  readonly zombies = new Map<number, NodeJS.Timeout>();
+  readonly zombies = new Map<number, NodeJS.Timeout | undefined>();
   /** Sequence number of the last task handed over (wraps like the thread's counter). */
   seq = 0;
   ready = false;

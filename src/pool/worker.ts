@@ -238,7 +238,7 @@ class Runtime {
         list.filter((item) => reachable(one[2], item)),
       );
     } catch (err) {
-      const e = new Error(`The result of task ${out[i]} could not be cloned: ${(err as Error).message}`);
+      const e = new Error((err as Error).message, { cause: err });
       (e as Error & { code: string }).code = 'ERR_WEFT_DATA_CLONE';
       port.postMessage([out[i], ERROR, serializeError(e), out[i + 3]]);
     }

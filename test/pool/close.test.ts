@@ -34,6 +34,20 @@ describe('pool shutdown', () => {
     assert.equal(pool.threadCount, 0);
   });
 
+  it('close() finishes the queue even when threads are recycled or crash while it waits', async () => {
+    const recycled = new Pool<Tasks>({ filename, maxThreads: 1, maxTasksPerWorker: 1 });
+    const tasks = [recycled.run('add', [1, 1]), recycled.run('add', [2, 2]), recycled.run('add', [3, 3])];
+    await within(recycled.close(), 10_000, 'close() with recycling threads');
+    assert.deepEqual(await Promise.all(tasks), [2, 4, 6]);
+
+    const crashing = new Pool<Tasks>({ filename, maxThreads: 1 });
+    const crash = rejection(crashing.run('exit', [1]));
+    const after = crashing.run('add', [5, 5]);
+    await within(crashing.close(), 10_000, 'close() after a crash');
+    assert.equal(((await crash) as { code: string }).code, 'ERR_WEFT_WORKER_CRASHED');
+    assert.equal(await after, 10);
+  });
+
   it('close({ force: true }) and destroy() reject queued and running tasks with ERR_WEFT_POOL_CLOSED', async () => {
     for (const stop of [(p: Pool<Tasks>) => p.close({ force: true }), (p: Pool<Tasks>) => p.destroy()]) {
       const pool = new Pool<Tasks>({ filename, maxThreads: 1 });

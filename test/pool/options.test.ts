@@ -31,6 +31,11 @@ describe('pool options', () => {
     ['filename', { filename: new URL('https://example.invalid/tasks.js') }],
     ['maxThreads', { maxThreads: 0 }],
     ['maxThreads', { maxThreads: 1.5 }],
+    ['maxThreads', { maxThreads: Number.POSITIVE_INFINITY }],
+    ['concurrentTasksPerWorker', { concurrentTasksPerWorker: Number.POSITIVE_INFINITY }],
+    ['idleTimeout', { idleTimeout: 2 ** 31 }],
+    ['cancelGrace', { cancelGrace: 2 ** 40 }],
+    ['timeout', { timeout: 2 ** 31 }],
     ['minThreads', { minThreads: 3, maxThreads: 2 }],
     ['minThreads', { minThreads: -1 }],
     ['idleTimeout', { idleTimeout: -1 }],
@@ -56,6 +61,21 @@ describe('pool options', () => {
       );
     });
   }
+
+  it('accepts Infinity where it means "never" or "unbounded"', async () => {
+    const inf = Number.POSITIVE_INFINITY;
+    const pool = track(
+      new Pool({
+        filename,
+        maxThreads: 1,
+        idleTimeout: inf,
+        cancelGrace: inf,
+        maxQueue: inf,
+        maxTasksPerWorker: inf,
+      }),
+    );
+    assert.equal(await pool.run('add', [1, 1]), 2);
+  });
 
   it('rejects a missing options object', () => {
     assert.throws(() => new Pool(undefined as unknown as PoolOptions), { code: 'ERR_WEFT_INVALID_OPTION' });

@@ -76,6 +76,7 @@ describe('pool queue', () => {
 
   it('does not count tasks that free threads will take at once against maxQueue', async () => {
     const pool = track(new Pool<Tasks>({ filename, maxThreads: 2, maxQueue: 0 }));
+    assert.equal(pool.needsDrain, false, 'an idle pool never needs a drain');
     assert.deepEqual(await Promise.all([pool.run('add', [1, 1]), pool.run('add', [2, 2])]), [2, 4]);
     const third = Promise.allSettled([
       pool.run('sleep', [20]),

@@ -86,6 +86,8 @@ describe('pool.run', () => {
     const [bad, good] = await Promise.allSettled([pool.run('returnFunction'), pool.run('add', [1, 1])]);
     assert.equal(bad.status, 'rejected');
     assert.equal((bad as PromiseRejectedResult).reason.code, 'ERR_WEFT_DATA_CLONE');
+    assert.match((bad as PromiseRejectedResult).reason.message, /result of task "returnFunction"/);
+    assert.ok((bad as PromiseRejectedResult).reason.cause instanceof Error, 'the clone error is the cause');
     assert.deepEqual(good, { status: 'fulfilled', value: 2 });
   });
 

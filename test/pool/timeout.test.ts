@@ -23,6 +23,14 @@ describe('pool timeouts', () => {
     assert.equal(pool.stats().timedOut, 1);
   });
 
+  it('timeout Infinity means none; timers Node cannot honour are refused', async () => {
+    const pool = track(new Pool<Tasks>({ filename, maxThreads: 1, timeout: Number.POSITIVE_INFINITY }));
+    assert.equal(pool.options.timeout, 0);
+    assert.equal(await pool.run('sleep', [20], { timeout: Number.POSITIVE_INFINITY }), 20);
+    const err = (await rejection(pool.run('sleep', [1], { timeout: 2 ** 31 }))) as { code: string };
+    assert.equal(err.code, 'ERR_WEFT_INVALID_ARGUMENT');
+  });
+
   it('uses the pool default timeout; a per-task timeout overrides it, 0 disables it', async () => {
     const pool = track(new Pool<Tasks>({ filename, maxThreads: 1, timeout: 40 }));
     assert.ok((await rejection(pool.run('sleep', [10_000]), 5_000)) instanceof TaskTimeoutError);
@@ -41,19 +49,20 @@ describe('pool timeouts', () => {
 });
 
 describe('pool timeouts and hand-over', () => {
-  it('a task handed to a busy thread is timed from its start, not from the hand-over', async () => {
+  it('a task waiting behind a busy thread is timed from its start, not from its submission', async () => {
     const pool = track(new Pool<Tasks>({ filename, maxThreads: 1 }));
     // Tiny tasks first, so the pool hands several tasks to the thread in one message.
     await Promise.all(Array.from({ length: 200 }, (_, i) => pool.run('add', [i, i])));
     const gate = new Gate();
     const blocker = pool.run('block', [gate.sab]);
-    const behind = pool.run('add', [20, 22], { timeout: 30 });
+    const behind = pool.run('sleep', [60], { timeout: 100 });
+    const untimed = pool.run('add', [20, 22]);
     await gate.started(1);
-    assert.equal(pool.queueSize, 0, 'both were handed to the thread');
-    // Keep the thread blocked well past the queued task's timeout, measured by a timer of our own.
-    await new Promise((resolve) => setTimeout(resolve, 120));
+    // Keep the thread blocked past the waiting task's timeout (a deliberate delay: that is what is under test).
+    await new Promise((resolve) => setTimeout(resolve, 150));
     gate.open();
     assert.equal(await blocker, 'released');
-    assert.equal(await behind, 42);
+    assert.equal(await behind, 60, 'it ran 60 ms of its 100 ms, however long it waited');
+    assert.equal(await untimed, 42);
   });
 });
