@@ -11,7 +11,7 @@ describe('pool threads', () => {
     const pool = track(new Pool<Tasks>({ filename, minThreads: 2, maxThreads: 2 }));
     assert.equal(pool.threadCount, 0);
     await pool.run('add', [1, 1]);
-    assert.ok(pool.threadCount >= 1);
+    assert.equal(pool.threadCount, 2, 'the first task brings up minThreads threads');
   });
 
   it('eager start: minThreads threads start at construction', async () => {
@@ -40,6 +40,17 @@ describe('pool threads', () => {
     assert.deepEqual(pool.stats().threads, { total: 2, idle: 0, busy: 2 });
     gate.open();
     assert.deepEqual(await within(Promise.all(tasks), 10_000, 'tasks'), [0, 1, 2, 3, 4]);
+  });
+
+  it('fills idle threads before handing tasks ahead to busy ones', async () => {
+    const pool = track(new Pool<Tasks>({ filename, minThreads: 2, maxThreads: 2 }));
+    // 1 ms tasks: short enough that busy threads are handed one task ahead.
+    await Promise.all(Array.from({ length: 40 }, () => pool.run('spin', [1])));
+    const gate = new Gate();
+    const tasks = [pool.run('block', [gate.sab, 'a']), pool.run('block', [gate.sab, 'b'])];
+    await gate.started(2); // both run at once: neither waits behind the other
+    gate.open();
+    assert.deepEqual(await Promise.all(tasks), ['a', 'b']);
   });
 
   it('shrinks to minThreads after idleTimeout', async () => {

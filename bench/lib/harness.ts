@@ -1,0 +1,72 @@
+/** Runs measurements in alternating rounds with a time limit on each one. */
+
+/** What `bench/run.ts` passes to an area's `run`. */
+export interface AreaOptions {
+  rounds: number;
+  /** Progress lines, to stderr; the area's markdown is its return value. */
+  log: (line: string) => void;
+}
+
+/** Rounds per metric: `BENCH_ROUNDS`, default 3. */
+export function roundsFromEnv(): number {
+  const raw = process.env.BENCH_ROUNDS;
+  if (raw === undefined || raw === '') return 3;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`BENCH_ROUNDS must be a positive integer, got "${raw}"`);
+  return n;
+}
+
+export class TimeoutError extends Error {
+  override name = 'TimeoutError';
+}
+
+/** Resolves like `promise`, or rejects with {@link TimeoutError} after `ms`. */
+export async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const limit = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new TimeoutError(`${what} took longer than ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, limit]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** `items` rotated left by `by`, so each round starts with a different one. */
+export function rotate<T>(items: readonly T[], by: number): T[] {
+  const k = by % items.length;
+  return [...items.slice(k), ...items.slice(0, k)];
+}
+
+/** The samples of one subject over all rounds, or the error that stopped it. */
+export interface Series<S> {
+  samples: S[];
+  error?: string;
+}
+
+/**
+ * Measures every subject once per round, in rotated order each round. A subject that fails or times out is
+ * skipped in later rounds and keeps its error.
+ */
+export async function alternate<T extends { name: string }, S>(
+  subjects: readonly T[],
+  rounds: number,
+  measure: (subject: T) => Promise<S>,
+  log: (line: string) => void,
+): Promise<Map<T, Series<S>>> {
+  const series = new Map<T, Series<S>>(subjects.map((s) => [s, { samples: [] }]));
+  for (let round = 0; round < rounds; round++) {
+    for (const subject of rotate(subjects, round)) {
+      const entry = series.get(subject)!;
+      if (entry.error !== undefined) continue;
+      try {
+        entry.samples.push(await measure(subject));
+      } catch (err) {
+        entry.error = err instanceof Error ? err.message : String(err);
+        log(`  ${subject.name}: failed: ${entry.error}`);
+      }
+    }
+  }
+  return series;
+}

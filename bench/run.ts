@@ -1,0 +1,71 @@
+/**
+ * Benchmark entry point: `npm run bench` runs every area, `npm run bench -- pool` only the named ones, and
+ * `--write` also replaces each area's section of docs/benchmarks.md. `BENCH_ROUNDS` sets the rounds (default 3).
+ */
+import { type AreaOptions, roundsFromEnv } from './lib/harness.ts';
+import { load, machine, updateDocs, writeResult } from './lib/report.ts';
+
+interface Area {
+  title: string;
+  run: (options: AreaOptions) => Promise<string>;
+}
+
+/** Areas by name, loaded only when asked for. New areas (stream, cluster) are added here. */
+const AREAS: Record<string, () => Promise<Area>> = {
+  pool: async () => ({ title: 'Worker pool', run: (await import('./pool.ts')).run }),
+};
+
+const RESULTS = new URL('./results/', import.meta.url);
+const DOCS = new URL('../docs/benchmarks.md', import.meta.url);
+
+function parseArgs(argv: string[]): { areas: string[]; write: boolean } {
+  const areas: string[] = [];
+  let write = false;
+  for (const arg of argv) {
+    if (arg === '--write') write = true;
+    else if (Object.hasOwn(AREAS, arg)) areas.push(arg);
+    else {
+      throw new Error(`Unknown argument "${arg}". Areas: ${Object.keys(AREAS).join(', ')}; flags: --write.`);
+    }
+  }
+  return { areas: areas.length > 0 ? areas : Object.keys(AREAS), write };
+}
+
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  const { areas, write } = parseArgs(args);
+  const rounds = roundsFromEnv();
+  const rounded = process.env.BENCH_ROUNDS ? `BENCH_ROUNDS=${rounds} ` : '';
+  const command = `${rounded}npm run bench${args.length > 0 ? ` -- ${args.join(' ')}` : ''}`;
+  const log = (line: string) => process.stderr.write(`${line}\n`);
+  for (const name of areas) {
+    const area = await AREAS[name]!();
+    log(`# ${area.title} (${name})`);
+    const started = performance.now();
+    const loadBefore = load();
+    const body = await area.run({ rounds, log });
+    const took = performance.now() - started;
+    const full = `## ${area.title}\n\n${machine(command, loadBefore, took)}\n\n${body}`;
+    process.stdout.write(`${full}\n`);
+    const file = await writeResult(RESULTS, name, full);
+    log(`# ${name}: ${(took / 1000).toFixed(1)} s; wrote ${file.pathname}`);
+    if (write) {
+      await updateDocs(DOCS, name, full);
+      log(`# ${name}: updated ${DOCS.pathname}`);
+    }
+  }
+}
+
+main().then(
+  () => {
+    // Every pool is closed by now; if a stuck one still holds the process, do not hang.
+    setTimeout(() => {
+      process.stderr.write('bench: something still holds the event loop after the run; exiting\n');
+      process.exit(process.exitCode ?? 0);
+    }, 5_000).unref();
+  },
+  (err: unknown) => {
+    process.stderr.write(`bench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(1);
+  },
+);
