@@ -1,0 +1,20 @@
+/**
+ * `weft/lifecycle`: graceful shutdown, health and readiness, and load shedding, for any process. See
+ * docs/lifecycle.md.
+ * @module
+ */
+export { InvalidOptionError, WeftError, type WeftErrorCode } from '../errors.ts';
+export * from './health.ts';
+export type { DrainableServer, ServerOptions } from './http-drain.ts';
+export {
+  type Closable,
+  createLifecycle,
+  type HookContext,
+  type HookOptions,
+  Lifecycle,
+  type LifecycleState,
+  type ShutdownHook,
+} from './lifecycle.ts';
+export type { Logger } from './logger.ts';
+export { type LifecycleOptions, PHASES, type Phase, type ShutdownSignal, SIGNALS } from './options.ts';
+export * from './shed.ts';
