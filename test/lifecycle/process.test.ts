@@ -81,6 +81,14 @@ describe('lifecycle in a real process', () => {
     assert.deepEqual({ started: counts?.started, finished: counts?.finished }, { started: 1, finished: 1 });
   });
 
+  it('SIGINT starts the same shutdown', async () => {
+    const s = await start();
+    s.child.kill('SIGINT');
+    assert.equal(await within(s.exit, 10_000, 'exit'), 0);
+    assert.ok(s.lines.some((l) => l.msg === 'SIGINT received: shutting down'));
+    assert.ok(s.lines.some((l) => l.msg === 'counts'), 'the flush phase ran');
+  });
+
   it('a second signal during shutdown forces exit 1 with a clear log line', async () => {
     const s = await start({ HANG_HOOK: '1' });
     s.child.kill('SIGTERM');
