@@ -3,6 +3,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { InvalidOptionError } from '../errors.ts';
+import { DELAY, isDelay } from '../validate.ts';
+import { type FastifyLikeReply, isFastifyReply } from './reply.ts';
 
 /** What a probe asks: is the process alive, can it take traffic, has it finished starting. */
 export type CheckKind = 'liveness' | 'readiness' | 'startup';
@@ -45,14 +47,6 @@ export interface HealthOptions {
   clock?: () => number;
   /** Defaults of every check's `timeout` and `cacheFor`. */
   defaults?: Omit<CheckOptions, 'kind'>;
-}
-
-/** The part of a fastify reply a handler uses (fastify's `FastifyReply` fits). */
-export interface FastifyLikeReply {
-  readonly raw: object;
-  code(statusCode: number): unknown;
-  header(name: string, value: string): unknown;
-  send(payload?: unknown): unknown;
 }
 
 /** A health endpoint usable as a node:http, express or fastify handler; it answers the {@link HealthReport}. */
@@ -99,7 +93,6 @@ const DEFAULT_PATHS: Readonly<Record<CheckKind, string>> = {
   readiness: '/health/ready',
   startup: '/health/startup',
 };
-const MAX_TIMER = 2 ** 31 - 1;
 const HEADERS = { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' } as const;
 
 /**
@@ -422,22 +415,8 @@ function object<T>(value: T, option: string): T {
 
 function delay(value: unknown, option: string, fallback: number): number {
   if (value === undefined) return fallback;
-  const ok =
-    typeof value === 'number' && value >= 0 && (value <= MAX_TIMER || value === Number.POSITIVE_INFINITY);
-  if (!ok) throw new InvalidOptionError(option, `a number of ms from 0 to ${MAX_TIMER}, or Infinity`, value);
+  if (!isDelay(value)) throw new InvalidOptionError(option, DELAY, value);
   return value;
-}
-
-function isFastifyReply(value: unknown): value is FastifyLikeReply {
-  if (typeof value !== 'object' || value === null) return false;
-  const reply = value as Partial<Record<keyof FastifyLikeReply, unknown>>;
-  return (
-    typeof reply.raw === 'object' &&
-    reply.raw !== null &&
-    typeof reply.code === 'function' &&
-    typeof reply.header === 'function' &&
-    typeof reply.send === 'function'
-  );
 }
 
 const statusCode = (report: HealthReport): number => (report.status === 'ok' ? 200 : 503);

@@ -17,4 +17,5 @@ export {
 } from './lifecycle.ts';
 export type { Logger } from './logger.ts';
 export { type LifecycleOptions, PHASES, type Phase, type ShutdownSignal, SIGNALS } from './options.ts';
+export type { FastifyLikeReply } from './reply.ts';
 export * from './shed.ts';

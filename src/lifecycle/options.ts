@@ -1,4 +1,5 @@
 import { InvalidOptionError } from '../errors.ts';
+import { MAX_TIMER } from '../validate.ts';
 import type { HealthOptions } from './health.ts';
 import type { Logger } from './logger.ts';
 
@@ -27,8 +28,6 @@ export interface LifecycleOptions {
   /** Options of the health checks. */
   health?: HealthOptions;
 }
-
-const MAX_TIMER = 2 ** 31 - 1;
 
 export function resolveLifecycleOptions(options: LifecycleOptions) {
   if (typeof options !== 'object' || options === null)

@@ -2,6 +2,8 @@ import { EventEmitter } from 'node:events';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { getHeapStatistics } from 'node:v8';
 import { InvalidOptionError } from '../errors.ts';
+import { MAX_TIMER } from '../validate.ts';
+import { type FastifyLikeReply, isFastifyReply } from './reply.ts';
 
 /** A user metric such as a queue depth: shedding starts when `value()` passes `max` (Infinity: report only). */
 export interface Gauge {
@@ -83,12 +85,7 @@ export interface ShedResponse {
 }
 
 /** What the guard uses of a fastify reply; `FastifyReply` fits. */
-export interface ShedReply {
-  readonly raw: object;
-  code(statusCode: number): unknown;
-  header(name: string, value: string): unknown;
-  send(payload?: unknown): unknown;
-}
+export type ShedReply = FastifyLikeReply;
 
 /**
  * node:http guard `(req, res)`, express middleware `(req, res, next)` or fastify `onRequest` hook
@@ -109,7 +106,6 @@ interface Sampler {
   readonly close: () => void;
 }
 
-const MAX_TIMER = 2 ** 31 - 1;
 /** Resolution of the event-loop delay monitor, ms. */
 const RESOLUTION = 10;
 const HEADERS = { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' } as const;
@@ -229,7 +225,7 @@ export class LoadShedder extends EventEmitter<LoadShedderEvents> {
       this.#shed++;
       const body = JSON.stringify({ error: 'overloaded', reasons: this.#reasons });
       const retryAfter = String(this.#options.retryAfter);
-      if (isReply(res)) {
+      if (isFastifyReply(res)) {
         // An onRequest hook that answers and never calls `done` ends the request there.
         res.code(503);
         res.header('retry-after', retryAfter);
@@ -341,17 +337,6 @@ function limitsOf(o: ResolvedLoadShedderOptions): readonly Limit[] {
   ];
   // A limit that is off neither starts shedding nor holds back recovery.
   return Object.freeze(limits.filter((l) => l.limit !== Number.POSITIVE_INFINITY));
-}
-
-function isReply(value: ShedResponse | ShedReply): value is ShedReply {
-  const reply = value as Partial<Record<keyof ShedReply, unknown>>;
-  return (
-    typeof reply.raw === 'object' &&
-    reply.raw !== null &&
-    typeof reply.code === 'function' &&
-    typeof reply.header === 'function' &&
-    typeof reply.send === 'function'
-  );
 }
 
 /**

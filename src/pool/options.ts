@@ -3,6 +3,7 @@ import { isAbsolute } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { ResourceLimits } from 'node:worker_threads';
 import { InvalidOptionError } from '../errors.ts';
+import { DELAY, isDelay } from '../validate.ts';
 
 /** Options of {@link Pool}. Every one is validated once, at construction. */
 export interface PoolOptions {
@@ -130,18 +131,6 @@ function int(options: object, key: string, fallback: number, min: number, infini
     throw new InvalidOptionError(key, `an integer >= ${min}${infinite ? ' or Infinity' : ''}`, value);
   }
   return value;
-}
-
-/** Longest delay a Node timer honours; longer ones fire after 1 ms. */
-const MAX_TIMER = 2 ** 31 - 1;
-/** What a delay option must be, for error messages. */
-export const DELAY = `a number of ms from 0 to ${MAX_TIMER}, or Infinity`;
-
-/** True for a delay a timer can honour, or Infinity (never). */
-export function isDelay(value: unknown): value is number {
-  return (
-    typeof value === 'number' && value >= 0 && (value <= MAX_TIMER || value === Number.POSITIVE_INFINITY)
-  );
 }
 
 function delay(options: object, key: string, fallback: number): number {

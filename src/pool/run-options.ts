@@ -1,5 +1,5 @@
 import { InvalidOptionError, WeftError } from '../errors.ts';
-import { DELAY, isDelay } from './options.ts';
+import { DELAY, isDelay } from '../validate.ts';
 import { deserializeError } from './serialize.ts';
 import type { TransferListItem } from './transfer.ts';
 import type { RunOptions } from './types.ts';

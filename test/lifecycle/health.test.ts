@@ -4,13 +4,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, it } from 'node:test';
 import { InvalidOptionError } from '../../src/errors.ts';
-import {
-  type CheckKind,
-  type FastifyLikeReply,
-  Health,
-  type HealthReport,
-  type ProbeServer,
-} from '../../src/lifecycle/health.ts';
+import { type CheckKind, Health, type HealthReport, type ProbeServer } from '../../src/lifecycle/health.ts';
+import type { FastifyLikeReply } from '../../src/lifecycle/reply.ts';
 import { rejection, within } from '../helpers.ts';
 
 const KINDS: readonly CheckKind[] = ['liveness', 'readiness', 'startup'];

@@ -86,7 +86,10 @@ describe('lifecycle in a real process', () => {
     s.child.kill('SIGINT');
     assert.equal(await within(s.exit, 10_000, 'exit'), 0);
     assert.ok(s.lines.some((l) => l.msg === 'SIGINT received: shutting down'));
-    assert.ok(s.lines.some((l) => l.msg === 'counts'), 'the flush phase ran');
+    assert.ok(
+      s.lines.some((l) => l.msg === 'counts'),
+      'the flush phase ran',
+    );
   });
 
   it('a second signal during shutdown forces exit 1 with a clear log line', async () => {
