@@ -15,7 +15,7 @@ export {
   type LifecycleState,
   type ShutdownHook,
 } from './lifecycle.ts';
-export type { Logger } from './logger.ts';
+export { type Logger, stderrLogger } from './logger.ts';
 export { type LifecycleOptions, PHASES, type Phase, type ShutdownSignal, SIGNALS } from './options.ts';
 export type { FastifyLikeReply } from './reply.ts';
 export * from './shed.ts';

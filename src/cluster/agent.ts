@@ -1,0 +1,50 @@
+/**
+ * Loaded into every supervised worker with `--import` before the application: answers the supervisor's pings from
+ * the event loop (a stuck loop cannot answer, which is how hung workers are found), reports stats, and drains on
+ * SIGTERM when the application has no lifecycle of its own. Internal.
+ */
+import cluster from 'node:cluster';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
+import { isWeftMessage, type PrimaryMessage, type WorkerStats } from './protocol.ts';
+import { customStats } from './worker.ts';
+
+if (cluster.isWorker && process.env.WEFT_WORKER_INDEX !== undefined) install();
+
+function install(): void {
+  process.on('message', (msg: unknown) => {
+    if (!isWeftMessage(msg)) return;
+    const m = msg as PrimaryMessage;
+    if (m.weft === 'ping' && process.connected) process.send?.({ weft: 'pong', id: m.id });
+  });
+
+  const interval = Number(process.env.WEFT_STATS_INTERVAL ?? 1000);
+  if (interval > 0) {
+    const delay = monitorEventLoopDelay({ resolution: 10 });
+    delay.enable();
+    let elu = performance.eventLoopUtilization();
+    setInterval(() => {
+      const now = performance.eventLoopUtilization();
+      const mem = process.memoryUsage();
+      const stats: WorkerStats = {
+        rss: mem.rss,
+        heapUsed: mem.heapUsed,
+        eventLoopDelayP99: delay.count > 0 ? delay.percentile(99) / 1e6 : 0,
+        eventLoopUtilization: performance.eventLoopUtilization(now, elu).utilization,
+        custom: customStats(),
+      };
+      elu = now;
+      delay.reset();
+      if (process.connected) process.send?.({ weft: 'stats', stats });
+    }, interval).unref();
+  }
+
+  // Without weft/lifecycle in the application, SIGTERM would kill the worker mid-request. Unless the application
+  // handles SIGTERM itself, close its servers, let in-flight requests finish, and exit (node:cluster's disconnect).
+  process.on('SIGTERM', () => {
+    if (process.listenerCount('SIGTERM') > 1) return;
+    const timeout = Number(process.env.WEFT_KILL_TIMEOUT ?? 30_000);
+    setTimeout(() => process.exit(1), timeout).unref();
+    cluster.worker?.disconnect();
+    cluster.worker?.once('disconnect', () => process.exit(0));
+  });
+}

@@ -1,0 +1,11 @@
+/**
+ * `weft/cluster`: a supervisor that runs a service on N processes sharing its ports, and the worker-side API.
+ * See docs/cluster.md.
+ * @module
+ */
+export { Backoff, type BackoffOptions, CrashWindow } from './backoff.ts';
+export type { ResolvedSuperviseOptions, SuperviseOptions } from './options.ts';
+export type { WorkerStats } from './protocol.ts';
+export type { SlotState, SlotStatus } from './slot.ts';
+export { type ReloadResult, Supervisor, type SupervisorStatus, supervise } from './supervisor.ts';
+export { worker } from './worker.ts';

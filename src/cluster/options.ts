@@ -1,0 +1,128 @@
+import { availableParallelism } from 'node:os';
+import { isAbsolute } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { InvalidOptionError } from '../errors.ts';
+import type { Logger } from '../lifecycle/index.ts';
+import { MAX_TIMER } from '../validate.ts';
+import type { BackoffOptions } from './backoff.ts';
+
+/** Options of `supervise()`. Validated once, at start. */
+export interface SuperviseOptions {
+  /** The application's entry script (absolute path or file: URL). */
+  exec: string | URL;
+  /** Arguments passed to the application. */
+  args?: string[];
+  /** Worker processes: a number or `'max'` (one per core). Default: `'max'`. */
+  workers?: number | 'max';
+  /** Shown in logs and status. Default: the script's file name. */
+  name?: string;
+  /** Extra environment for the workers. */
+  env?: Record<string, string>;
+  /** Node options for the workers. Default: the supervisor's own `execArgv`. */
+  execArgv?: string[];
+  /** Ms a new worker has to become ready (listen, or call `worker.ready()`). Default: 30 000. */
+  startTimeout?: number;
+  /** Ms a stopping worker has to drain before SIGKILL. Default: 30 000. */
+  killTimeout?: number;
+  /** Ms between liveness pings. Default: 1 000. */
+  pingInterval?: number;
+  /** A worker whose event loop has not answered a ping for this long is killed and replaced (0: off). Default: 10 000. */
+  livenessTimeout?: number;
+  /** Ms between SIGTERM and SIGKILL for a hung worker. Default: 2 000. */
+  hungKillGrace?: number;
+  /** RSS in bytes above which a worker is replaced gracefully (0: off). Default: 0. */
+  maxMemory?: number;
+  /** Restart delays after a crash. Default: 100 ms doubling to 30 s, 20 % jitter. */
+  backoff?: BackoffOptions;
+  /** Ms a worker must run before its slot's backoff resets. Default: 30 000. */
+  stableAfter?: number;
+  /** More than `max` crashes within `windowMs` marks a slot failed. Default: 5 in 60 000 ms. */
+  crashLoop?: { max: number; windowMs: number };
+  /** Extra workers a reload may start at once. Default: 1. */
+  maxSurge?: number;
+  /** Ms between the workers' stats reports. Default: 1 000. */
+  statsInterval?: number;
+  /** A pino-compatible logger. Default: JSON lines on stderr for warnings and errors. */
+  logger?: Logger;
+  /** Handle SIGTERM/SIGINT (stop) and SIGHUP/SIGUSR2 (reload) in the supervisor. Default: true. */
+  handleSignals?: boolean;
+  /** Exit the supervisor process when the cluster stops or crash-loops. Default: true. */
+  exit?: boolean;
+}
+
+export type ResolvedSuperviseOptions = ReturnType<typeof resolveSuperviseOptions>;
+
+export function resolveSuperviseOptions(options: SuperviseOptions) {
+  if (typeof options !== 'object' || options === null)
+    throw new InvalidOptionError('options', 'an object', options);
+  const exec = resolveExec(options.exec);
+  const cores = availableParallelism();
+  const w = options.workers ?? 'max';
+  if (w !== 'max' && !(Number.isInteger(w) && w >= 1 && w <= 1024)) {
+    throw new InvalidOptionError('workers', "an integer from 1 to 1024 or 'max'", w);
+  }
+  const workers = w === 'max' ? cores : w;
+  const crashLoop = options.crashLoop ?? { max: 5, windowMs: 60_000 };
+  if (!Number.isInteger(crashLoop.max) || crashLoop.max < 0 || !(crashLoop.windowMs > 0)) {
+    throw new InvalidOptionError('crashLoop', '{ max: integer >= 0, windowMs: ms > 0 }', crashLoop);
+  }
+  for (const key of ['args', 'execArgv'] as const) {
+    const v = options[key];
+    if (v !== undefined && !(Array.isArray(v) && v.every((x) => typeof x === 'string'))) {
+      throw new InvalidOptionError(key, 'an array of strings', v);
+    }
+  }
+  const maxSurge = options.maxSurge ?? 1;
+  if (!Number.isInteger(maxSurge) || maxSurge < 1)
+    throw new InvalidOptionError('maxSurge', 'an integer >= 1', maxSurge);
+  return Object.freeze({
+    exec,
+    args: options.args ?? [],
+    workers,
+    name: options.name ?? (exec.split('/').pop() || 'app'),
+    env: options.env ?? {},
+    execArgv: options.execArgv,
+    startTimeout: ms(options, 'startTimeout', 30_000),
+    killTimeout: ms(options, 'killTimeout', 30_000),
+    pingInterval: ms(options, 'pingInterval', 1_000),
+    livenessTimeout: ms(options, 'livenessTimeout', 10_000),
+    hungKillGrace: ms(options, 'hungKillGrace', 2_000),
+    maxMemory: bytes(options.maxMemory),
+    backoff: options.backoff ?? {},
+    stableAfter: ms(options, 'stableAfter', 30_000),
+    crashLoop,
+    maxSurge,
+    statsInterval: ms(options, 'statsInterval', 1_000),
+    logger: options.logger,
+    handleSignals: options.handleSignals ?? true,
+    exit: options.exit ?? true,
+    /** Threads per worker so that workers × threads match the cores. */
+    threads: Math.max(1, Math.floor(cores / workers)),
+  });
+}
+
+function resolveExec(exec: unknown): string {
+  if (exec instanceof URL) return fileURLToPath(exec);
+  if (typeof exec === 'string' && exec.startsWith('file:')) return fileURLToPath(exec);
+  if (typeof exec !== 'string' || !isAbsolute(exec)) {
+    throw new InvalidOptionError('exec', 'an absolute path or a file: URL', exec);
+  }
+  return exec;
+}
+
+function ms(options: object, key: string, fallback: number): number {
+  const value = (options as Record<string, unknown>)[key];
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !(value >= 0) || value > MAX_TIMER) {
+    throw new InvalidOptionError(key, `a number of ms from 0 to ${MAX_TIMER}`, value);
+  }
+  return value;
+}
+
+function bytes(value: unknown): number {
+  if (value === undefined) return 0;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
+    throw new InvalidOptionError('maxMemory', 'a number of bytes >= 0', value);
+  }
+  return value;
+}

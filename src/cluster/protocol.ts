@@ -1,0 +1,31 @@
+/** IPC messages between the supervisor and the agent in each worker. Internal. */
+
+/** Every Weft message carries this key, so it never collides with the application's own messages. */
+export const KEY = 'weft';
+
+export type PrimaryMessage =
+  | { weft: 'ping'; id: number }
+  | { weft: 'request'; id: number; name: string; data: unknown };
+
+export type WorkerMessage =
+  | { weft: 'pong'; id: number }
+  | { weft: 'ready' }
+  | { weft: 'stats'; stats: WorkerStats }
+  | { weft: 'message'; data: unknown }
+  | { weft: 'response'; id: number; ok: boolean; data: unknown };
+
+/** What each worker reports on an interval. */
+export interface WorkerStats {
+  rss: number;
+  heapUsed: number;
+  eventLoopDelayP99: number;
+  eventLoopUtilization: number;
+  /** Application gauges and pool stats, as reported with `worker.report()`. */
+  custom: Record<string, unknown>;
+}
+
+export function isWeftMessage(value: unknown): value is { weft: string } {
+  return (
+    typeof value === 'object' && value !== null && typeof (value as { weft?: unknown }).weft === 'string'
+  );
+}

@@ -1,0 +1,412 @@
+import cluster, { type Worker } from 'node:cluster';
+import { EventEmitter } from 'node:events';
+import { performance } from 'node:perf_hooks';
+import { type Logger, stderrLogger } from '../lifecycle/index.ts';
+import { type ResolvedSuperviseOptions, resolveSuperviseOptions, type SuperviseOptions } from './options.ts';
+import { isWeftMessage, type WorkerMessage } from './protocol.ts';
+import { describeExit, Slot, type SlotStatus } from './slot.ts';
+
+// The agent answers pings and reports stats inside every worker; loaded before the application with --import.
+const agentUrl = new URL(import.meta.url.endsWith('.ts') ? './agent.ts' : './agent.js', import.meta.url).href;
+
+/** The outcome of a rolling reload. */
+export interface ReloadResult {
+  ok: boolean;
+  /** Slots whose worker was replaced. */
+  replaced: number;
+  /** Why the rollout stopped, when it did. */
+  reason?: string;
+}
+
+/** What `status()` returns. */
+export interface SupervisorStatus {
+  name: string;
+  pid: number;
+  state: 'running' | 'reloading' | 'stopping' | 'stopped' | 'failed';
+  slots: SlotStatus[];
+  lastReload: (ReloadResult & { at: string }) | undefined;
+}
+
+interface Forked {
+  worker: Worker;
+  ready: Promise<void>;
+}
+
+/**
+ * Runs an application on N worker processes that share its ports (node:cluster), restarts crashed ones with
+ * backoff, kills hung ones, reloads them one by one without dropping requests, and stops them gracefully.
+ * Use `supervise()` to create one. See docs/cluster.md.
+ */
+export class Supervisor extends EventEmitter {
+  readonly options: ResolvedSuperviseOptions;
+  readonly #log: Logger;
+  readonly #slots: Slot[];
+  readonly #retiring = new Map<Worker, Promise<void>>();
+  readonly #candidates = new Set<Worker>();
+  readonly #signalHandlers = new Map<string, () => void>();
+  #pingTimer: NodeJS.Timeout | undefined;
+  #pingId = 0;
+  #state: SupervisorStatus['state'] = 'running';
+  #reload: Promise<ReloadResult> | undefined;
+  #lastReload: SupervisorStatus['lastReload'];
+  #stop: Promise<number> | undefined;
+
+  constructor(options: SuperviseOptions) {
+    super();
+    this.options = resolveSuperviseOptions(options);
+    this.#log = this.options.logger ?? stderrLogger;
+    this.#slots = Array.from({ length: this.options.workers }, (_, i) => new Slot(i, this.options));
+  }
+
+  /** Starts every slot; resolves once each has become ready or failed its first start. */
+  async start(): Promise<void> {
+    if (!cluster.isPrimary) throw new Error('supervise() must run in the primary process');
+    const o = this.options;
+    cluster.setupPrimary({
+      exec: o.exec,
+      args: o.args,
+      execArgv: [...(o.execArgv ?? process.execArgv), '--import', agentUrl],
+    });
+    if (o.handleSignals) {
+      this.#onSignal('SIGTERM', () => void this.stop('SIGTERM'));
+      this.#onSignal('SIGINT', () => void this.stop('SIGINT'));
+      this.#onSignal('SIGHUP', () => void this.reload());
+      this.#onSignal('SIGUSR2', () => void this.reload());
+    }
+    if (o.pingInterval > 0) {
+      this.#pingTimer = setInterval(() => this.#ping(), o.pingInterval);
+      this.#pingTimer.unref();
+    }
+    this.#log.info({ name: o.name, workers: o.workers, threads: o.threads }, `starting ${o.workers} workers`);
+    await Promise.all(this.#slots.map((slot) => this.#startSlot(slot).catch(() => {})));
+  }
+
+  /** A snapshot of every slot. */
+  status(): SupervisorStatus {
+    const now = performance.now();
+    return {
+      name: this.options.name,
+      pid: process.pid,
+      state: this.#state,
+      slots: this.#slots.map((s) => s.status(now)),
+      lastReload: this.#lastReload,
+    };
+  }
+
+  #onSignal(signal: string, fn: () => void): void {
+    const handler = () => {
+      if (this.#stop && (signal === 'SIGTERM' || signal === 'SIGINT')) {
+        this.#log.error({ signal }, `${signal} received again while stopping: killing every worker now`);
+        this.#killAll('SIGKILL');
+        this.#finish(1);
+        return;
+      }
+      this.#log.info({ signal }, `${signal} received`);
+      fn();
+    };
+    this.#signalHandlers.set(signal, handler);
+    process.on(signal, handler);
+  }
+
+  /** Forks a worker for `slot`; `ready` settles when it listens or says ready, or fails to in time. */
+  #fork(slot: Slot): Forked {
+    const o = this.options;
+    const worker = cluster.fork({
+      ...o.env,
+      WEFT_WORKER_INDEX: String(slot.index),
+      WEFT_THREADS: String(o.threads),
+      WEFT_STATS_INTERVAL: String(o.statsInterval),
+      WEFT_KILL_TIMEOUT: String(o.killTimeout),
+    });
+    const ready = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        reject(new Error(`not ready within ${o.startTimeout} ms`));
+        worker.process.kill('SIGKILL');
+      }, o.startTimeout);
+      const done = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      worker.once('listening', done);
+      worker.on('message', (msg: unknown) => {
+        if (isWeftMessage(msg) && (msg as WorkerMessage).weft === 'ready') done();
+      });
+      worker.once('exit', (code, signal) => {
+        clearTimeout(timer);
+        reject(new Error(`exited before ready (${describeExit(code, signal)})`));
+      });
+    });
+    ready.catch(() => {}); // observed by the caller; never an unhandled rejection
+    worker.on('message', (msg: unknown) => this.#onMessage(slot, worker, msg));
+    worker.on('exit', (code: number | null, signal: string | null) =>
+      this.#onExit(slot, worker, code, signal),
+    );
+    return { worker, ready };
+  }
+
+  async #startSlot(slot: Slot): Promise<void> {
+    const { worker, ready } = this.#fork(slot);
+    slot.worker = worker;
+    slot.state = 'starting';
+    slot.startedAt = performance.now();
+    slot.lastPong = slot.startedAt;
+    try {
+      await ready;
+    } catch (err) {
+      this.#log.warn(
+        { slot: slot.index, pid: worker.process.pid, err },
+        `worker ${slot.index} did not start`,
+      );
+      throw err;
+    }
+    if (slot.worker === worker && slot.state === 'starting') {
+      slot.state = 'ready';
+      this.#log.info({ slot: slot.index, pid: worker.process.pid }, `worker ${slot.index} ready`);
+      this.emit('ready', slot.index);
+    }
+  }
+
+  #onMessage(slot: Slot, worker: Worker, msg: unknown): void {
+    if (!isWeftMessage(msg) || slot.worker !== worker) return;
+    const m = msg as WorkerMessage;
+    if (m.weft === 'pong') slot.lastPong = performance.now();
+    else if (m.weft === 'stats') {
+      slot.stats = m.stats;
+      slot.lastPong = performance.now();
+      const max = this.options.maxMemory;
+      if (max > 0 && m.stats.rss > max && slot.state === 'ready' && !this.#reload && !this.#stop) {
+        this.#log.warn(
+          { slot: slot.index, pid: worker.process.pid, rss: m.stats.rss, maxMemory: max },
+          `worker ${slot.index} is over maxMemory: replacing it`,
+        );
+        void this.#replace(slot, 'memory');
+      }
+    } else if (m.weft === 'message') this.emit('message', slot.index, m.data);
+  }
+
+  #onExit(slot: Slot, worker: Worker, code: number | null, signal: string | null): void {
+    if (slot.worker !== worker) return; // a retired or candidate worker: handled where it was started
+    const how =
+      slot.lastExit?.startsWith('hung') && slot.state === 'draining'
+        ? slot.lastExit
+        : describeExit(code, signal);
+    slot.lastExit = how;
+    slot.worker = undefined;
+    slot.stats = undefined;
+    if (this.#stop) {
+      slot.state = 'stopped';
+      return;
+    }
+    const now = performance.now();
+    this.#log.warn(
+      { slot: slot.index, pid: worker.process.pid, exit: how },
+      `worker ${slot.index} exited (${how})`,
+    );
+    if (now - slot.startedAt >= this.options.stableAfter) slot.backoff.reset();
+    if (slot.crashes.record(now)) {
+      slot.state = 'failed';
+      this.#log.error(
+        { slot: slot.index, crashes: slot.crashes.count, window: this.options.crashLoop.windowMs },
+        `slot ${slot.index} failed: crash loop (${slot.crashes.count} crashes in ${this.options.crashLoop.windowMs} ms)`,
+      );
+      this.emit('failed', slot.index);
+      if (this.#slots.every((s) => s.state === 'failed')) this.#crashLoop();
+      return;
+    }
+    slot.state = 'backoff';
+    slot.restarts++;
+    const delay = slot.backoff.next();
+    slot.restartTimer = setTimeout(() => void this.#startSlot(slot).catch(() => {}), delay);
+  }
+
+  /** Every slot failed: the orchestrator must see it, with the last reason of each slot. */
+  #crashLoop(): void {
+    this.#state = 'failed';
+    const reasons = this.#slots.map((s) => `slot ${s.index}: ${s.lastExit ?? 'unknown'}`);
+    this.#log.error({ reasons }, `every worker is crash-looping: giving up (${reasons.join('; ')})`);
+    this.#finish(1);
+  }
+
+  #ping(): void {
+    const now = performance.now();
+    const limit = this.options.livenessTimeout;
+    for (const slot of this.#slots) {
+      const w = slot.worker;
+      if (!w || slot.state !== 'ready') continue;
+      if (limit > 0 && now - slot.lastPong > limit) {
+        const stuck = Math.round(now - slot.lastPong);
+        slot.lastExit = `hung ${stuck} ms`;
+        slot.state = 'draining';
+        this.#log.error(
+          { slot: slot.index, pid: w.process.pid, stuckMs: stuck },
+          `worker ${slot.index} (pid ${w.process.pid}) has not answered for ${stuck} ms: killing it`,
+        );
+        w.process.kill('SIGTERM');
+        setTimeout(() => {
+          if (w.process.exitCode === null && w.process.signalCode === null) w.process.kill('SIGKILL');
+        }, this.options.hungKillGrace).unref();
+        continue;
+      }
+      if (w.isConnected()) w.send({ weft: 'ping', id: ++this.#pingId });
+    }
+  }
+
+  /**
+   * Rolling reload: for each slot, start a new worker, wait until it is ready, then drain the old one through its
+   * lifecycle (SIGTERM). If a new worker fails to become ready, the rollout stops and the old workers keep serving.
+   */
+  reload(): Promise<ReloadResult> {
+    if (this.#stop) return Promise.resolve({ ok: false, replaced: 0, reason: 'stopping' });
+    this.#reload ??= this.#rollout().finally(() => {
+      this.#reload = undefined;
+      if (this.#state === 'reloading') this.#state = 'running';
+    });
+    return this.#reload;
+  }
+
+  async #rollout(): Promise<ReloadResult> {
+    this.#state = 'reloading';
+    this.#log.info({ workers: this.#slots.length }, 'rolling reload started');
+    let replaced = 0;
+    let result: ReloadResult | undefined;
+    const queue = [...this.#slots];
+    const lane = async () => {
+      for (let slot = queue.shift(); slot && !result && !this.#stop; slot = queue.shift()) {
+        const outcome = await this.#replace(slot, 'reload');
+        if (outcome === true) replaced++;
+        else result = { ok: false, replaced, reason: `worker ${slot.index}: ${outcome}` };
+      }
+    };
+    await Promise.all(Array.from({ length: this.options.maxSurge }, lane));
+    result ??= { ok: true, replaced };
+    this.#lastReload = { ...result, at: new Date().toISOString() };
+    if (result.ok) this.#log.info({ replaced }, `rolling reload finished: ${replaced} workers replaced`);
+    else
+      this.#log.error(
+        { reason: result.reason },
+        `rolling reload failed: ${result.reason}; old workers keep serving`,
+      );
+    return result;
+  }
+
+  /** Starts a new worker for `slot`, and once it is ready drains the old one. True, or why it failed. */
+  async #replace(slot: Slot, why: 'reload' | 'memory'): Promise<true | string> {
+    const { worker, ready } = this.#fork(slot);
+    this.#candidates.add(worker);
+    try {
+      await ready;
+    } catch (err) {
+      this.#candidates.delete(worker);
+      if (worker.process.exitCode === null && worker.process.signalCode === null)
+        worker.process.kill('SIGKILL');
+      return (err as Error).message;
+    }
+    this.#candidates.delete(worker);
+    const old = slot.worker;
+    slot.worker = worker;
+    slot.state = 'ready';
+    slot.startedAt = performance.now();
+    slot.lastPong = slot.startedAt;
+    slot.stats = undefined;
+    clearTimeout(slot.restartTimer);
+    if (old) {
+      this.#log.info(
+        { slot: slot.index, old: old.process.pid, new: worker.process.pid, why },
+        `worker ${slot.index} replaced (${why}): draining pid ${old.process.pid}`,
+      );
+      await this.#retire(old);
+    }
+    return true;
+  }
+
+  /** Drains a worker through its lifecycle (SIGTERM), SIGKILL after killTimeout. */
+  #retire(worker: Worker): Promise<void> {
+    let done = this.#retiring.get(worker);
+    if (done) return done;
+    done = new Promise<void>((resolve) => {
+      if (worker.process.exitCode !== null || worker.process.signalCode !== null) return resolve();
+      const timer = setTimeout(() => worker.process.kill('SIGKILL'), this.options.killTimeout);
+      worker.once('exit', () => {
+        clearTimeout(timer);
+        this.#retiring.delete(worker);
+        resolve();
+      });
+      worker.process.kill('SIGTERM');
+    });
+    this.#retiring.set(worker, done);
+    return done;
+  }
+
+  /**
+   * Stops every worker in parallel through its lifecycle, SIGKILL after killTimeout. Resolves with the exit code:
+   * 0 when every worker drained and exited cleanly, else 1. Exits the process unless `exit: false`.
+   */
+  stop(reason = 'stop'): Promise<number> {
+    this.#stop ??= this.#stopAll(reason);
+    return this.#stop;
+  }
+
+  async #stopAll(reason: string): Promise<number> {
+    this.#state = 'stopping';
+    this.#log.info({ reason }, 'stopping every worker');
+    clearInterval(this.#pingTimer);
+    const workers = new Set<Worker>([...this.#candidates, ...this.#retiring.keys()]);
+    for (const slot of this.#slots) {
+      clearTimeout(slot.restartTimer);
+      if (slot.worker) workers.add(slot.worker);
+    }
+    const codes = await Promise.all(
+      [...workers].map(
+        (w) =>
+          new Promise<number>((resolve) => {
+            if (w.process.exitCode !== null || w.process.signalCode !== null)
+              return resolve(w.process.exitCode ?? 1);
+            const timer = setTimeout(() => w.process.kill('SIGKILL'), this.options.killTimeout);
+            w.once('exit', (code: number | null) => {
+              clearTimeout(timer);
+              resolve(code ?? 1);
+            });
+            // A worker already draining (reload, memory) has had its SIGTERM; a second one would force it.
+            if (!this.#retiring.has(w)) w.process.kill('SIGTERM');
+          }),
+      ),
+    );
+    for (const slot of this.#slots) if (slot.state !== 'failed') slot.state = 'stopped';
+    const code = codes.every((c) => c === 0) ? 0 : 1;
+    this.#log.info(
+      { code },
+      `stopped (${code === 0 ? 'every worker drained' : 'not every worker exited cleanly'})`,
+    );
+    this.#finish(code);
+    return code;
+  }
+
+  #killAll(signal: NodeJS.Signals): void {
+    for (const w of Object.values(cluster.workers ?? {})) w?.process.kill(signal);
+  }
+
+  #finish(code: number): void {
+    if (this.#state !== 'failed') this.#state = 'stopped';
+    clearInterval(this.#pingTimer);
+    for (const [signal, handler] of this.#signalHandlers) process.off(signal, handler);
+    this.#signalHandlers.clear();
+    this.emit('exit', code);
+    if (this.options.exit) process.exit(code);
+  }
+}
+
+/**
+ * Starts a supervisor for `options.exec` and resolves once every worker is ready (or failed its first start).
+ *
+ * @example
+ * ```ts
+ * import { supervise } from 'weft/cluster';
+ * const sup = await supervise({ exec: new URL('./server.js', import.meta.url), workers: 'max' });
+ * console.log(sup.status().slots.map((s) => s.state));
+ * ```
+ */
+export async function supervise(options: SuperviseOptions): Promise<Supervisor> {
+  const supervisor = new Supervisor(options);
+  await supervisor.start();
+  return supervisor;
+}

@@ -1,0 +1,56 @@
+import cluster from 'node:cluster';
+import type { WorkerStats } from './protocol.ts';
+
+let custom: Record<string, unknown> = {};
+let readySent = false;
+
+function send(message: object): boolean {
+  if (!process.send || !process.connected) return false;
+  process.send(message);
+  return true;
+}
+
+/**
+ * The worker side of `weft/cluster`, for code running inside a supervised worker process.
+ *
+ * @example
+ * ```ts
+ * import { worker } from 'weft/cluster';
+ * await warmCaches();
+ * worker.ready();                                   // or: automatic once the first server listens
+ * worker.report({ queueDepth: queue.size });       // merged by the supervisor into `weft status`
+ * ```
+ */
+export const worker = {
+  /** True inside a worker started by the supervisor. */
+  get isSupervised(): boolean {
+    return cluster.isWorker && process.env.WEFT_WORKER_INDEX !== undefined;
+  },
+  /** This worker's slot (stable across restarts and reloads), from `WEFT_WORKER_INDEX`; -1 outside a supervisor. */
+  get index(): number {
+    return Number(process.env.WEFT_WORKER_INDEX ?? -1);
+  },
+  /** Threads this process may use, from `WEFT_THREADS` (cores ÷ workers); `weft/pool` uses it as its default. */
+  get threads(): number | undefined {
+    const n = Number(process.env.WEFT_THREADS);
+    return Number.isInteger(n) && n > 0 ? n : undefined;
+  },
+  /** Tells the supervisor this worker is ready for traffic (needed only when it does not listen on a port). */
+  ready(): void {
+    if (readySent) return;
+    readySent = send({ weft: 'ready' });
+  },
+  /** Sends an application message to the supervisor (`message` event of `supervise()`'s handle). */
+  send(data: unknown): boolean {
+    return send({ weft: 'message', data });
+  },
+  /** Sets custom gauges reported with the next stats (merged, not replaced). */
+  report(values: Record<string, unknown>): void {
+    custom = { ...custom, ...values };
+  },
+};
+
+/** Internal: the custom gauges for the agent's stats. */
+export function customStats(): WorkerStats['custom'] {
+  return custom;
+}

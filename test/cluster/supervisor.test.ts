@@ -1,0 +1,164 @@
+import assert from 'node:assert/strict';
+import { rmSync, writeFileSync } from 'node:fs';
+import { Agent, request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { within } from '../helpers.ts';
+import { get, killAll, startSupervisor } from './helpers.ts';
+
+after(killAll);
+
+const started = (l: Record<string, unknown>) => Array.isArray(l.started);
+const msg = (text: string | RegExp) => (l: Record<string, unknown>) =>
+  typeof l.msg === 'string' && (typeof text === 'string' ? l.msg === text : text.test(l.msg));
+
+describe('supervisor', () => {
+  it('runs N workers on one port, each with a stable WEFT_WORKER_INDEX, and stops them gracefully', async () => {
+    const s = await startSupervisor();
+    assert.deepEqual((await s.line(started, 'start')).started, ['ready', 'ready']);
+    const seen = new Map<string, number>();
+    for (let i = 0; i < 20 && seen.size < 2; i++) {
+      const r = await get(s.port, '/pid');
+      assert.ok('status' in r, JSON.stringify(r));
+      const { pid, index } = JSON.parse(r.body) as { pid: number; index: string };
+      seen.set(index, pid);
+    }
+    assert.deepEqual([...seen.keys()].sort(), ['0', '1']);
+    const inflight = get(s.port, '/?ms=300');
+    await s.line(msg(/^worker \d ready$/), 'ready lines');
+    s.child.kill('SIGTERM');
+    const r = await inflight;
+    assert.ok('status' in r && r.status === 200, `the in-flight request completed: ${JSON.stringify(r)}`);
+    assert.equal(await within(s.exit, 20_000, 'supervisor exit'), 0);
+    assert.ok(s.lines.some(msg('stopped (every worker drained)')));
+  });
+
+  it('restarts a crashed worker with backoff; the slot serves again', async () => {
+    const s = await startSupervisor();
+    await s.line(started, 'start');
+    await get(s.port, '/crash');
+    const exited = await s.line(msg(/^worker \d exited \(exit code 1\)$/), 'the crash');
+    const slot = exited.slot as number;
+    await s.line(
+      (l) => l.msg === `worker ${slot} ready` && s.lines.indexOf(l) > s.lines.indexOf(exited),
+      'the restart',
+    );
+    const r = await get(s.port, '/pid');
+    assert.ok('status' in r && r.status === 200);
+    s.child.kill('SIGTERM');
+    assert.equal(await within(s.exit, 20_000, 'exit'), 0);
+  });
+
+  it('a crash loop in every slot makes the supervisor exit 1 with each slot’s last exit reason', async () => {
+    const s = await startSupervisor(
+      { crashLoop: { max: 2, windowMs: 60_000 }, backoff: { min: 10, max: 50 } },
+      { CRASH_AT_START: '1' },
+    );
+    assert.equal(await within(s.exit, 30_000, 'supervisor exit'), 1);
+    const line = s.lines.find(msg(/^every worker is crash-looping/));
+    assert.ok(line, 'the give-up line');
+    assert.deepEqual(line.reasons, ['slot 0: exit code 3', 'slot 1: exit code 3']);
+  });
+
+  it('kills a worker whose event loop is stuck and replaces it, logging how long it was stuck', async () => {
+    const s = await startSupervisor({ livenessTimeout: 600, hungKillGrace: 300 });
+    await s.line(started, 'start');
+    await get(s.port, '/hang');
+    const hung = await s.line(msg(/has not answered for \d+ ms: killing it$/), 'the hung-worker line');
+    assert.ok((hung.stuckMs as number) >= 600);
+    const exit = await s.line(msg(/^worker \d exited \(hung \d+ ms\)$/), 'the kill');
+    await s.line(
+      (l) => l.msg === `worker ${exit.slot} ready` && s.lines.indexOf(l) > s.lines.indexOf(exit),
+      'restart',
+    );
+    s.child.kill('SIGTERM');
+    assert.equal(await within(s.exit, 20_000, 'exit'), 0);
+  });
+
+  it('replaces a worker over maxMemory: new one ready first, then the old one drained', async () => {
+    const s = await startSupervisor({ maxMemory: 400 * 1024 * 1024 });
+    await s.line(started, 'start');
+    const r = await get(s.port, '/grow?mb=512');
+    assert.ok('status' in r && r.status === 200);
+    const over = await s.line(msg(/is over maxMemory: replacing it$/), 'the memory line');
+    await s.line(msg(new RegExp(`^worker ${over.slot} replaced \\(memory\\)`)), 'the replacement');
+    s.child.kill('SIGTERM');
+    assert.equal(await within(s.exit, 20_000, 'exit'), 0);
+  });
+
+  it('two rolling reloads under keep-alive load fail no request and reset no connection', async () => {
+    const s = await startSupervisor();
+    await s.line(started, 'start');
+    const agent = new Agent({ keepAlive: true, maxSockets: 20 });
+    const results = { ok: 0, failed: [] as string[] };
+    let stop = false;
+    const loop = async () => {
+      while (!stop) {
+        const r = await new Promise<string>((resolve) => {
+          const req = request({ host: '127.0.0.1', port: s.port, path: '/?ms=5', agent }, (res) => {
+            res.resume();
+            res.on('end', () => resolve(res.statusCode === 200 ? 'ok' : `status ${res.statusCode}`));
+          });
+          req.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+          req.end();
+        });
+        if (r === 'ok') results.ok++;
+        else results.failed.push(r);
+      }
+    };
+    const loops = Array.from({ length: 20 }, loop);
+    for (const n of [1, 2]) {
+      const before = s.lines.length;
+      s.child.kill('SIGHUP');
+      const done = await s.line(
+        (l) =>
+          s.lines.indexOf(l) >= before &&
+          typeof l.msg === 'string' &&
+          /^rolling reload (finished|failed)/.test(l.msg),
+        `reload ${n}`,
+        30_000,
+      );
+      assert.match(String(done.msg), /finished: 2 workers replaced/);
+    }
+    stop = true;
+    await within(Promise.all(loops), 10_000, 'the load loops');
+    agent.destroy();
+    assert.deepEqual(results.failed, [], `${results.ok} requests succeeded`);
+    assert.ok(results.ok > 100, `load was applied (${results.ok} requests)`);
+    s.child.kill('SIGTERM');
+    assert.equal(await within(s.exit, 20_000, 'exit'), 0);
+  });
+
+  it('a reload whose new workers never become ready stops; the old workers keep serving', async () => {
+    const marker = join(tmpdir(), `weft-broken-${process.pid}-${Date.now()}`);
+    const s = await startSupervisor({ startTimeout: 5_000 }, { BROKEN_MARKER: marker });
+    await s.line(started, 'start');
+    const before = await get(s.port, '/pid');
+    writeFileSync(marker, 'broken');
+    try {
+      s.child.kill('SIGHUP');
+      const failed = await s.line(msg(/^rolling reload failed/), 'the failed reload', 30_000);
+      assert.match(String(failed.reason), /worker 0: exited before ready/);
+      const after = await get(s.port, '/pid');
+      assert.ok('status' in before && 'status' in after && after.status === 200, 'still serving');
+    } finally {
+      rmSync(marker, { force: true });
+    }
+    s.child.kill('SIGTERM');
+    assert.equal(await within(s.exit, 20_000, 'exit'), 0);
+  });
+
+  it('a second signal while stopping kills every worker and exits 1', async () => {
+    const s = await startSupervisor({ killTimeout: 60_000 });
+    await s.line(started, 'start');
+    const hanging = get(s.port, '/?ms=60000');
+    await s.line(msg(/^worker \d ready$/), 'ready');
+    s.child.kill('SIGTERM');
+    await s.line(msg('stopping every worker'), 'stopping');
+    s.child.kill('SIGINT');
+    assert.equal(await within(s.exit, 10_000, 'exit'), 1);
+    assert.ok(s.lines.some(msg('SIGINT received again while stopping: killing every worker now')));
+    await hanging;
+  });
+});
