@@ -32,6 +32,8 @@ export class Slot {
   lastPong = 0;
   stats: WorkerStats | undefined = undefined;
   restartTimer: NodeJS.Timeout | undefined = undefined;
+  /** A replacement (reload, memory) is under way: no second one may start. */
+  replacing = false;
 
   constructor(index: number, options: ResolvedSuperviseOptions) {
     this.index = index;

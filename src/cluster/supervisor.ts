@@ -174,7 +174,14 @@ export class Supervisor extends EventEmitter {
       slot.stats = m.stats;
       slot.lastPong = performance.now();
       const max = this.options.maxMemory;
-      if (max > 0 && m.stats.rss > max && slot.state === 'ready' && !this.#reload && !this.#stop) {
+      if (
+        max > 0 &&
+        m.stats.rss > max &&
+        slot.state === 'ready' &&
+        !slot.replacing &&
+        !this.#reload &&
+        !this.#stop
+      ) {
         this.#log.warn(
           { slot: slot.index, pid: worker.process.pid, rss: m.stats.rss, maxMemory: max },
           `worker ${slot.index} is over maxMemory: replacing it`,
@@ -291,6 +298,15 @@ export class Supervisor extends EventEmitter {
 
   /** Starts a new worker for `slot`, and once it is ready drains the old one. True, or why it failed. */
   async #replace(slot: Slot, why: 'reload' | 'memory'): Promise<true | string> {
+    slot.replacing = true;
+    try {
+      return await this.#replaceOnce(slot, why);
+    } finally {
+      slot.replacing = false;
+    }
+  }
+
+  async #replaceOnce(slot: Slot, why: 'reload' | 'memory'): Promise<true | string> {
     const { worker, ready } = this.#fork(slot);
     this.#candidates.add(worker);
     try {

@@ -84,7 +84,13 @@ describe('supervisor', () => {
     const over = await s.line(msg(/is over maxMemory: replacing it$/), 'the memory line');
     await s.line(msg(new RegExp(`^worker ${over.slot} replaced \\(memory\\)`)), 'the replacement');
     s.child.kill('SIGTERM');
-    assert.equal(await within(s.exit, 20_000, 'exit'), 0);
+    assert.equal(
+      await within(s.exit, 20_000, 'exit'),
+      0,
+      JSON.stringify(s.lines.filter((l) => l.level !== 'info')),
+    );
+    const replacements = s.lines.filter(msg(/replaced \(memory\)/));
+    assert.equal(replacements.length, 1, 'one replacement, not one per stats report');
   });
 
   it('two rolling reloads under keep-alive load fail no request and reset no connection', async () => {
