@@ -11,7 +11,10 @@ export interface PoolOptions {
   filename: string | URL;
   /** Threads kept alive even when idle. Default: 1 (capped at `maxThreads`). */
   minThreads?: number;
-  /** Most threads at once. Default: `os.availableParallelism()`. */
+  /**
+   * Most threads at once. Default: `WEFT_THREADS` when a `weft/cluster` supervisor set it (its share of the cores, so
+   * processes × threads do not oversubscribe them), else `os.availableParallelism()`.
+   */
   maxThreads?: number;
   /** Start `minThreads` threads at construction instead of on the first task. Default: false. */
   eager?: boolean;
@@ -66,7 +69,7 @@ export function resolveOptions(options: PoolOptions): ResolvedPoolOptions {
   if (typeof options !== 'object' || options === null)
     throw new InvalidOptionError('options', 'an object', options);
   const filename = resolveFilename(options.filename);
-  const maxThreads = int(options, 'maxThreads', availableParallelism(), 1);
+  const maxThreads = int(options, 'maxThreads', defaultThreads(), 1);
   const minThreads = int(options, 'minThreads', Math.min(1, maxThreads), 0);
   if (minThreads > maxThreads) {
     throw new InvalidOptionError('minThreads', `<= maxThreads (${maxThreads})`, minThreads);
@@ -104,6 +107,12 @@ export function resolveOptions(options: PoolOptions): ResolvedPoolOptions {
     execArgv: options.execArgv ? [...options.execArgv] : undefined,
     env: options.env ? { ...options.env } : undefined,
   });
+}
+
+/** The supervisor's CPU budget for this process (`WEFT_THREADS`), else every core. */
+function defaultThreads(): number {
+  const budget = Number(process.env.WEFT_THREADS);
+  return Number.isSafeInteger(budget) && budget >= 1 ? budget : availableParallelism();
 }
 
 function resolveFilename(filename: unknown): string {

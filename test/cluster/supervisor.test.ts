@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { within } from '../helpers.ts';
@@ -21,8 +21,13 @@ describe('supervisor', () => {
     for (let i = 0; i < 20 && seen.size < 2; i++) {
       const r = await get(s.port, '/pid');
       assert.ok('status' in r, JSON.stringify(r));
-      const { pid, index } = JSON.parse(r.body) as { pid: number; index: string };
+      const { pid, index, threads } = JSON.parse(r.body) as { pid: number; index: string; threads: string };
       seen.set(index, pid);
+      assert.equal(
+        Number(threads),
+        Math.max(1, Math.floor(availableParallelism() / 2)),
+        'CPU budget per worker',
+      );
     }
     assert.deepEqual([...seen.keys()].sort(), ['0', '1']);
     const inflight = get(s.port, '/?ms=300');

@@ -18,6 +18,19 @@ describe('pool options', () => {
     assert.ok(Object.isFrozen(pool.options));
   });
 
+  it('defaults maxThreads to the supervisor budget WEFT_THREADS when set', () => {
+    const saved = process.env.WEFT_THREADS;
+    try {
+      process.env.WEFT_THREADS = '3';
+      assert.equal(new Pool({ filename }).options.maxThreads, 3);
+      process.env.WEFT_THREADS = 'nonsense';
+      assert.equal(new Pool({ filename }).options.maxThreads, availableParallelism());
+    } finally {
+      if (saved === undefined) delete process.env.WEFT_THREADS;
+      else process.env.WEFT_THREADS = saved;
+    }
+  });
+
   it('accepts a file URL, a file: string and an absolute path', async () => {
     for (const f of [filename, filename.href, filename.pathname]) {
       const pool = track(new Pool({ filename: f, maxThreads: 1 }));
