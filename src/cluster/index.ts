@@ -4,6 +4,7 @@
  * @module
  */
 export { Backoff, type BackoffOptions, CrashWindow } from './backoff.ts';
+export { type ControlCommand, ControlServer, runtimeDir, sendControl, socketPath } from './control.ts';
 export type { ResolvedSuperviseOptions, SuperviseOptions } from './options.ts';
 export type { WorkerStats } from './protocol.ts';
 export type { SlotState, SlotStatus } from './slot.ts';

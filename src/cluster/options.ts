@@ -48,6 +48,11 @@ export interface SuperviseOptions {
   handleSignals?: boolean;
   /** Exit the supervisor process when the cluster stops or crash-loops. Default: true. */
   exit?: boolean;
+  /**
+   * Stream each worker's stdout and stderr through the supervisor, each line prefixed with `[name:slot]`, and keep
+   * the last lines for `weft logs`. Default: true. False: workers write to the supervisor's own stdout/stderr.
+   */
+  prefixOutput?: boolean;
 }
 
 export type ResolvedSuperviseOptions = ReturnType<typeof resolveSuperviseOptions>;
@@ -96,6 +101,7 @@ export function resolveSuperviseOptions(options: SuperviseOptions) {
     logger: options.logger,
     handleSignals: options.handleSignals ?? true,
     exit: options.exit ?? true,
+    prefixOutput: options.prefixOutput ?? true,
     /** Threads per worker so that workers × threads match the cores. */
     threads: Math.max(1, Math.floor(cores / workers)),
   });

@@ -1,12 +1,17 @@
 import cluster, { type Worker } from 'node:cluster';
 import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
+import { createInterface } from 'node:readline';
+import type { Readable, Writable } from 'node:stream';
 import { type Logger, stderrLogger } from '../lifecycle/index.ts';
 import { type ResolvedSuperviseOptions, resolveSuperviseOptions, type SuperviseOptions } from './options.ts';
 import { isWeftMessage, type WorkerMessage } from './protocol.ts';
 import { describeExit, Slot, type SlotStatus } from './slot.ts';
 
 // The agent answers pings and reports stats inside every worker; loaded before the application with --import.
+/** Worker output lines kept for `weft logs`. */
+const LOG_LINES = 1_000;
+
 const agentUrl = new URL(import.meta.url.endsWith('.ts') ? './agent.ts' : './agent.js', import.meta.url).href;
 
 /** The outcome of a rolling reload. */
@@ -50,6 +55,7 @@ export class Supervisor extends EventEmitter {
   #reload: Promise<ReloadResult> | undefined;
   #lastReload: SupervisorStatus['lastReload'];
   #stop: Promise<number> | undefined;
+  readonly #logs: string[] = [];
 
   constructor(options: SuperviseOptions) {
     super();
@@ -66,6 +72,7 @@ export class Supervisor extends EventEmitter {
       exec: o.exec,
       args: o.args,
       execArgv: [...(o.execArgv ?? process.execArgv), '--import', agentUrl],
+      silent: o.prefixOutput,
     });
     if (o.handleSignals) {
       this.#onSignal('SIGTERM', () => void this.stop('SIGTERM'));
@@ -137,11 +144,33 @@ export class Supervisor extends EventEmitter {
       });
     });
     ready.catch(() => {}); // observed by the caller; never an unhandled rejection
+    if (o.prefixOutput) {
+      const prefix = `[${o.name}:${slot.index}]`;
+      this.#pipe(worker.process.stdout, process.stdout, prefix);
+      this.#pipe(worker.process.stderr, process.stderr, prefix);
+    }
     worker.on('message', (msg: unknown) => this.#onMessage(slot, worker, msg));
     worker.on('exit', (code: number | null, signal: string | null) =>
       this.#onExit(slot, worker, code, signal),
     );
     return { worker, ready };
+  }
+
+  /** Copies a worker stream line by line with its slot prefix, and keeps the last lines for `weft logs`. */
+  #pipe(from: Readable | null | undefined, to: Writable, prefix: string): void {
+    if (!from) return;
+    createInterface({ input: from, crlfDelay: Number.POSITIVE_INFINITY }).on('line', (text) => {
+      const line = `${prefix} ${text}`;
+      to.write(`${line}\n`);
+      this.#logs.push(line);
+      if (this.#logs.length > LOG_LINES) this.#logs.shift();
+      this.emit('log', line);
+    });
+  }
+
+  /** The last lines the workers wrote (up to 1 000), oldest first. */
+  recentLogs(): string[] {
+    return [...this.#logs];
   }
 
   async #startSlot(slot: Slot): Promise<void> {

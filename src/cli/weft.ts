@@ -1,0 +1,155 @@
+#!/usr/bin/env node
+/**
+ * The `weft` command:
+ *   weft start app.js [--workers N|max] [--name files] [--max-memory 512M] [--kill-timeout 30s] [-- app args]
+ *   weft status [--json] | weft reload | weft stop | weft logs [--follow]      (each takes --name)
+ */
+import { basename } from 'node:path';
+import {
+  ControlServer,
+  type SlotStatus,
+  type SupervisorStatus,
+  sendControl,
+  socketPath,
+  supervise,
+} from '../cluster/index.ts';
+import { WeftError } from '../errors.ts';
+import type { Logger } from '../lifecycle/index.ts';
+import { parseCommandLine, startConfig } from './config.ts';
+
+const USAGE = `Usage:
+  weft start <app.js> [--workers N|max] [--name NAME] [--max-memory 512M] [--kill-timeout 30s]
+                      [--start-timeout 30s] [--config weft.config.json] [-- app args]
+  weft status [--name NAME] [--json]
+  weft reload [--name NAME]
+  weft stop   [--name NAME]
+  weft logs   [--name NAME] [--follow]`;
+
+/** The supervisor's own log: JSON lines on stdout (the CLI is the one place Weft writes to stdout). */
+const logger: Logger = {
+  info: (obj, msg) => line(30, obj, msg),
+  warn: (obj, msg) => line(40, obj, msg),
+  error: (obj, msg) => line(50, obj, msg),
+};
+
+function line(level: number, obj: object, msg?: string): void {
+  const err = (obj as { err?: unknown }).err;
+  const extra = err instanceof Error ? { err: { message: err.message, stack: err.stack } } : {};
+  process.stdout.write(
+    `${JSON.stringify({ level, time: Date.now(), name: 'weft', msg, ...obj, ...extra })}\n`,
+  );
+}
+
+async function main(argv: string[]): Promise<number> {
+  const parsed = parseCommandLine(argv);
+  if (parsed.values.help || !parsed.command) {
+    process.stdout.write(`${USAGE}\n`);
+    return parsed.command || parsed.values.help ? 0 : 2;
+  }
+  const name =
+    parsed.values.name ?? (parsed.script ? basename(parsed.script).replace(/\.[^.]+$/, '') : 'app');
+  switch (parsed.command) {
+    case 'start':
+      return start(parsed);
+    case 'status':
+      return status(parsed.values.name ?? name, parsed.values.json === true);
+    case 'reload':
+      return simple(parsed.values.name ?? name, 'reload');
+    case 'stop':
+      return simple(parsed.values.name ?? name, 'stop');
+    case 'logs':
+      await sendControl(
+        parsed.values.name ?? name,
+        { cmd: 'logs', follow: parsed.values.follow === true },
+        (l) => process.stdout.write(`${String(l.line)}\n`),
+      );
+      return 0;
+    default:
+      process.stderr.write(`weft: unknown command "${parsed.command}"\n${USAGE}\n`);
+      return 2;
+  }
+}
+
+async function start(parsed: ReturnType<typeof parseCommandLine>): Promise<number> {
+  const config = await startConfig(parsed);
+  const path = socketPath(config.name);
+  const supervisor = await supervise({ ...config, logger, exit: false });
+  const control = new ControlServer(supervisor, path);
+  await control.listen();
+  logger.info({ socket: path }, `control socket ${path}`);
+  const code = await new Promise<number>((resolve) => supervisor.once('exit', resolve));
+  await control.close();
+  // The supervisor is done and its workers are gone: leave now rather than wait on stray handles.
+  process.exit(code);
+}
+
+async function status(name: string, json: boolean): Promise<number> {
+  let answer: SupervisorStatus | undefined;
+  await sendControl(name, { cmd: 'status' }, (l) => {
+    answer = l.status as SupervisorStatus;
+  });
+  if (!answer) throw new WeftError('ERR_WEFT_NOT_RUNNING', `The supervisor "${name}" did not answer`);
+  if (json) process.stdout.write(`${JSON.stringify(answer, null, 2)}\n`);
+  else process.stdout.write(table(answer));
+  return 0;
+}
+
+async function simple(name: string, cmd: 'reload' | 'stop'): Promise<number> {
+  let ok = false;
+  await sendControl(name, { cmd }, (l) => {
+    ok = l.ok === true;
+    if (cmd === 'reload') {
+      const r = l.result as { ok: boolean; replaced: number; reason?: string };
+      process.stdout.write(
+        r.ok ? `reloaded: ${r.replaced} workers replaced\n` : `reload failed: ${r.reason}\n`,
+      );
+    } else if (l.code !== undefined) process.stdout.write(`stopped (exit code ${String(l.code)})\n`);
+  });
+  return ok ? 0 : 1;
+}
+
+function table(s: SupervisorStatus): string {
+  const rows: string[][] = [
+    ['slot', 'pid', 'state', 'uptime', 'restarts', 'rss', 'loop p99', 'elu', 'last exit'],
+  ];
+  for (const slot of s.slots) rows.push(row(slot));
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  const text = rows
+    .map((r) =>
+      r
+        .map((c, i) => c.padEnd(widths[i]!))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
+  const reload = s.lastReload
+    ? `\nlast reload ${s.lastReload.at}: ${s.lastReload.ok ? 'ok' : `failed: ${s.lastReload.reason}`}`
+    : '';
+  return `${s.name} (pid ${s.pid}) ${s.state}\n${text}${reload}\n`;
+}
+
+function row(slot: SlotStatus): string[] {
+  const st = slot.stats;
+  return [
+    String(slot.index),
+    String(slot.pid ?? '-'),
+    slot.state,
+    `${Math.round(slot.uptime / 1000)}s`,
+    String(slot.restarts),
+    st ? `${Math.round(st.rss / 1024 / 1024)}M` : '-',
+    st ? `${st.eventLoopDelayP99.toFixed(1)}ms` : '-',
+    st ? `${Math.round(st.eventLoopUtilization * 100)}%` : '-',
+    slot.lastExit ?? '-',
+  ];
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    const e = err as { code?: string; message?: string };
+    process.stderr.write(`weft: ${e.message ?? String(err)}${e.code ? ` (${e.code})` : ''}\n`);
+    process.exitCode = e.code === 'ERR_WEFT_NOT_RUNNING' ? 3 : e.code?.startsWith('ERR_') ? 2 : 1;
+  },
+);

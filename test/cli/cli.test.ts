@@ -1,0 +1,150 @@
+import assert from 'node:assert/strict';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { parseDuration, parseSize } from '../../src/cli/config.ts';
+import { freePort } from '../cluster/helpers.ts';
+import { within } from '../helpers.ts';
+
+const cli = new URL('../../src/cli/weft.ts', import.meta.url).pathname;
+const app = new URL('../cluster/fixtures/app.ts', import.meta.url).pathname;
+const conditions = process.execArgv.filter((a) => a.startsWith('--conditions'));
+const runtime = mkdtempSync(join(tmpdir(), 'weft-cli-test-'));
+const env = { ...process.env, WEFT_RUNTIME_DIR: join(runtime, 'run') };
+const started = new Set<ChildProcess>();
+after(() => {
+  for (const c of started) if (c.exitCode === null && c.pid) process.kill(-c.pid, 'SIGKILL');
+  rmSync(runtime, { recursive: true, force: true });
+});
+
+/** Runs `weft <args>` to completion. */
+function weft(
+  args: string[],
+  cwd = process.cwd(),
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [...conditions, cli, ...args],
+      { env, cwd, timeout: 30_000 },
+      (err, stdout, stderr) => {
+        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+      },
+    );
+  });
+}
+
+/** `weft start` in the background; resolves once its control socket is up. */
+async function startCli(args: string[], cwd = process.cwd()) {
+  const port = await freePort();
+  const child = spawn(process.execPath, [...conditions, cli, 'start', ...args], {
+    env: { ...env, PORT: String(port) },
+    cwd,
+    stdio: ['ignore', 'pipe', 'inherit'],
+    detached: true,
+  });
+  started.add(child);
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => {
+    out += d;
+  });
+  const exit = new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+  await within(
+    new Promise<void>((resolve, reject) => {
+      const poll = () => (out.includes('control socket') ? resolve() : setTimeout(poll, 20));
+      child.once('exit', (c) => reject(new Error(`weft start exited with ${c}: ${out}`)));
+      poll();
+    }),
+    30_000,
+    'weft start to open its control socket',
+  );
+  return { child, port, exit, output: () => out };
+}
+
+describe('the weft command', () => {
+  it('start, status, reload, logs and stop a named cluster over a 0600 control socket', async () => {
+    const s = await startCli([app, '--workers', '2', '--name', 'clitest', '--kill-timeout', '5s']);
+    const sock = join(env.WEFT_RUNTIME_DIR, 'clitest.sock');
+    assert.equal(statSync(sock).mode & 0o777, 0o600, 'only the owner may use the socket');
+    assert.equal(statSync(env.WEFT_RUNTIME_DIR).mode & 0o777, 0o700);
+
+    const status = await weft(['status', '--name', 'clitest', '--json']);
+    assert.equal(status.code, 0, status.stderr);
+    const parsed = JSON.parse(status.stdout) as { slots: { state: string; pid: number }[] };
+    assert.deepEqual(
+      parsed.slots.map((x) => x.state),
+      ['ready', 'ready'],
+    );
+    const table = await weft(['status', '--name', 'clitest']);
+    assert.match(
+      table.stdout,
+      /^slot\s+pid\s+state\s+uptime\s+restarts\s+rss\s+loop p99\s+elu\s+last exit$/m,
+    );
+
+    const reload = await weft(['reload', '--name', 'clitest']);
+    assert.equal(reload.code, 0);
+    assert.equal(reload.stdout.trim(), 'reloaded: 2 workers replaced');
+
+    const logs = await weft(['logs', '--name', 'clitest']);
+    assert.match(
+      logs.stdout,
+      /^\[clitest:0\] app listening in \d+$/m,
+      'worker output, prefixed with its slot',
+    );
+    assert.match(logs.stdout, /^\[clitest:1\] app listening in \d+$/m);
+
+    const stop = await weft(['stop', '--name', 'clitest']);
+    assert.equal(stop.stdout.trim(), 'stopped (exit code 0)');
+    assert.equal(await within(s.exit, 20_000, 'weft start to exit'), 0);
+  });
+
+  it('status with no supervisor running says so and exits 3', async () => {
+    const r = await weft(['status', '--name', 'nobody-here']);
+    assert.equal(r.code, 3);
+    assert.match(r.stderr, /No weft supervisor named "nobody-here" is running/);
+    assert.match(r.stderr, /ERR_WEFT_NOT_RUNNING/);
+  });
+
+  it('bad flags and bad values get a clear error and exit 2', async () => {
+    const bad = await weft(['start', app, '--workers', 'lots']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /"workers" option must be a number or 'max'/);
+    const memory = await weft(['start', app, '--max-memory', 'huge']);
+    assert.equal(memory.code, 2);
+    assert.match(memory.stderr, /"max-memory" option must be a size like 512M/);
+    const unknown = await weft(['frobnicate']);
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /unknown command "frobnicate"/);
+  });
+
+  it('reads weft.config.json from the working directory; flags win over it', async () => {
+    const dir = mkdtempSync(join(runtime, 'cfg-'));
+    writeFileSync(
+      join(dir, 'weft.config.json'),
+      JSON.stringify({ exec: app, workers: 1, name: 'fromconfig' }),
+    );
+    const s = await startCli([], dir);
+    const status = await weft(['status', '--name', 'fromconfig', '--json']);
+    assert.equal((JSON.parse(status.stdout) as { slots: unknown[] }).slots.length, 1, 'workers from the file');
+    await weft(['stop', '--name', 'fromconfig']);
+    assert.equal(await within(s.exit, 20_000, 'exit'), 0);
+
+    const flagged = await startCli(['--workers', '2'], dir);
+    const two = await weft(['status', '--name', 'fromconfig', '--json']);
+    assert.equal((JSON.parse(two.stdout) as { slots: unknown[] }).slots.length, 2, '--workers wins over the file');
+    await weft(['stop', '--name', 'fromconfig']);
+    assert.equal(await within(flagged.exit, 20_000, 'exit'), 0);
+  });
+
+  it('parses sizes and durations', () => {
+    assert.equal(parseSize('512M', 'x'), 512 * 1024 * 1024);
+    assert.equal(parseSize('1G', 'x'), 1024 ** 3);
+    assert.equal(parseSize('2048', 'x'), 2048);
+    assert.equal(parseDuration('30s', 'x'), 30_000);
+    assert.equal(parseDuration('500ms', 'x'), 500);
+    assert.equal(parseDuration('2m', 'x'), 120_000);
+    assert.throws(() => parseDuration('soon', 'kill-timeout'), { code: 'ERR_WEFT_INVALID_OPTION' });
+  });
+});
