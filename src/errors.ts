@@ -22,7 +22,8 @@ export type WeftErrorCode =
   | 'ERR_WEFT_MODULE_LOAD'
   | 'ERR_WEFT_POOL_CLOSED'
   | 'ERR_WEFT_DATA_CLONE'
-  | 'ERR_WEFT_NOT_RUNNING';
+  | 'ERR_WEFT_NOT_RUNNING'
+  | 'ERR_WEFT_IPC';
 
 export interface WeftErrorOptions {
   cause?: unknown;

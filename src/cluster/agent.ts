@@ -6,7 +6,7 @@
 import cluster from 'node:cluster';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { isWeftMessage, type PrimaryMessage, type WorkerStats } from './protocol.ts';
-import { customStats } from './worker.ts';
+import { answerRequest, customStats, deliverMessage } from './worker.ts';
 
 if (cluster.isWorker && process.env.WEFT_WORKER_INDEX !== undefined) install();
 
@@ -15,6 +15,8 @@ function install(): void {
     if (!isWeftMessage(msg)) return;
     const m = msg as PrimaryMessage;
     if (m.weft === 'ping' && process.connected) process.send?.({ weft: 'pong', id: m.id });
+    else if (m.weft === 'message') deliverMessage(m.data);
+    else if (m.weft === 'request') void answerRequest(m.id, m.name, m.data);
   });
 
   const interval = Number(process.env.WEFT_STATS_INTERVAL ?? 1000);

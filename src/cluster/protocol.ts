@@ -5,6 +5,7 @@ export const KEY = 'weft';
 
 export type PrimaryMessage =
   | { weft: 'ping'; id: number }
+  | { weft: 'message'; data: unknown }
   | { weft: 'request'; id: number; name: string; data: unknown };
 
 export type WorkerMessage =

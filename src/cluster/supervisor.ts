@@ -3,6 +3,7 @@ import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
+import { WeftError } from '../errors.ts';
 import { type Logger, stderrLogger } from '../lifecycle/index.ts';
 import { type ResolvedSuperviseOptions, resolveSuperviseOptions, type SuperviseOptions } from './options.ts';
 import { isWeftMessage, type WorkerMessage } from './protocol.ts';
@@ -56,6 +57,8 @@ export class Supervisor extends EventEmitter {
   #lastReload: SupervisorStatus['lastReload'];
   #stop: Promise<number> | undefined;
   readonly #logs: string[] = [];
+  readonly #pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: unknown) => void }>();
+  #requestId = 0;
 
   constructor(options: SuperviseOptions) {
     super();
@@ -218,6 +221,12 @@ export class Supervisor extends EventEmitter {
         void this.#replace(slot, 'memory');
       }
     } else if (m.weft === 'message') this.emit('message', slot.index, m.data);
+    else if (m.weft === 'response') {
+      const p = this.#pending.get(m.id);
+      this.#pending.delete(m.id);
+      if (p && m.ok) p.resolve(m.data);
+      else p?.reject(new WeftError('ERR_WEFT_IPC', `worker ${slot.index}: ${String(m.data)}`));
+    }
   }
 
   #onExit(slot: Slot, worker: Worker, code: number | null, signal: string | null): void {
@@ -285,6 +294,51 @@ export class Supervisor extends EventEmitter {
       }
       if (w.isConnected()) w.send({ weft: 'ping', id: ++this.#pingId });
     }
+  }
+
+  /** Sends `data` to the worker of `slot` (its `worker.onMessage` listeners); false when it has none connected. */
+  send(slot: number, data: unknown): boolean {
+    const w = this.#slots[slot]?.worker;
+    if (!w?.isConnected()) return false;
+    w.send({ weft: 'message', data });
+    return true;
+  }
+
+  /** Sends `data` to every connected worker; returns how many got it. */
+  broadcast(data: unknown): number {
+    let n = 0;
+    for (const slot of this.#slots) if (this.send(slot.index, data)) n++;
+    return n;
+  }
+
+  /**
+   * Asks the worker of `slot` to run its `worker.handle(name)` handler; resolves with the answer. Rejects with
+   * `ERR_WEFT_IPC` when the worker has no such handler, its handler throws, it is not connected, or no answer
+   * comes within `timeout` ms (default 5 000).
+   */
+  request(slot: number, name: string, data?: unknown, options: { timeout?: number } = {}): Promise<unknown> {
+    const w = this.#slots[slot]?.worker;
+    if (!w?.isConnected())
+      return Promise.reject(new WeftError('ERR_WEFT_IPC', `worker ${slot} is not connected`));
+    const id = ++this.#requestId;
+    const timeout = options.timeout ?? 5_000;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(id);
+        reject(new WeftError('ERR_WEFT_IPC', `worker ${slot} did not answer "${name}" within ${timeout} ms`));
+      }, timeout);
+      this.#pending.set(id, {
+        resolve: (v) => {
+          clearTimeout(timer);
+          resolve(v);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      });
+      w.send({ weft: 'request', id, name, data });
+    });
   }
 
   /**

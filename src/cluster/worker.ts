@@ -3,6 +3,8 @@ import type { WorkerStats } from './protocol.ts';
 
 let custom: Record<string, unknown> = {};
 let readySent = false;
+const messageListeners = new Set<(data: unknown) => void>();
+const requestHandlers = new Map<string, (data: unknown) => unknown>();
 
 function send(message: object): boolean {
   if (!process.send || !process.connected) return false;
@@ -44,6 +46,15 @@ export const worker = {
   send(data: unknown): boolean {
     return send({ weft: 'message', data });
   },
+  /** Listens for messages the supervisor sends (`supervisor.send()`, `broadcast()`); returns an unsubscribe. */
+  onMessage(listener: (data: unknown) => void): () => void {
+    messageListeners.add(listener);
+    return () => messageListeners.delete(listener);
+  },
+  /** Answers the supervisor's `request(slot, name, data)`; the handler may be async; a throw becomes its rejection. */
+  handle(name: string, handler: (data: unknown) => unknown): void {
+    requestHandlers.set(name, handler);
+  },
   /** Sets custom gauges reported with the next stats (merged, not replaced). */
   report(values: Record<string, unknown>): void {
     custom = { ...custom, ...values };
@@ -53,4 +64,23 @@ export const worker = {
 /** Internal: the custom gauges for the agent's stats. */
 export function customStats(): WorkerStats['custom'] {
   return custom;
+}
+
+/** Internal: delivers a supervisor message to `worker.onMessage` listeners. */
+export function deliverMessage(data: unknown): void {
+  for (const l of messageListeners) l(data);
+}
+
+/** Internal: runs the handler of a supervisor request and sends back its result or error. */
+export async function answerRequest(id: number, name: string, data: unknown): Promise<void> {
+  const handler = requestHandlers.get(name);
+  let reply: object;
+  try {
+    if (!handler)
+      throw new Error(`no handler for request "${name}" in worker ${process.env.WEFT_WORKER_INDEX}`);
+    reply = { weft: 'response', id, ok: true, data: await handler(data) };
+  } catch (err) {
+    reply = { weft: 'response', id, ok: false, data: (err as Error)?.message ?? String(err) };
+  }
+  send(reply);
 }

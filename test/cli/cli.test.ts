@@ -127,13 +127,21 @@ describe('the weft command', () => {
     );
     const s = await startCli([], dir);
     const status = await weft(['status', '--name', 'fromconfig', '--json']);
-    assert.equal((JSON.parse(status.stdout) as { slots: unknown[] }).slots.length, 1, 'workers from the file');
+    assert.equal(
+      (JSON.parse(status.stdout) as { slots: unknown[] }).slots.length,
+      1,
+      'workers from the file',
+    );
     await weft(['stop', '--name', 'fromconfig']);
     assert.equal(await within(s.exit, 20_000, 'exit'), 0);
 
     const flagged = await startCli(['--workers', '2'], dir);
     const two = await weft(['status', '--name', 'fromconfig', '--json']);
-    assert.equal((JSON.parse(two.stdout) as { slots: unknown[] }).slots.length, 2, '--workers wins over the file');
+    assert.equal(
+      (JSON.parse(two.stdout) as { slots: unknown[] }).slots.length,
+      2,
+      '--workers wins over the file',
+    );
     await weft(['stop', '--name', 'fromconfig']);
     assert.equal(await within(flagged.exit, 20_000, 'exit'), 0);
   });
