@@ -90,7 +90,11 @@ describe('supervisor IPC', () => {
       { exec: exec.pathname, crashLoop: { max: -1, windowMs: 1 } },
     ];
     for (const options of bad) {
-      await assert.rejects(supervise(options as never), { code: 'ERR_WEFT_INVALID_OPTION' }, JSON.stringify(options));
+      await assert.rejects(
+        supervise(options as never),
+        { code: 'ERR_WEFT_INVALID_OPTION' },
+        JSON.stringify(options),
+      );
     }
   });
 });
