@@ -110,7 +110,7 @@ async function simple(name: string, cmd: 'reload' | 'stop'): Promise<number> {
 
 function table(s: SupervisorStatus): string {
   const rows: string[][] = [
-    ['slot', 'pid', 'state', 'uptime', 'restarts', 'rss', 'loop p99', 'elu', 'last exit'],
+    ['slot', 'pid', 'state', 'uptime', 'restarts', 'rss', 'loop p99', 'elu', 'req/s', 'last exit'],
   ];
   for (const slot of s.slots) rows.push(row(slot));
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
@@ -139,6 +139,7 @@ function row(slot: SlotStatus): string[] {
     st ? `${Math.round(st.rss / 1024 / 1024)}M` : '-',
     st ? `${st.eventLoopDelayP99.toFixed(1)}ms` : '-',
     st ? `${Math.round(st.eventLoopUtilization * 100)}%` : '-',
+    st ? st.requestsPerSecond.toFixed(1) : '-',
     slot.lastExit ?? '-',
   ];
 }

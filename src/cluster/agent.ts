@@ -4,6 +4,7 @@
  * SIGTERM when the application has no lifecycle of its own. Internal.
  */
 import cluster from 'node:cluster';
+import { subscribe } from 'node:diagnostics_channel';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { isWeftMessage, type PrimaryMessage, type WorkerStats } from './protocol.ts';
 import { answerRequest, customStats, deliverMessage } from './worker.ts';
@@ -24,7 +25,18 @@ function install(): void {
     const delay = monitorEventLoopDelay({ resolution: 10 });
     delay.enable();
     let elu = performance.eventLoopUtilization();
+    // Every node:http server in the process, with no change to the application.
+    let requests = 0;
+    let counted = 0;
+    let last = performance.now();
+    subscribe('http.server.request.start', () => {
+      requests++;
+    });
     setInterval(() => {
+      const t = performance.now();
+      const requestsPerSecond = ((requests - counted) * 1000) / Math.max(1, t - last);
+      counted = requests;
+      last = t;
       const now = performance.eventLoopUtilization();
       const mem = process.memoryUsage();
       const stats: WorkerStats = {
@@ -32,6 +44,8 @@ function install(): void {
         heapUsed: mem.heapUsed,
         eventLoopDelayP99: delay.count > 0 ? delay.percentile(99) / 1e6 : 0,
         eventLoopUtilization: performance.eventLoopUtilization(now, elu).utilization,
+        requests,
+        requestsPerSecond,
         custom: customStats(),
       };
       elu = now;

@@ -21,6 +21,10 @@ export interface WorkerStats {
   heapUsed: number;
   eventLoopDelayP99: number;
   eventLoopUtilization: number;
+  /** HTTP requests this worker has received since it started (counted through diagnostics_channel). */
+  requests: number;
+  /** Requests per second over the last stats interval. */
+  requestsPerSecond: number;
   /** Application gauges and pool stats, as reported with `worker.report()`. */
   custom: Record<string, unknown>;
 }

@@ -80,7 +80,7 @@ describe('the weft command', () => {
     const table = await weft(['status', '--name', 'clitest']);
     assert.match(
       table.stdout,
-      /^slot\s+pid\s+state\s+uptime\s+restarts\s+rss\s+loop p99\s+elu\s+last exit$/m,
+      /^slot\s+pid\s+state\s+uptime\s+restarts\s+rss\s+loop p99\s+elu\s+req\/s\s+last exit$/m,
     );
 
     const reload = await weft(['reload', '--name', 'clitest']);

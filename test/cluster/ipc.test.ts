@@ -67,6 +67,20 @@ describe('supervisor IPC', () => {
       assert.ok(stats.rss > 0 && stats.heapUsed > 0);
       assert.ok(stats.eventLoopUtilization >= 0 && stats.eventLoopUtilization <= 1);
       assert.deepEqual(stats.custom, { gauge: 7 });
+      const before = s.status().slots.reduce((n, x) => n + (x.stats?.requests ?? 0), 0);
+      const port = Number((s.options.env as { PORT: string }).PORT);
+      for (let i = 0; i < 10; i++) await (await fetch(`http://127.0.0.1:${port}/pid`)).text();
+      await within(
+        new Promise<void>((resolve) => {
+          const poll = () =>
+            s.status().slots.reduce((n, x) => n + (x.stats?.requests ?? 0), 0) >= before + 10
+              ? resolve()
+              : setTimeout(poll, 20);
+          poll();
+        }),
+        5_000,
+        'the requests to show in the stats',
+      );
     });
   });
 
