@@ -14,7 +14,7 @@ export interface SuperviseOptions {
   args?: string[];
   /** Worker processes: a number or `'max'` (one per core). Default: `'max'`. */
   workers?: number | 'max';
-  /** Shown in logs and status. Default: the script's file name. */
+  /** Shown in logs and status. Default: the script's file name without its extension. */
   name?: string;
   /** Extra environment for the workers. */
   env?: Record<string, string>;
@@ -84,7 +84,7 @@ export function resolveSuperviseOptions(options: SuperviseOptions) {
     exec,
     args: options.args ?? [],
     workers,
-    name: options.name ?? (exec.split('/').pop() || 'app'),
+    name: options.name ?? ((exec.split('/').pop() ?? '').replace(/\.[^.]+$/, '') || 'app'),
     env: options.env ?? {},
     execArgv: options.execArgv,
     startTimeout: ms(options, 'startTimeout', 30_000),
