@@ -246,10 +246,14 @@ export class Lifecycle extends EventEmitter {
     } else if (phase === 'listeners') {
       for (const s of this.#servers) s.stopAccepting();
     } else if (phase === 'drain') {
-      for (const s of this.#servers) steps.push(s.drain());
+      // Requests still arriving on open connections may need the pools and consumers registered for this phase, so
+      // those close only once every server has drained.
+      await Promise.all(this.#servers.map((s) => s.drain()));
+      if (this.#expired) return;
     }
-    for (const hook of this.#hooks)
+    for (const hook of this.#hooks) {
       if (hook.phase === phase) steps.push(this.#runHook(hook, reason, deadline));
+    }
     await Promise.all(steps);
   }
 

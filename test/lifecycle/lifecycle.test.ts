@@ -202,3 +202,32 @@ describe('lifecycle shutdown phases', () => {
     life.close();
   });
 });
+
+describe('lifecycle drain order', () => {
+  it('drain-phase hooks (pools, consumers) start only after every server has drained', async () => {
+    const { createServer } = await import('node:http');
+    const order: string[] = [];
+    const server = createServer((_req, res) => {
+      setTimeout(() => {
+        order.push('request done');
+        res.end('ok');
+      }, 100);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const { port } = server.address() as { port: number };
+    const { life } = testLifecycle();
+    life.addServer(server);
+    life.onShutdown('pool', () => {
+      order.push('pool closing');
+    });
+    const response = fetch(`http://127.0.0.1:${port}/`).then((r) => r.text());
+    await within(
+      new Promise<void>((resolve) => server.once('request', () => resolve())),
+      5_000,
+      'the request to arrive',
+    );
+    assert.equal(await life.shutdown('test'), 0);
+    assert.equal(await response, 'ok');
+    assert.deepEqual(order, ['request done', 'pool closing']);
+  });
+});
