@@ -1,4 +1,5 @@
 /** Validation shared by every Weft module. Internal. */
+import { InvalidOptionError } from './errors.ts';
 
 /** Longest delay a Node timer honours; longer ones fire after 1 ms (with a TimeoutOverflowWarning). */
 export const MAX_TIMER = 2 ** 31 - 1;
@@ -11,4 +12,14 @@ export function isDelay(value: unknown): value is number {
   return (
     typeof value === 'number' && value >= 0 && (value <= MAX_TIMER || value === Number.POSITIVE_INFINITY)
   );
+}
+
+/** Reads a finite timer option (0 to MAX_TIMER ms) from `options[key]`, or `fallback` when absent. */
+export function timerOption(options: object, key: string, fallback: number): number {
+  const value = (options as Record<string, unknown>)[key];
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !(value >= 0) || value > MAX_TIMER) {
+    throw new InvalidOptionError(key, `a number of ms from 0 to ${MAX_TIMER}`, value);
+  }
+  return value;
 }

@@ -3,7 +3,7 @@ import { isAbsolute } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InvalidOptionError } from '../errors.ts';
 import type { Logger } from '../lifecycle/index.ts';
-import { MAX_TIMER } from '../validate.ts';
+import { timerOption } from '../validate.ts';
 import type { BackoffOptions } from './backoff.ts';
 
 /** Options of `supervise()`. Validated once, at start. */
@@ -87,17 +87,17 @@ export function resolveSuperviseOptions(options: SuperviseOptions) {
     name: options.name ?? ((exec.split('/').pop() ?? '').replace(/\.[^.]+$/, '') || 'app'),
     env: options.env ?? {},
     execArgv: options.execArgv,
-    startTimeout: ms(options, 'startTimeout', 30_000),
-    killTimeout: ms(options, 'killTimeout', 30_000),
-    pingInterval: ms(options, 'pingInterval', 1_000),
-    livenessTimeout: ms(options, 'livenessTimeout', 10_000),
-    hungKillGrace: ms(options, 'hungKillGrace', 2_000),
+    startTimeout: timerOption(options, 'startTimeout', 30_000),
+    killTimeout: timerOption(options, 'killTimeout', 30_000),
+    pingInterval: timerOption(options, 'pingInterval', 1_000),
+    livenessTimeout: timerOption(options, 'livenessTimeout', 10_000),
+    hungKillGrace: timerOption(options, 'hungKillGrace', 2_000),
     maxMemory: bytes(options.maxMemory),
     backoff: options.backoff ?? {},
-    stableAfter: ms(options, 'stableAfter', 30_000),
+    stableAfter: timerOption(options, 'stableAfter', 30_000),
     crashLoop,
     maxSurge,
-    statsInterval: ms(options, 'statsInterval', 1_000),
+    statsInterval: timerOption(options, 'statsInterval', 1_000),
     logger: options.logger,
     handleSignals: options.handleSignals ?? true,
     exit: options.exit ?? true,
@@ -114,15 +114,6 @@ function resolveExec(exec: unknown): string {
     throw new InvalidOptionError('exec', 'an absolute path or a file: URL', exec);
   }
   return exec;
-}
-
-function ms(options: object, key: string, fallback: number): number {
-  const value = (options as Record<string, unknown>)[key];
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !(value >= 0) || value > MAX_TIMER) {
-    throw new InvalidOptionError(key, `a number of ms from 0 to ${MAX_TIMER}`, value);
-  }
-  return value;
 }
 
 function bytes(value: unknown): number {

@@ -1,5 +1,5 @@
 import { InvalidOptionError } from '../errors.ts';
-import { MAX_TIMER } from '../validate.ts';
+import { timerOption } from '../validate.ts';
 import type { HealthOptions } from './health.ts';
 import type { Logger } from './logger.ts';
 
@@ -32,8 +32,8 @@ export interface LifecycleOptions {
 export function resolveLifecycleOptions(options: LifecycleOptions) {
   if (typeof options !== 'object' || options === null)
     throw new InvalidOptionError('options', 'an object', options);
-  const shutdownTimeout = ms(options, 'shutdownTimeout', 30_000);
-  const drainDelay = ms(options, 'drainDelay', 0);
+  const shutdownTimeout = timerOption(options, 'shutdownTimeout', 30_000);
+  const drainDelay = timerOption(options, 'drainDelay', 0);
   const signals = options.signals ?? ['SIGTERM', 'SIGINT'];
   if (!Array.isArray(signals) || !signals.every((s) => (SIGNALS as readonly string[]).includes(s))) {
     throw new InvalidOptionError('signals', `an array of ${SIGNALS.join(', ')}`, signals);
@@ -61,13 +61,4 @@ export function resolveLifecycleOptions(options: LifecycleOptions) {
     exit,
     health: options.health,
   });
-}
-
-function ms(options: object, key: string, fallback: number): number {
-  const value = (options as Record<string, unknown>)[key];
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !(value >= 0) || value > MAX_TIMER) {
-    throw new InvalidOptionError(key, `a number of ms from 0 to ${MAX_TIMER}`, value);
-  }
-  return value;
 }
