@@ -11,7 +11,7 @@ after(() => {
 });
 
 describe('examples/graceful-server', () => {
-  it('SIGTERM under keep-alive load: every accepted request completes, no connection is reset, exit 0', async () => {
+  it('SIGTERM under keep-alive load: every accepted request completes, no connection is reset, exit 0', async (t) => {
     child = spawn(process.execPath, [...process.execArgv.filter((a) => a.startsWith('--conditions')), main], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
@@ -99,5 +99,9 @@ describe('examples/graceful-server', () => {
     );
     assert.equal(outcomes.ok, counts.finished, 'and every one of them reached its client');
     assert.ok(took < 2_000, `exited ${Math.round(took)} ms after SIGTERM`);
+    t.diagnostic(
+      `accepted ${counts.started}, answered ${counts.finished}, refused after close ${outcomes.refused}, ` +
+        `exit ${Math.round(took)} ms after SIGTERM`,
+    );
   });
 });
