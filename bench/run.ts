@@ -13,6 +13,7 @@ interface Area {
 /** Areas by name, loaded only when asked for. New areas (stream, cluster) are added here. */
 const AREAS: Record<string, () => Promise<Area>> = {
   pool: async () => ({ title: 'Worker pool', run: (await import('./pool.ts')).run }),
+  lifecycle: async () => ({ title: 'Graceful shutdown', run: (await import('./lifecycle.ts')).run }),
 };
 
 const RESULTS = new URL('./results/', import.meta.url);
