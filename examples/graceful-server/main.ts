@@ -1,54 +1,78 @@
-// A service that stops without losing an accepted request:
+// A service that stops without losing an accepted request (see docs/lifecycle.md):
 //   node --conditions=weft-source examples/graceful-server/main.ts      then: kill -TERM <pid>
-// GET /?ms=100 answers after 100 ms; GET /hash?text=x does CPU work in a weft/pool thread; /health/* are probes.
+// GET /?ms=100 waits 100 ms, then hashes the path in a weft/pool thread and answers the hex digest.
+// GET /health/live, /health/ready and /health/startup are the probes; every other route is guarded by a LoadShedder.
+// stdout: JSON lines: `{"listening":port}` once ready, the lifecycle's log, `{"counts":{...}}` in the flush phase.
 import { createServer } from 'node:http';
-import { createLifecycle, LoadShedder } from 'weft/lifecycle';
+import { createLifecycle, LoadShedder, type Logger } from 'weft/lifecycle';
 import { Pool } from 'weft/pool';
 
-const json = (level: string) => (obj: object, msg?: string) =>
-  console.log(JSON.stringify({ level, msg, ...obj }));
-const logger = { info: json('info'), warn: json('warn'), error: json('error') };
+const line = (value: object) => process.stdout.write(`${JSON.stringify(value)}\n`);
+const log =
+  (level: string) =>
+  (obj: object, msg?: string): void => {
+    const err = (obj as { err?: unknown }).err;
+    line({
+      level,
+      msg,
+      ...obj,
+      ...(err instanceof Error ? { err: { message: err.message, stack: err.stack } } : {}),
+    });
+  };
+const logger: Logger = { info: log('info'), warn: log('warn'), error: log('error') };
+
+const life = createLifecycle({ shutdownTimeout: 10_000, logger });
 
 const pool = new Pool<typeof import('./tasks.ts')>({
   filename: new URL('./tasks.ts', import.meta.url),
-  maxThreads: 1,
+  maxThreads: 2,
 });
+life.register(pool); // closed in the drain phase, once the server has drained: late requests still need it
+life.addCheck('pool-queue', () => pool.queueSize < 1_000, { kind: 'readiness' });
+
 const shedder = new LoadShedder({
-  maxEventLoopDelay: 500,
-  gauges: { queue: { value: () => pool.queueSize, max: 1_000 } },
+  maxEventLoopDelay: 1_000,
+  gauges: { poolQueue: { value: () => pool.queueSize, max: 1_000 } },
 });
+shedder.on('overload', (reasons) => logger.warn({ reasons }, 'shedding load'));
+shedder.on('recover', () => logger.info({}, 'load back to normal'));
+life.register(shedder, { phase: 'flush' });
 const guard = shedder.handler();
+
+const probes: Record<string, ReturnType<typeof life.livenessHandler>> = {
+  '/health/live': life.livenessHandler(),
+  '/health/ready': life.readinessHandler(),
+  '/health/startup': life.startupHandler(),
+};
+
+// The server's own log of what it accepted: a request is started once it passes the guard, finished once a full
+// 200 has been handed to the OS.
 const counts = { started: 0, finished: 0 };
 
 const server = createServer(async (req, res) => {
   const url = new URL(req.url ?? '/', 'http://localhost');
-  if (url.pathname === '/health/live') return life.livenessHandler()(req, res);
-  if (url.pathname === '/health/ready') return life.readinessHandler()(req, res);
-  if (guard(req, res)) return; // 503 + Retry-After while overloaded
+  const probe = probes[url.pathname];
+  if (probe) return void probe(req, res);
+  if (guard(req, res)) return; // 503 + Retry-After while overloaded; health routes are exempt
   counts.started++;
-  res.on('finish', () => {
+  res.once('finish', () => {
     if (res.statusCode === 200) counts.finished++;
   });
-  if (url.pathname === '/hash') {
-    try {
-      res.end(await pool.run('digest', [url.searchParams.get('text') ?? '', 1_000]));
-    } catch (err) {
-      res.statusCode = 500;
-      res.end(String((err as Error).message));
-    }
-    return;
+  const ms = Math.min(Math.max(Number(url.searchParams.get('ms')) || 0, 0), 60_000);
+  await new Promise((resolve) => setTimeout(resolve, ms));
+  try {
+    res.end(await pool.run('digest', [url.pathname, 1_000]));
+  } catch (err) {
+    res.statusCode = 500;
+    res.end(String((err as Error).message));
   }
-  setTimeout(() => res.end('ok'), Number(url.searchParams.get('ms') ?? 0));
 });
 
-const life = createLifecycle({ shutdownTimeout: 10_000, logger });
-life.addServer(server, { idleGrace: 200 });
-life.register(pool); // finishes its tasks in the drain phase
-life.register(shedder, { phase: 'flush' });
-life.onShutdown('report', () => console.log(JSON.stringify({ counts })), { phase: 'flush' });
+life.addServer(server, { idleGrace: 200 }); // the default idleGrace, spelled out
+life.onShutdown('report', () => line({ counts }), { phase: 'flush' });
 
 server.listen(Number(process.env.PORT ?? 0), '127.0.0.1', async () => {
-  await life.ready();
+  await life.ready(); // readiness and startup turn green
   const address = server.address();
-  console.log(JSON.stringify({ listening: typeof address === 'object' && address ? address.port : 0 }));
+  line({ listening: typeof address === 'object' && address ? address.port : 0 });
 });

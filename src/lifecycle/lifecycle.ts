@@ -9,7 +9,7 @@ import { type LifecycleOptions, PHASES, type Phase, resolveLifecycleOptions } fr
 export interface HookContext {
   /** Why the shutdown started: the signal name, `uncaughtException`, or what `shutdown(reason)` was given. */
   reason: string;
-  /** Aborted when the hook's own timeout passes: stop and return. */
+  /** Aborted when the hook's own timeout or the shutdown deadline passes: stop and return. */
   signal: AbortSignal;
 }
 
@@ -60,6 +60,10 @@ export class Lifecycle extends EventEmitter {
   #shutdown: Promise<number> | undefined;
   #failed = false;
   #expired = false;
+  /** Signals received since the shutdown started (by a signal or otherwise); the second one forces exit. */
+  #signalsDuringShutdown = 0;
+  /** Abort controllers of the hooks running now: the deadline aborts them all. */
+  readonly #running = new Set<AbortController>();
 
   constructor(options: LifecycleOptions = {}) {
     super();
@@ -178,8 +182,14 @@ export class Lifecycle extends EventEmitter {
 
   #onSignal(signal: string): void {
     if (!this.#shutdown) {
+      this.#signalsDuringShutdown = 1;
       this.#logger.info({ signal }, `${signal} received: shutting down`);
       void this.shutdown(signal);
+      return;
+    }
+    // A shutdown started by hand, by the supervisor or by an error is not forced by the orchestrator's first SIGTERM.
+    if (++this.#signalsDuringShutdown === 1) {
+      this.#logger.info({ signal }, `${signal} received: already shutting down`);
       return;
     }
     this.#logger.error({ signal }, `${signal} received again during shutdown: forcing exit now`);
@@ -188,12 +198,15 @@ export class Lifecycle extends EventEmitter {
   }
 
   #onFatal(err: unknown, origin: string): void {
-    const shuttingDown = this.#shutdown !== undefined;
-    this.#logger.error(
-      { err, origin },
-      shuttingDown ? `${origin} during shutdown (ignored)` : `${origin}: shutting down with exit code 1`,
-    );
-    if (!shuttingDown) void this.shutdown(origin, { exitCode: exitCodeOf(err) });
+    if (this.#shutdown) {
+      // The shutdown goes on, but it did not go cleanly.
+      this.#failed = true;
+      this.#logger.error({ err, origin }, `${origin} during shutdown: the exit code will be 1`);
+      return;
+    }
+    const code = exitCodeOf(err);
+    this.#logger.error({ err, origin }, `${origin}: shutting down with exit code ${code}`);
+    void this.shutdown(origin, { exitCode: code });
   }
 
   async #run(reason: string, exitCode: number | undefined): Promise<number> {
@@ -216,6 +229,7 @@ export class Lifecycle extends EventEmitter {
     if (outcome === 'deadline') {
       this.#expired = true;
       this.#failed = true;
+      for (const ac of this.#running) ac.abort(new Error('shutdown deadline passed'));
       this.#logger.error(
         { reason, shutdownTimeout: this.#options.shutdownTimeout, connections: this.#connections() },
         'shutdown deadline passed: destroying what is left',
@@ -234,15 +248,34 @@ export class Lifecycle extends EventEmitter {
     return code;
   }
 
+  /** The deadline has passed though its timer has not fired yet: the same outcome, said once. */
+  #pastDeadline(phase: Phase): void {
+    if (this.#expired) return;
+    this.#expired = true;
+    this.#failed = true;
+    this.#logger.error({ phase }, `shutdown deadline passed before phase ${phase}: destroying what is left`);
+    for (const ac of this.#running) ac.abort(new Error('shutdown deadline passed'));
+    for (const s of this.#servers) s.destroy();
+  }
+
   async #phase(phase: Phase, reason: string, deadline: number): Promise<void> {
     // Past the deadline the shutdown has been decided: later phases do not start behind its back.
-    if (this.#expired || performance.now() >= deadline) return;
+    if (this.#expired) return;
+    if (performance.now() >= deadline) {
+      this.#pastDeadline(phase);
+      return;
+    }
     this.emit('phase', phase);
     const steps: Promise<void>[] = [];
     if (phase === 'readiness') {
       this.health.markShuttingDown();
       const delay = Math.max(this.#options.drainDelay, ...this.#servers.map((s) => s.drainDelay));
-      if (delay > 0) steps.push(sleep(Math.min(delay, deadline - performance.now())));
+      if (delay > 0) {
+        const left = deadline - performance.now();
+        // A drain delay that does not fit in the deadline uses it all: nothing after it may run.
+        const after = () => (delay >= left ? this.#pastDeadline('listeners') : undefined);
+        steps.push(sleep(Math.min(delay, left)).then(after));
+      }
     } else if (phase === 'listeners') {
       for (const s of this.#servers) s.stopAccepting();
     } else if (phase === 'drain') {
@@ -261,6 +294,7 @@ export class Lifecycle extends EventEmitter {
     // A hook with no timeout of its own, or one longer than what is left, is bounded by the shutdown deadline.
     const timeout = hook.timeout < deadline - performance.now() ? hook.timeout : undefined;
     const ac = new AbortController();
+    this.#running.add(ac);
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<'timeout'>((resolve) => {
       if (timeout !== undefined) timer = setTimeout(() => resolve('timeout'), timeout);
@@ -283,6 +317,7 @@ export class Lifecycle extends EventEmitter {
       this.#logger.error({ err, hook: hook.name, phase: hook.phase }, `shutdown hook "${hook.name}" failed`);
     } finally {
       clearTimeout(timer);
+      this.#running.delete(ac);
     }
   }
 

@@ -231,3 +231,76 @@ describe('lifecycle drain order', () => {
     assert.deepEqual(order, ['request done', 'pool closing']);
   });
 });
+
+describe('lifecycle edge cases', () => {
+  it('a hook with no timeout of its own has its signal aborted at the deadline', async () => {
+    const { life } = testLifecycle({ shutdownTimeout: 100 });
+    let aborted = false;
+    life.onShutdown(
+      'waits',
+      ({ signal }) =>
+        new Promise<void>((resolve) => {
+          signal.addEventListener('abort', () => {
+            aborted = true;
+            resolve();
+          });
+        }),
+    );
+    assert.equal(await within(life.shutdown('test'), 5_000, 'shutdown'), 1);
+    assert.ok(aborted);
+  });
+
+  it('a drain delay as long as the deadline skips the later phases loudly, with exit code 1', async () => {
+    const { life, logger } = testLifecycle({ shutdownTimeout: 100, drainDelay: 1_000 });
+    let ran = false;
+    life.onShutdown(
+      'flush',
+      () => {
+        ran = true;
+      },
+      { phase: 'flush' },
+    );
+    assert.equal(await within(life.shutdown('test'), 5_000, 'shutdown'), 1);
+    assert.equal(ran, false);
+    assert.ok(logger.lines.some((l) => /deadline passed/.test(l.msg ?? '')));
+  });
+
+  it('one signal during a shutdown started otherwise does not force exit; a second one does', async () => {
+    const codes: number[] = [];
+    const { life, logger } = testLifecycle({ signals: ['SIGUSR2'], exit: (code) => codes.push(code) });
+    let release = () => {};
+    life.onShutdown(
+      'slow',
+      () =>
+        new Promise<void>((resolve) => {
+          release = resolve;
+        }),
+    );
+    const done = life.shutdown('supervisor');
+    process.kill(process.pid, 'SIGUSR2');
+    await within(
+      new Promise<void>((resolve) => {
+        const poll = () =>
+          logger.lines.some((l) => /already shutting down/.test(l.msg ?? ''))
+            ? resolve()
+            : setTimeout(poll, 5);
+        poll();
+      }),
+      5_000,
+      'the first signal to be seen',
+    );
+    assert.deepEqual(codes, [], 'not forced by the first signal');
+    process.kill(process.pid, 'SIGUSR2');
+    await within(
+      new Promise<void>((resolve) => {
+        const poll = () => (codes.length > 0 ? resolve() : setTimeout(poll, 5));
+        poll();
+      }),
+      5_000,
+      'the second signal to force exit',
+    );
+    assert.deepEqual(codes, [1]);
+    release();
+    await done;
+  });
+});

@@ -118,6 +118,17 @@ describe('lifecycle in a real process', () => {
     assert.equal(line?.err, 'boom outside any request');
   });
 
+  it('an uncaught error during the shutdown makes the exit code 1', async () => {
+    const s = await start({ THROW_DURING_SHUTDOWN: '1' });
+    s.child.kill('SIGTERM');
+    assert.equal(await within(s.exit, 10_000, 'exit'), 1);
+    assert.ok(s.lines.some((l) => l.msg === 'uncaughtException during shutdown: the exit code will be 1'));
+    assert.ok(
+      s.lines.some((l) => l.msg === 'counts'),
+      'the later phases still ran',
+    );
+  });
+
   it('the deadline forces exit 1 when a hook hangs', async () => {
     const s = await start({ HANG_HOOK: '1', SHUTDOWN_TIMEOUT: '300' });
     s.child.kill('SIGTERM');
