@@ -267,7 +267,7 @@ describe('lifecycle edge cases', () => {
 
   it('one signal during a shutdown started otherwise does not force exit; a second one does', async () => {
     const codes: number[] = [];
-    const { life, logger } = testLifecycle({ signals: ['SIGUSR2'], exit: (code) => codes.push(code) });
+    const { life, logger } = testLifecycle({ signals: ['SIGHUP'], exit: (code) => codes.push(code) });
     let release = () => {};
     life.onShutdown(
       'slow',
@@ -277,7 +277,7 @@ describe('lifecycle edge cases', () => {
         }),
     );
     const done = life.shutdown('supervisor');
-    process.kill(process.pid, 'SIGUSR2');
+    process.kill(process.pid, 'SIGHUP');
     await within(
       new Promise<void>((resolve) => {
         const poll = () =>
@@ -290,7 +290,7 @@ describe('lifecycle edge cases', () => {
       'the first signal to be seen',
     );
     assert.deepEqual(codes, [], 'not forced by the first signal');
-    process.kill(process.pid, 'SIGUSR2');
+    process.kill(process.pid, 'SIGHUP');
     await within(
       new Promise<void>((resolve) => {
         const poll = () => (codes.length > 0 ? resolve() : setTimeout(poll, 5));
