@@ -1,6 +1,7 @@
 import type { EventEmitter } from 'node:events';
 import { once } from 'node:events';
 import { afterEach } from 'node:test';
+import { InvalidOptionError, WeftError } from '../src/errors.ts';
 
 /** Resolves with `promise`, or fails with a message naming `what` after `ms`. */
 export async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
@@ -86,4 +87,14 @@ afterEach(async () => {
 export function track<T extends { destroy(): Promise<void> }>(pool: T): T {
   tracked.add(pool);
   return pool;
+}
+
+/** An `assert.throws` validator: an InvalidOptionError (a WeftError, ERR_WEFT_INVALID_OPTION) naming `option`. */
+export function invalidOption(option: string): (err: unknown) => boolean {
+  return (err: unknown) =>
+    err instanceof InvalidOptionError &&
+    err instanceof WeftError &&
+    err.code === 'ERR_WEFT_INVALID_OPTION' &&
+    err.option === option &&
+    err.message.includes(option);
 }

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { availableParallelism } from 'node:os';
 import { describe, it } from 'node:test';
-import { InvalidOptionError, Pool, type PoolOptions, WeftError } from '../../src/pool/index.ts';
-import { fixture, track } from '../helpers.ts';
+import { Pool, type PoolOptions } from '../../src/pool/index.ts';
+import { fixture, invalidOption, track } from '../helpers.ts';
 
 const filename = fixture('tasks.ts');
 
@@ -63,15 +63,7 @@ describe('pool options', () => {
   ];
   for (const [option, opts] of bad) {
     it(`rejects a bad ${option}: ${JSON.stringify(opts, (_, v) => (v instanceof URL ? v.href : v))}`, () => {
-      assert.throws(
-        () => new Pool({ filename, ...opts } as PoolOptions),
-        (err: unknown) =>
-          err instanceof InvalidOptionError &&
-          err instanceof WeftError &&
-          err.code === 'ERR_WEFT_INVALID_OPTION' &&
-          err.option === option &&
-          err.message.includes(option),
-      );
+      assert.throws(() => new Pool({ filename, ...opts } as PoolOptions), invalidOption(option));
     });
   }
 
