@@ -98,3 +98,18 @@ export function invalidOption(option: string): (err: unknown) => boolean {
     err.option === option &&
     err.message.includes(option);
 }
+
+/**
+ * Resolves once `condition()` is true, checking after every turn of the event loop (for state changed by I/O
+ * callbacks, with no event to wait on); fails naming `what` after `ms`.
+ */
+export function until(condition: () => boolean, ms: number, what: string): Promise<void> {
+  return within(
+    new Promise<void>((resolve) => {
+      const poll = () => (condition() ? resolve() : setTimeout(poll, 1));
+      poll();
+    }),
+    ms,
+    what,
+  );
+}

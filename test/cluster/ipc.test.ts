@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { type Supervisor, supervise } from '../../src/cluster/index.ts';
 import { WeftError } from '../../src/errors.ts';
-import { within } from '../helpers.ts';
+import { until, within } from '../helpers.ts';
 import { freePort } from './helpers.ts';
 
 const exec = new URL('./fixtures/app.ts', import.meta.url);
@@ -55,14 +55,7 @@ describe('supervisor IPC', () => {
       await within(both, 5_000, 'echoes from both workers');
       assert.deepEqual(echoes.map((e) => (e as { index: number }).index).sort(), [0, 1]);
 
-      await within(
-        new Promise<void>((resolve) => {
-          const poll = () => (s.status().slots.every((x) => x.stats) ? resolve() : setTimeout(poll, 20));
-          poll();
-        }),
-        5_000,
-        'stats from every worker',
-      );
+      await until(() => s.status().slots.every((x) => x.stats), 5_000, 'stats from every worker');
       const stats = s.status().slots[0]!.stats!;
       assert.ok(stats.rss > 0 && stats.heapUsed > 0);
       assert.ok(stats.eventLoopUtilization >= 0 && stats.eventLoopUtilization <= 1);
@@ -70,14 +63,8 @@ describe('supervisor IPC', () => {
       const before = s.status().slots.reduce((n, x) => n + (x.stats?.requests ?? 0), 0);
       const port = Number((s.options.env as { PORT: string }).PORT);
       for (let i = 0; i < 10; i++) await (await fetch(`http://127.0.0.1:${port}/pid`)).text();
-      await within(
-        new Promise<void>((resolve) => {
-          const poll = () =>
-            s.status().slots.reduce((n, x) => n + (x.stats?.requests ?? 0), 0) >= before + 10
-              ? resolve()
-              : setTimeout(poll, 20);
-          poll();
-        }),
+      await until(
+        () => s.status().slots.reduce((n, x) => n + (x.stats?.requests ?? 0), 0) >= before + 10,
         5_000,
         'the requests to show in the stats',
       );

@@ -4,7 +4,7 @@ import { connect, constants, createServer as createH2Server } from 'node:http2';
 import { connect as netConnect, type Socket } from 'node:net';
 import { describe, it } from 'node:test';
 import { createLifecycle, type ServerOptions } from '../../src/lifecycle/index.ts';
-import { within } from '../helpers.ts';
+import { until, within } from '../helpers.ts';
 import { memoryLogger } from './helpers.ts';
 
 /** An HTTP server whose handler answers after `?ms=`; resolves once listening. */
@@ -80,14 +80,7 @@ describe('HTTP drain', () => {
     const agent = new Agent({ keepAlive: true, maxSockets: 1 });
     await get(s.port, '/?ms=0', agent); // the socket is now a keep-alive one
     const inflight = get(s.port, '/?ms=200', agent);
-    await within(
-      new Promise<void>((r) => {
-        const poll = () => (s.started === 2 ? r() : setImmediate(poll));
-        poll();
-      }),
-      5_000,
-      'the request to arrive',
-    );
+    await until(() => s.started === 2, 5_000, 'the request to arrive');
     const t0 = performance.now();
     const code = await within(life.shutdown('test'), 5_000, 'shutdown');
     const res = await inflight;
@@ -114,14 +107,7 @@ describe('HTTP drain', () => {
     const socket = await rawConnect(s.port);
     const all = readAll(socket);
     socket.write('GET /?ms=0 HTTP/1.1\r\nHost: x\r\n\r\n');
-    await within(
-      new Promise<void>((r) => {
-        const poll = () => (s.finished === 1 ? r() : setImmediate(poll));
-        poll();
-      }),
-      5_000,
-      'the first response',
-    );
+    await until(() => s.finished === 1, 5_000, 'the first response');
     const done = life.shutdown('test');
     // The client sends its next request on the socket it believes is open, while the server drains.
     socket.write('GET /?ms=50 HTTP/1.1\r\nHost: x\r\n\r\n');
@@ -154,14 +140,7 @@ describe('HTTP drain', () => {
     const life = lifecycleFor(s.server, {}, 150);
     const agent = new Agent({ keepAlive: true });
     const hanging = get(s.port, '/?ms=60000', agent).catch((err: NodeJS.ErrnoException) => err.code);
-    await within(
-      new Promise<void>((r) => {
-        const poll = () => (s.started === 1 ? r() : setImmediate(poll));
-        poll();
-      }),
-      5_000,
-      'the request to arrive',
-    );
+    await until(() => s.started === 1, 5_000, 'the request to arrive');
     assert.equal(await within(life.shutdown('test'), 5_000, 'shutdown'), 1);
     assert.equal(await hanging, 'ECONNRESET');
     agent.destroy();
@@ -193,14 +172,7 @@ describe('HTTP drain', () => {
       req.on('error', reject);
       req.end();
     });
-    await within(
-      new Promise<void>((r) => {
-        const poll = () => (streams === 1 ? r() : setImmediate(poll));
-        poll();
-      }),
-      5_000,
-      'the stream to reach the server',
-    );
+    await until(() => streams === 1, 5_000, 'the stream to reach the server');
     const done = life.shutdown('test');
     assert.equal(await within(goaway, 5_000, 'GOAWAY'), constants.NGHTTP2_NO_ERROR);
     assert.equal(await within(body, 5_000, 'the stream'), 'h2 ok');

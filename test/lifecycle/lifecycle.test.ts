@@ -7,7 +7,7 @@ import {
   type Phase,
 } from '../../src/lifecycle/index.ts';
 import { Pool } from '../../src/pool/index.ts';
-import { fixture, within } from '../helpers.ts';
+import { fixture, until, within } from '../helpers.ts';
 import { memoryLogger } from './helpers.ts';
 
 /** A lifecycle that never exits the test process and listens for no signal. */
@@ -278,27 +278,14 @@ describe('lifecycle edge cases', () => {
     );
     const done = life.shutdown('supervisor');
     process.kill(process.pid, 'SIGHUP');
-    await within(
-      new Promise<void>((resolve) => {
-        const poll = () =>
-          logger.lines.some((l) => /already shutting down/.test(l.msg ?? ''))
-            ? resolve()
-            : setTimeout(poll, 5);
-        poll();
-      }),
+    await until(
+      () => logger.lines.some((l) => /already shutting down/.test(l.msg ?? '')),
       5_000,
       'the first signal to be seen',
     );
     assert.deepEqual(codes, [], 'not forced by the first signal');
     process.kill(process.pid, 'SIGHUP');
-    await within(
-      new Promise<void>((resolve) => {
-        const poll = () => (codes.length > 0 ? resolve() : setTimeout(poll, 5));
-        poll();
-      }),
-      5_000,
-      'the second signal to force exit',
-    );
+    await until(() => codes.length > 0, 5_000, 'the second signal to force exit');
     assert.deepEqual(codes, [1]);
     release();
     await done;
