@@ -47,7 +47,7 @@ export class Supervisor extends EventEmitter {
   readonly options: ResolvedSuperviseOptions;
   readonly #log: Logger;
   readonly #slots: Slot[];
-  readonly #retiring = new Map<Worker, Promise<void>>();
+  readonly #retiring = new Map<Worker, Promise<number>>();
   readonly #candidates = new Set<Worker>();
   readonly #signalHandlers = new Map<string, () => void>();
   #pingTimer: NodeJS.Timeout | undefined;
@@ -418,17 +418,18 @@ export class Supervisor extends EventEmitter {
     return true;
   }
 
-  /** Drains a worker through its lifecycle (SIGTERM), SIGKILL after killTimeout. */
-  #retire(worker: Worker): Promise<void> {
+  /** Drains a worker through its lifecycle (SIGTERM), SIGKILL after killTimeout; resolves with its exit code. */
+  #retire(worker: Worker): Promise<number> {
     let done = this.#retiring.get(worker);
-    if (done) return done;
-    done = new Promise<void>((resolve) => {
-      if (worker.process.exitCode !== null || worker.process.signalCode !== null) return resolve();
+    if (done) return done; // already draining: a second SIGTERM would force it
+    done = new Promise<number>((resolve) => {
+      const { exitCode, signalCode } = worker.process;
+      if (exitCode !== null || signalCode !== null) return resolve(exitCode ?? 1);
       const timer = setTimeout(() => worker.process.kill('SIGKILL'), this.options.killTimeout);
-      worker.once('exit', () => {
+      worker.once('exit', (code: number | null) => {
         clearTimeout(timer);
         this.#retiring.delete(worker);
-        resolve();
+        resolve(code ?? 1);
       });
       worker.process.kill('SIGTERM');
     });
@@ -454,22 +455,7 @@ export class Supervisor extends EventEmitter {
       clearTimeout(slot.restartTimer);
       if (slot.worker) workers.add(slot.worker);
     }
-    const codes = await Promise.all(
-      [...workers].map(
-        (w) =>
-          new Promise<number>((resolve) => {
-            if (w.process.exitCode !== null || w.process.signalCode !== null)
-              return resolve(w.process.exitCode ?? 1);
-            const timer = setTimeout(() => w.process.kill('SIGKILL'), this.options.killTimeout);
-            w.once('exit', (code: number | null) => {
-              clearTimeout(timer);
-              resolve(code ?? 1);
-            });
-            // A worker already draining (reload, memory) has had its SIGTERM; a second one would force it.
-            if (!this.#retiring.has(w)) w.process.kill('SIGTERM');
-          }),
-      ),
-    );
+    const codes = await Promise.all([...workers].map((w) => this.#retire(w)));
     for (const slot of this.#slots) if (slot.state !== 'failed') slot.state = 'stopped';
     const code = codes.every((c) => c === 0) ? 0 : 1;
     this.#log.info(

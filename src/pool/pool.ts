@@ -147,8 +147,13 @@ export class Pool<M = Record<string, AnyFunction>> extends EventEmitter {
 
   /** Slots that could take a task now without queueing: free ones on live threads, and threads not yet started. */
   #freeCapacity(): number {
+    return this.#freeLiveSlots() + this.#unspawned();
+  }
+
+  /** Free slots on live threads that take tasks. */
+  #freeLiveSlots(): number {
     const c = this.options.concurrentTasksPerWorker;
-    let free = (this.options.maxThreads - this.#workers.length) * c;
+    let free = 0;
     for (const h of this.#workers) if (!h.retiring) free += Math.max(0, c - h.inflight.size);
     return free;
   }
@@ -162,8 +167,7 @@ export class Pool<M = Record<string, AnyFunction>> extends EventEmitter {
       // Lazy start: the first task brings up minThreads threads; more start while tasks outnumber free slots.
       while (
         this.#workers.length < this.options.maxThreads &&
-        (this.#workers.length < this.options.minThreads ||
-          queue.size > this.#freeCapacity() - this.#unspawned())
+        (this.#workers.length < this.options.minThreads || queue.size > this.#freeLiveSlots())
       ) {
         if (!this.#spawn()) return;
       }
@@ -405,13 +409,13 @@ export class Pool<M = Record<string, AnyFunction>> extends EventEmitter {
     this.#alive.delete(h);
     clearTimeout(h.idleTimer);
     if (!h.terminating) {
-      this.#remove(h);
-      h.terminating = true;
       if (!h.ready) {
         const cause =
           h.error ?? new Error(`the thread exited with code ${code} before the module finished loading`);
         this.#onLoadFailure(h, cause, code);
       } else {
+        this.#remove(h);
+        h.terminating = true;
         this.#counts.crashed++;
         h.exitReason = 'crashed';
         const message = h.error
