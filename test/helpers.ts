@@ -113,3 +113,26 @@ export function until(condition: () => boolean, ms: number, what: string): Promi
     what,
   );
 }
+
+/**
+ * Resolves with the first value of `probe()` for which `done` is true, asking again as soon as each answer is in
+ * (for state only reachable by I/O, such as another process's view); fails naming `what` after `ms`.
+ */
+export function untilAnswer<T>(
+  probe: () => Promise<T>,
+  done: (value: T) => boolean,
+  ms: number,
+  what: string,
+): Promise<T> {
+  let stopped = false;
+  const loop = async (): Promise<T> => {
+    for (;;) {
+      const value = await probe();
+      if (done(value) || stopped) return value;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  };
+  return within(loop(), ms, what).finally(() => {
+    stopped = true;
+  });
+}

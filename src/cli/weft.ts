@@ -16,6 +16,7 @@ import {
 import { WeftError } from '../errors.ts';
 import type { Logger } from '../lifecycle/index.ts';
 import { parseCommandLine, startConfig } from './config.ts';
+import { becomeInitChild } from './init.ts';
 
 const USAGE = `Usage:
   weft start <app.js> [--workers N|max] [--name NAME] [--max-memory 512M] [--kill-timeout 30s]
@@ -24,6 +25,9 @@ const USAGE = `Usage:
   weft reload [--name NAME]
   weft stop   [--name NAME]
   weft logs   [--name NAME] [--follow]`;
+
+/** Exit codes a script can branch on; any other Weft error exits 2, anything else 1. */
+const EXIT_CODES: Record<string, number> = { ERR_WEFT_NOT_RUNNING: 3, ERR_WEFT_CONTROL_DENIED: 4 };
 
 /** The supervisor's own log: JSON lines on stdout (the CLI is the one place Weft writes to stdout). */
 const logger: Logger = {
@@ -71,6 +75,10 @@ async function main(argv: string[]): Promise<number> {
 }
 
 async function start(parsed: ReturnType<typeof parseCommandLine>): Promise<number> {
+  // As a container's PID 1, re-executed under an init that reaps orphans; returns here only when it cannot be.
+  const noInit = becomeInitChild();
+  if (noInit)
+    logger.warn({ reason: noInit }, `running as PID 1 without an init: orphans are not reaped (${noInit})`);
   const config = await startConfig(parsed);
   const path = socketPath(config.name);
   const supervisor = await supervise({ ...config, logger, exit: false });
@@ -151,6 +159,6 @@ main(process.argv.slice(2)).then(
   (err: unknown) => {
     const e = err as { code?: string; message?: string };
     process.stderr.write(`weft: ${e.message ?? String(err)}${e.code ? ` (${e.code})` : ''}\n`);
-    process.exitCode = e.code === 'ERR_WEFT_NOT_RUNNING' ? 3 : e.code?.startsWith('ERR_') ? 2 : 1;
+    process.exitCode = EXIT_CODES[e.code ?? ''] ?? (e.code?.startsWith('ERR_') ? 2 : 1);
   },
 );

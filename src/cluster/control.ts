@@ -1,4 +1,4 @@
-import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, type Stats, unlinkSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,18 +10,30 @@ export type ControlCommand = 'status' | 'reload' | 'stop' | 'logs';
 
 /**
  * The directory of control sockets: `$WEFT_RUNTIME_DIR`, else `$XDG_RUNTIME_DIR/weft`, else `<tmp>/weft-<uid>`.
- * Created with mode 0700; one that another user owns or others can enter is refused.
+ * Created with mode 0700. One that another user owns, or that others can enter, is refused with
+ * `ERR_WEFT_CONTROL_DENIED`: its sockets are not ours to serve or to trust.
  */
 export function runtimeDir(): string {
   const uid = process.getuid?.() ?? 0;
   const dir =
     process.env.WEFT_RUNTIME_DIR ??
     (process.env.XDG_RUNTIME_DIR ? join(process.env.XDG_RUNTIME_DIR, 'weft') : join(tmpdir(), `weft-${uid}`));
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const st = lstatSync(dir);
+  let st: Stats;
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    st = lstatSync(dir);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EACCES' && code !== 'EPERM') throw err;
+    throw new WeftError(
+      'ERR_WEFT_CONTROL_DENIED',
+      `Permission denied on the runtime directory ${dir}: it belongs to another user`,
+      { cause: err },
+    );
+  }
   if (!st.isDirectory() || st.uid !== uid || (st.mode & 0o077) !== 0) {
     throw new WeftError(
-      'ERR_WEFT_INVALID_OPTION',
+      'ERR_WEFT_CONTROL_DENIED',
       `The runtime directory ${dir} must be a directory owned by uid ${uid} with mode 0700 (it is ${(st.mode & 0o777).toString(8)}, uid ${st.uid})`,
     );
   }
@@ -159,7 +171,8 @@ function isAlive(path: string): Promise<boolean> {
 
 /**
  * Sends one command to the supervisor named `name`; `onLine` gets every JSON line of the answer.
- * Rejects with `ERR_WEFT_NOT_RUNNING` when no supervisor listens there.
+ * Rejects with `ERR_WEFT_NOT_RUNNING` when no supervisor listens there, and `ERR_WEFT_CONTROL_DENIED` when the
+ * socket belongs to another user.
  */
 export function sendControl(
   name: string,
@@ -185,6 +198,14 @@ export function sendControl(
           new WeftError(
             'ERR_WEFT_NOT_RUNNING',
             `No weft supervisor named "${name}" is running (no socket at ${path})`,
+          ),
+        );
+      } else if (err.code === 'EACCES' || err.code === 'EPERM') {
+        reject(
+          new WeftError(
+            'ERR_WEFT_CONTROL_DENIED',
+            `Permission denied on ${path}: the supervisor "${name}" belongs to another user`,
+            { cause: err },
           ),
         );
       } else reject(err);
