@@ -14,6 +14,7 @@ interface Area {
 const AREAS: Record<string, () => Promise<Area>> = {
   pool: async () => ({ title: 'Worker pool', run: (await import('./pool.ts')).run }),
   lifecycle: async () => ({ title: 'Graceful shutdown', run: (await import('./lifecycle.ts')).run }),
+  cluster: async () => ({ title: 'Cluster supervisor', run: (await import('./cluster.ts')).run }),
 };
 
 const RESULTS = new URL('./results/', import.meta.url);

@@ -1,0 +1,292 @@
+/**
+ * The `cluster` benchmark area: a keep-alive HTTP service with a 5 ms async handler under autocannon (50
+ * connections, loopback), run as one process, raw node:cluster with 2 workers, PM2 cluster mode with 2, and weft
+ * with 2. (a) throughput; (b) two rolling reloads during a 20 s load, `pm2 reload` against `weft reload`; (c)
+ * kill -9 of a worker: time until a new process serves. Every implementation runs for the whole area; within
+ * each round the measurements alternate in rotated order.
+ */
+import { createRequire } from 'node:module';
+import {
+  type Impl,
+  pm2,
+  pm2Version,
+  probe,
+  type Running,
+  rawCluster,
+  single,
+  weft,
+} from './cluster-subjects.ts';
+import { type AreaOptions, alternate, type Series, within } from './lib/harness.ts';
+import { fmt, median, table, times } from './lib/stats.ts';
+import { type ConnRecord, startLoad } from './lifecycle-client.ts';
+
+const CONNECTIONS = 50;
+const WARMUP_S = 2;
+const THROUGHPUT_S = 10;
+const RELOAD_LOAD_S = 20;
+/** Throughput target: weft ≥ 97 % of raw node:cluster. */
+const TARGET_RATIO = 0.97;
+
+interface AcSummary {
+  requests: { average: number };
+  errors: number;
+  non2xx: number;
+  timeouts: number;
+}
+const require = createRequire(import.meta.url);
+const autocannon = require('autocannon') as (opts: object) => Promise<AcSummary>;
+
+function cannon(port: number, seconds: number): Promise<AcSummary> {
+  return within(
+    autocannon({
+      url: `http://127.0.0.1:${port}/`,
+      connections: CONNECTIONS,
+      duration: seconds,
+      pipelining: 1,
+    }),
+    (seconds + 30) * 1000,
+    'autocannon',
+  );
+}
+
+interface Subject {
+  name: string;
+  impl: Impl;
+}
+
+interface ReloadSample {
+  completed: number;
+  non2xx: number;
+  errors: number;
+  resets: number;
+  maxLatencyMs: number;
+  reloadMs: number[];
+}
+
+const resetsOf = (conns: ConnRecord[]) =>
+  conns.filter((c) => c.how === 'ECONNRESET' || c.later.includes('ECONNRESET')).length;
+
+/** Two reloads during a 20 s load: at 4 s, and the second 2 s after the first returns (not before 11 s). */
+async function reloadUnderLoad(r: Running): Promise<ReloadSample> {
+  const load = startLoad({
+    url: `http://127.0.0.1:${r.port}/`,
+    connections: CONNECTIONS,
+    maxSeconds: RELOAD_LOAD_S + 30,
+    mode: 'stock',
+    stagger: 0,
+  });
+  const at = (ms: number) =>
+    new Promise((res) => setTimeout(res, Math.max(0, ms - (Date.now() - load.started))));
+  const reloadMs: number[] = [];
+  const timed = async () => {
+    const t = performance.now();
+    await within(r.reload!(), 60_000, 'reload');
+    reloadMs.push(performance.now() - t);
+  };
+  try {
+    await at(4_000);
+    await timed();
+    await at(Math.max(11_000, Date.now() - load.started + 2_000));
+    await timed();
+    await at(RELOAD_LOAD_S * 1000);
+  } catch (err) {
+    await load.stop();
+    throw err;
+  }
+  const result = (await load.stop()) as Awaited<ReturnType<typeof load.stop>> & { latency: { max: number } };
+  return {
+    completed: result['2xx'],
+    non2xx: result.non2xx,
+    errors: result.errors,
+    resets: resetsOf(load.conns),
+    maxLatencyMs: result.latency.max,
+    reloadMs,
+  };
+}
+
+/**
+ * kill -9 of one worker; ms until a process that was not serving before answers. Probes go out every 10 ms on fresh
+ * connections without waiting for each other: one that node:cluster hands to the dead worker before it notices the
+ * death would otherwise hold the next ones back.
+ */
+async function killAndWait(r: Running, round: number): Promise<number> {
+  const before = new Set<number>();
+  for (let i = 0; before.size < 2 && i < 200; i++) {
+    const body = await probe(r.port);
+    if (body) before.add(Number(body));
+  }
+  const victim = [...before].sort((a, b) => a - b)[round % before.size]!;
+  let timer: NodeJS.Timeout | undefined;
+  const t = performance.now();
+  process.kill(victim, 'SIGKILL');
+  const served = new Promise<number>((resolve) => {
+    timer = setInterval(() => {
+      void probe(r.port, '/pid', 2_000).then((body) => {
+        if (body && !before.has(Number(body))) resolve(performance.now() - t);
+      });
+    }, 10);
+  });
+  try {
+    return await within(served, 60_000, 'a new worker to serve');
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+export async function run({ rounds, log }: AreaOptions): Promise<string> {
+  const impls = [single, rawCluster, pm2, weft];
+  const running = new Map<Impl, Running>();
+  try {
+    for (const impl of impls) {
+      log(`  starting ${impl.name}`);
+      running.set(impl, await impl.start());
+    }
+    const subjects: Subject[] = impls.map((impl) => ({ name: impl.name, impl }));
+
+    log('  (a) throughput');
+    const throughput = await alternate(
+      subjects,
+      rounds,
+      async (s) => {
+        const r = running.get(s.impl)!;
+        await cannon(r.port, WARMUP_S);
+        const res = await cannon(r.port, THROUGHPUT_S);
+        log(`    ${s.name}: ${fmt(res.requests.average)} req/s, errors ${res.errors}, non-2xx ${res.non2xx}`);
+        if (res.errors + res.non2xx + res.timeouts > 0)
+          throw new Error(`${s.name}: failed requests under load`);
+        return res.requests.average;
+      },
+      log,
+    );
+
+    log('  (b) two reloads under load');
+    const reloads = await alternate(
+      subjects.filter((s) => s.impl === pm2 || s.impl === weft),
+      rounds,
+      async (s) => {
+        const sample = await reloadUnderLoad(running.get(s.impl)!);
+        log(
+          `    ${s.name}: ${sample.completed} ok, non-2xx ${sample.non2xx}, errors ${sample.errors}, resets ${sample.resets}, max ${sample.maxLatencyMs} ms, reloads ${sample.reloadMs.map((m) => fmt(m)).join(' / ')} ms`,
+        );
+        return sample;
+      },
+      log,
+    );
+
+    log('  (c) kill -9 of a worker');
+    let round = 0;
+    const kills = await alternate(
+      subjects.filter((s) => s.impl !== single),
+      rounds,
+      async (s) => {
+        const ms = await killAndWait(running.get(s.impl)!, round++);
+        log(`    ${s.name}: serving again after ${fmt(ms)} ms`);
+        return ms;
+      },
+      log,
+    );
+    return report(throughput, reloads, kills, rounds);
+  } finally {
+    for (const [impl, r] of running) {
+      log(`  stopping ${impl.name}`);
+      await r.stop();
+    }
+  }
+}
+
+function series<S>(s: Series<S> | undefined, cell: (samples: S[]) => string): string {
+  if (!s) return '—';
+  if (s.error !== undefined) return `failed: ${s.error}`;
+  return cell(s.samples);
+}
+
+function report(
+  throughput: Map<Subject, Series<number>>,
+  reloads: Map<Subject, Series<ReloadSample>>,
+  kills: Map<Subject, Series<number>>,
+  rounds: number,
+): string {
+  const byImpl = <S>(m: Map<Subject, Series<S>>, impl: Impl) => [...m].find(([s]) => s.impl === impl)?.[1];
+  const med = (impl: Impl) => median(byImpl(throughput, impl)?.samples ?? []);
+  const raw = med(rawCluster);
+  const weftRate = med(weft);
+  const ratio = weftRate / raw;
+
+  const a = table(
+    ['Implementation', 'req/s (median)', 'per round', '÷ raw node:cluster'],
+    [single, rawCluster, pm2, weft].map((impl) => [
+      impl === weft ? `**${impl.name}**` : impl.name,
+      fmt(med(impl)),
+      series(byImpl(throughput, impl), (x) => x.map((v) => fmt(v)).join(', ')),
+      times(med(impl) / raw),
+    ]),
+  );
+
+  const medOf = (impl: Impl, f: (s: ReloadSample) => number) =>
+    median((byImpl(reloads, impl)?.samples ?? []).map(f));
+  const b = table(
+    [
+      'Implementation',
+      'completed (median)',
+      'non-2xx',
+      'errors',
+      'connections reset',
+      'max latency ms',
+      'reload command ms',
+      'per round (ok / errors / resets)',
+    ],
+    [pm2, weft].map((impl) => [
+      impl === weft ? `**${impl.name}**` : impl.name,
+      fmt(medOf(impl, (s) => s.completed)),
+      fmt(medOf(impl, (s) => s.non2xx)),
+      fmt(medOf(impl, (s) => s.errors)),
+      fmt(medOf(impl, (s) => s.resets)),
+      fmt(medOf(impl, (s) => s.maxLatencyMs)),
+      fmt(median((byImpl(reloads, impl)?.samples ?? []).flatMap((s) => s.reloadMs))),
+      series(byImpl(reloads, impl), (x) =>
+        x.map((s) => `${s.completed} / ${s.errors} / ${s.resets}`).join('; '),
+      ),
+    ]),
+  );
+  const weftReloads = byImpl(reloads, weft)?.samples ?? [];
+  const cleanReloads =
+    weftReloads.length > 0 && weftReloads.every((s) => s.non2xx === 0 && s.errors === 0 && s.resets === 0);
+
+  const c = table(
+    ['Implementation', 'ms until a new worker serves (median)', 'per round'],
+    [rawCluster, pm2, weft].map((impl) => [
+      impl === weft ? `**${impl.name}**` : impl.name,
+      fmt(median(byImpl(kills, impl)?.samples ?? [])),
+      series(byImpl(kills, impl), (x) => x.map((v) => fmt(v)).join(', ')),
+    ]),
+  );
+
+  const status = (ok: boolean) => (ok ? '**met**' : '**not met**');
+  return `A node:http service with keep-alive and a 5 ms async handler (\`bench/fixtures/cluster-app.mjs\`), loaded by autocannon with ${CONNECTIONS} connections on loopback; autocannon shares the 2 cores with the service. Every implementation runs for the whole area on its own port; each round measures them in rotated order; ${rounds} rounds, medians. weft runs from \`dist/\` (\`weft start --workers 2\`, the app drained by \`weft/lifecycle\`); PM2 ${pm2Version()} runs \`pm2 start -i 2 --wait-ready\` with the app written to its documented graceful pattern (\`process.send('ready')\` once listening; \`server.close()\` then exit on SIGINT); raw node:cluster forks 2 workers and re-forks on exit.
+
+### Targets
+
+| Metric | Target | weft (median) | Status |
+| --- | --- | --- | --- |
+| Throughput | ≥ ${TARGET_RATIO * 100} % of raw node:cluster | ${fmt(weftRate)} req/s = ${(ratio * 100).toFixed(1)} % | ${status(ratio >= TARGET_RATIO)} |
+| Two reloads under load | 0 failed requests, 0 connection resets | ${weftReloads.map((s) => `${s.non2xx + s.errors} failed, ${s.resets} resets`).join('; ')} | ${status(cleanReloads)} |
+
+### (a) Throughput
+
+${THROUGHPUT_S} s of load after a ${WARMUP_S} s warm-up. Higher is better.
+
+${a}
+
+### (b) Two rolling reloads during a ${RELOAD_LOAD_S} s load
+
+\`pm2 reload bench\` against \`weft reload --name bench\`, the first at 4 s, the second 2 s after the first returned (not before 11 s). autocannon as it is ("stock": it writes its next request on a connection whose last response said \`Connection: close\`); a connection counts as reset when the client saw ECONNRESET on it. Completed = 2xx responses over the whole load.
+
+${b}
+
+### (c) kill -9 of a worker
+
+SIGKILL to one worker (a different one each round), then a request on a fresh connection every 10 ms (not waiting for each other) until a process that was not serving before answers. weft restarts a crashed slot after its backoff (100 ms, doubling for each further crash of that slot within 30 s, plus up to 20 % jitter), by design, so a crash loop cannot become a fork storm; raw node:cluster and PM2 re-fork at once.
+
+${c}
+`;
+}
