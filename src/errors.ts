@@ -24,6 +24,7 @@ export type WeftErrorCode =
   | 'ERR_WEFT_DATA_CLONE'
   | 'ERR_WEFT_NOT_RUNNING'
   | 'ERR_WEFT_CONTROL_DENIED'
+  | 'ERR_WEFT_METRICS_CLOSED'
   | 'ERR_WEFT_IPC';
 
 export interface WeftErrorOptions {

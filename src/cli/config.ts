@@ -32,6 +32,8 @@ const FLAGS = {
   'max-memory': { type: 'string' },
   'kill-timeout': { type: 'string' },
   'start-timeout': { type: 'string' },
+  'metrics-port': { type: 'string' },
+  'metrics-host': { type: 'string' },
   config: { type: 'string', short: 'c' },
   json: { type: 'boolean' },
   follow: { type: 'boolean', short: 'f' },
@@ -84,6 +86,14 @@ export async function startConfig(
   if (killTimeout !== undefined) options.killTimeout = parseDuration(killTimeout, 'kill-timeout');
   const startTimeout = pick(parsed.values['start-timeout'], 'WEFT_START_TIMEOUT', file.startTimeout);
   if (startTimeout !== undefined) options.startTimeout = parseDuration(startTimeout, 'start-timeout');
+  const metricsPort = pick(parsed.values['metrics-port'], 'WEFT_METRICS_PORT', file.metricsPort);
+  if (metricsPort !== undefined) {
+    if (!/^\d{1,5}$/.test(metricsPort) || Number(metricsPort) > 65_535)
+      throw new InvalidOptionError('metrics-port', 'a TCP port from 0 to 65535', metricsPort);
+    options.metricsPort = Number(metricsPort);
+  }
+  const metricsHost = pick(parsed.values['metrics-host'], 'WEFT_METRICS_HOST', file.metricsHost);
+  if (metricsHost !== undefined) options.metricsHost = metricsHost;
   return options;
 }
 

@@ -20,7 +20,8 @@ import { becomeInitChild } from './init.ts';
 
 const USAGE = `Usage:
   weft start <app.js> [--workers N|max] [--name NAME] [--max-memory 512M] [--kill-timeout 30s]
-                      [--start-timeout 30s] [--config weft.config.json] [-- app args]
+                      [--start-timeout 30s] [--metrics-port 9464] [--metrics-host 127.0.0.1]
+                      [--config weft.config.json] [-- app args]
   weft status [--name NAME] [--json]
   weft reload [--name NAME]
   weft stop   [--name NAME]
@@ -93,7 +94,8 @@ async function start(parsed: ReturnType<typeof parseCommandLine>): Promise<numbe
 
 async function status(name: string, json: boolean): Promise<number> {
   let answer: SupervisorStatus | undefined;
-  await sendControl(name, { cmd: 'status' }, (l) => {
+  // --json also carries each worker's weft/metrics snapshot; the table stays as it is.
+  await sendControl(name, { cmd: 'status', metrics: json }, (l) => {
     answer = l.status as SupervisorStatus;
   });
   if (!answer) throw new WeftError('ERR_WEFT_NOT_RUNNING', `The supervisor "${name}" did not answer`);

@@ -6,7 +6,7 @@
 import cluster from 'node:cluster';
 import { subscribe } from 'node:diagnostics_channel';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
-import { isWeftMessage, type PrimaryMessage, type WorkerStats } from './protocol.ts';
+import { isWeftMessage, METRICS_REQUEST, type PrimaryMessage, type WorkerStats } from './protocol.ts';
 import { answerRequest, customStats, deliverMessage } from './worker.ts';
 
 if (cluster.isWorker && process.env.WEFT_WORKER_INDEX !== undefined) install();
@@ -17,7 +17,8 @@ function install(): void {
     const m = msg as PrimaryMessage;
     if (m.weft === 'ping' && process.connected) process.send?.({ weft: 'pong', id: m.id });
     else if (m.weft === 'message') deliverMessage(m.data);
-    else if (m.weft === 'request') void answerRequest(m.id, m.name, m.data);
+    else if (m.weft === 'request')
+      void answerRequest(m.id, m.name, m.data, m.name === METRICS_REQUEST ? collectMetrics : undefined);
   });
 
   const interval = Number(process.env.WEFT_STATS_INTERVAL ?? 1000);
@@ -63,4 +64,14 @@ function install(): void {
     cluster.worker?.disconnect();
     cluster.worker?.once('disconnect', () => process.exit(0));
   });
+}
+
+/**
+ * Answers the supervisor's metrics scrape with the process's default weft/metrics instance (the application's pools,
+ * lifecycles and meters, and its own prom-client metrics). Loaded on the first scrape: a worker that is never
+ * scraped never loads prom-client nor runs the collectors.
+ */
+async function collectMetrics(): Promise<unknown> {
+  const { defaultMetrics } = await import('../metrics/index.ts');
+  return defaultMetrics().collect();
 }

@@ -3,6 +3,7 @@ import { createConnection, createServer, type Server, type Socket } from 'node:n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WeftError } from '../errors.ts';
+import { statusWithMetrics } from './metrics.ts';
 import type { Supervisor } from './supervisor.ts';
 
 /** Commands of the control socket. */
@@ -120,7 +121,7 @@ export class ControlServer {
   }
 
   async #handle(socket: Socket, line: string): Promise<void> {
-    let request: { cmd?: unknown; follow?: unknown };
+    let request: { cmd?: unknown; follow?: unknown; metrics?: unknown };
     try {
       request = JSON.parse(line) as typeof request;
     } catch {
@@ -129,9 +130,12 @@ export class ControlServer {
     }
     const sup = this.#supervisor;
     switch (request.cmd) {
-      case 'status':
-        socket.end(`${JSON.stringify({ ok: true, status: sup.status() })}\n`);
+      case 'status': {
+        // With metrics (weft status --json): each worker's snapshot, bounded by metricsTimeout.
+        const status = request.metrics === true ? await statusWithMetrics(sup) : sup.status();
+        socket.end(`${JSON.stringify({ ok: true, status })}\n`);
         return;
+      }
       case 'reload': {
         const result = await sup.reload();
         socket.end(`${JSON.stringify({ ok: result.ok, result })}\n`);
@@ -176,7 +180,7 @@ function isAlive(path: string): Promise<boolean> {
  */
 export function sendControl(
   name: string,
-  request: { cmd: ControlCommand; follow?: boolean },
+  request: { cmd: ControlCommand; follow?: boolean; metrics?: boolean },
   onLine: (value: Record<string, unknown>) => void,
 ): Promise<void> {
   const path = socketPath(name);

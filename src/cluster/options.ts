@@ -53,6 +53,15 @@ export interface SuperviseOptions {
    * the last lines for `weft logs`. Default: true. False: workers write to the supervisor's own stdout/stderr.
    */
   prefixOutput?: boolean;
+  /**
+   * Serve the whole cluster's metrics (every worker's, merged, and the supervisor's own) on this TCP port:
+   * `GET /metrics` (Prometheus text) and `GET /metrics.json`. 0 picks a free port. Default: none (no endpoint).
+   */
+  metricsPort?: number;
+  /** Interface of the metrics endpoint. Default: `'127.0.0.1'` (loopback only). */
+  metricsHost?: string;
+  /** Ms a worker has to answer a metrics scrape; one that does not is skipped and counted. Default: 1 000. */
+  metricsTimeout?: number;
 }
 
 export type ResolvedSuperviseOptions = ReturnType<typeof resolveSuperviseOptions>;
@@ -77,6 +86,23 @@ export function resolveSuperviseOptions(options: SuperviseOptions) {
       throw new InvalidOptionError(key, 'an array of strings', v);
     }
   }
+  const { metricsPort, metricsHost = '127.0.0.1' } = options;
+  if (
+    metricsPort !== undefined &&
+    !(
+      typeof metricsPort === 'number' &&
+      Number.isInteger(metricsPort) &&
+      metricsPort >= 0 &&
+      metricsPort <= 65_535
+    )
+  ) {
+    throw new InvalidOptionError('metricsPort', 'an integer from 0 to 65535', metricsPort);
+  }
+  if (typeof metricsHost !== 'string' || metricsHost.length === 0)
+    throw new InvalidOptionError('metricsHost', 'a host name or IP address', metricsHost);
+  const metricsTimeout = timerOption(options, 'metricsTimeout', 1_000);
+  if (metricsTimeout < 1)
+    throw new InvalidOptionError('metricsTimeout', 'a number of ms >= 1', metricsTimeout);
   const maxSurge = options.maxSurge ?? 1;
   if (!Number.isInteger(maxSurge) || maxSurge < 1)
     throw new InvalidOptionError('maxSurge', 'an integer >= 1', maxSurge);
@@ -102,6 +128,9 @@ export function resolveSuperviseOptions(options: SuperviseOptions) {
     handleSignals: options.handleSignals ?? true,
     exit: options.exit ?? true,
     prefixOutput: options.prefixOutput ?? true,
+    metricsPort,
+    metricsHost,
+    metricsTimeout,
     /** Threads per worker so that workers × threads match the cores. */
     threads: Math.max(1, Math.floor(cores / workers)),
   });

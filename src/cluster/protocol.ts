@@ -3,6 +3,9 @@
 /** Every Weft message carries this key, so it never collides with the application's own messages. */
 export const KEY = 'weft';
 
+/** The request name the supervisor scrapes a worker's metrics with; the agent answers it, not the application. */
+export const METRICS_REQUEST = 'weft:metrics';
+
 export type PrimaryMessage =
   | { weft: 'ping'; id: number }
   | { weft: 'message'; data: unknown }

@@ -5,6 +5,8 @@ import { createInterface } from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
 import { WeftError } from '../errors.ts';
 import { type Logger, stderrLogger } from '../lifecycle/index.ts';
+import type { MetricsServer } from '../metrics/index.ts';
+import { ClusterMetrics, type ClusterMetricsSnapshot } from './metrics.ts';
 import { type ResolvedSuperviseOptions, resolveSuperviseOptions, type SuperviseOptions } from './options.ts';
 import { isWeftMessage, type WorkerMessage } from './protocol.ts';
 import { describeExit, Slot, type SlotStatus } from './slot.ts';
@@ -59,6 +61,8 @@ export class Supervisor extends EventEmitter {
   readonly #logs: string[] = [];
   readonly #pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: unknown) => void }>();
   #requestId = 0;
+  #metrics: ClusterMetrics | undefined;
+  #metricsServer: MetricsServer | undefined;
 
   constructor(options: SuperviseOptions) {
     super();
@@ -71,6 +75,16 @@ export class Supervisor extends EventEmitter {
   async start(): Promise<void> {
     if (!cluster.isPrimary) throw new Error('supervise() must run in the primary process');
     const o = this.options;
+    if (o.metricsPort !== undefined) {
+      // Before any worker starts: a port in use fails the start with nothing to clean up. Loaded only when asked
+      // for, so a supervisor without an endpoint never loads prom-client.
+      const { serveMetrics } = await import('../metrics/index.ts');
+      this.#metricsServer = await serveMetrics(this.#clusterMetrics(), {
+        port: o.metricsPort,
+        host: o.metricsHost,
+      });
+      this.#log.info({ metrics: this.#metricsServer.url }, `metrics on ${this.#metricsServer.url}`);
+    }
     cluster.setupPrimary({
       exec: o.exec,
       args: o.args,
@@ -124,7 +138,10 @@ export class Supervisor extends EventEmitter {
     const worker = cluster.fork({
       ...o.env,
       WEFT_WORKER_INDEX: String(slot.index),
+      WEFT_WORKERS: String(o.workers),
       WEFT_THREADS: String(o.threads),
+      // The merged endpoint, so an application can serve the whole cluster's metrics on its own port too.
+      ...(this.#metricsServer ? { WEFT_METRICS_URL: this.#metricsServer.url } : {}),
       WEFT_STATS_INTERVAL: String(o.statsInterval),
       WEFT_KILL_TIMEOUT: String(o.killTimeout),
     });
@@ -174,6 +191,35 @@ export class Supervisor extends EventEmitter {
   /** The last lines the workers wrote (up to 1 000), oldest first. */
   recentLogs(): string[] {
     return [...this.#logs];
+  }
+
+  /**
+   * The whole cluster's metrics as Prometheus text: each ready worker's `defaultMetrics()` with `worker` and `pid`
+   * labels, counters summed into `_cluster_total`s, and the supervisor's own. A worker that does not answer within
+   * `metricsTimeout` is skipped and counted. `GET /metrics` of the `metricsPort` endpoint.
+   *
+   * @example
+   * ```ts
+   * const text = await sup.metrics(); // weft_pool_tasks_total{pool="images",outcome="completed",worker="0",pid="4242"} 12
+   * ```
+   */
+  metrics(): Promise<string> {
+    return this.#clusterMetrics().metrics();
+  }
+
+  /** The same numbers as JSON, slot by slot. `GET /metrics.json` of the `metricsPort` endpoint. */
+  metricsSnapshot(): Promise<ClusterMetricsSnapshot> {
+    return this.#clusterMetrics().snapshot();
+  }
+
+  /** `http://host:port/metrics` when `metricsPort` is set. */
+  get metricsUrl(): string | undefined {
+    return this.#metricsServer?.url;
+  }
+
+  #clusterMetrics(): ClusterMetrics {
+    this.#metrics ??= new ClusterMetrics(this, this.options.metricsTimeout);
+    return this.#metrics;
   }
 
   async #startSlot(slot: Slot): Promise<void> {
@@ -473,6 +519,7 @@ export class Supervisor extends EventEmitter {
   #finish(code: number): void {
     if (this.#state !== 'failed') this.#state = 'stopped';
     clearInterval(this.#pingTimer);
+    void this.#metricsServer?.close();
     for (const [signal, handler] of this.#signalHandlers) process.off(signal, handler);
     this.#signalHandlers.clear();
     this.emit('exit', code);

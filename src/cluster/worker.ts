@@ -72,8 +72,12 @@ export function deliverMessage(data: unknown): void {
 }
 
 /** Internal: runs the handler of a supervisor request and sends back its result or error. */
-export async function answerRequest(id: number, name: string, data: unknown): Promise<void> {
-  const handler = requestHandlers.get(name);
+export async function answerRequest(
+  id: number,
+  name: string,
+  data: unknown,
+  handler = requestHandlers.get(name),
+): Promise<void> {
   let reply: object;
   try {
     if (!handler)

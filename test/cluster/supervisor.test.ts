@@ -21,8 +21,14 @@ describe('supervisor', () => {
     for (let i = 0; i < 20 && seen.size < 2; i++) {
       const r = await get(s.port, '/pid');
       assert.ok('status' in r, JSON.stringify(r));
-      const { pid, index, threads } = JSON.parse(r.body) as { pid: number; index: string; threads: string };
+      const { pid, index, threads, workers } = JSON.parse(r.body) as {
+        pid: number;
+        index: string;
+        threads: string;
+        workers: string;
+      };
       seen.set(index, pid);
+      assert.equal(workers, '2', 'WEFT_WORKERS: how many slots');
       assert.equal(
         Number(threads),
         Math.max(1, Math.floor(availableParallelism() / 2)),
