@@ -1,0 +1,101 @@
+#!/usr/bin/env node
+/**
+ * The file service's client:
+ *   weft-files upload <paths…> [--url http://localhost:3000] [--token T] [--concurrency 2] [--wait] [--timeout 10m]
+ * Uploads files (folders recursively), streamed, with one progress bar for all of them (bytes, rate, ETA) on
+ * stderr; with `--wait`, waits for each file's jobs and prints its outcome. Exit 0 when every upload (and with
+ * `--wait` every job) succeeded, 1 otherwise, 2 for bad usage.
+ */
+import { parseArgs } from 'node:util';
+import { collectFiles, type Outcome, uploadAll } from './upload-client.ts';
+
+const USAGE = `Usage: weft-files upload <file or folder>… [options]
+  --url URL          the service (default: $FILES_URL or http://localhost:3000)
+  --token TOKEN      bearer token for writes (default: $FILES_TOKEN)
+  --concurrency N    files sent at once (default 2)
+  --wait             wait for each file's jobs and print their outcome
+  --timeout 10m      how long --wait waits (ms, s or m)`;
+
+function duration(text: string): number {
+  const m = /^(\d+)\s*(ms|s|m)?$/.exec(text.trim());
+  if (!m) throw new UsageError(`--timeout must be a duration like 90s or 10m, got "${text}"`);
+  return Number(m[1]) * { ms: 1, s: 1_000, m: 60_000 }[(m[2] ?? 'ms') as 'ms' | 's' | 'm'];
+}
+
+class UsageError extends Error {}
+
+function line(o: Outcome): string {
+  if (o.error) return `✖ ${o.path}: ${o.error}`;
+  const jobs = o.jobs.map((j) => {
+    const detail = j.state === 'completed' ? '' : j.error ? ` (${j.error})` : '';
+    return `${j.kind} ${j.state}${detail}`;
+  });
+  return `${o.ok ? '✔' : '✖'} ${o.path} → ${o.id} ${o.type}, ${o.size} bytes${jobs.length ? `; ${jobs.join(', ')}` : ''}`;
+}
+
+function parse(args: string[]) {
+  try {
+    return parseArgs({
+      args,
+      allowPositionals: true,
+      options: {
+        url: { type: 'string' },
+        token: { type: 'string' },
+        concurrency: { type: 'string' },
+        wait: { type: 'boolean' },
+        timeout: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
+async function main(argv: string[]): Promise<number> {
+  const parsed = parse(argv);
+  const [command, ...paths] = parsed.positionals;
+  if (parsed.values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  if (command !== 'upload') throw new UsageError(command ? `unknown command "${command}"` : 'no command');
+  if (paths.length === 0) throw new UsageError('no file or folder to upload');
+  const concurrency = Number(parsed.values.concurrency ?? 2);
+  if (!Number.isInteger(concurrency) || concurrency < 1)
+    throw new UsageError('--concurrency must be a whole number ≥ 1');
+  const base = parsed.values.url ?? process.env.FILES_URL ?? 'http://localhost:3000';
+  let url: URL;
+  try {
+    url = new URL(base);
+  } catch {
+    throw new UsageError(`--url is not a URL: "${base}"`);
+  }
+  const files = await collectFiles(paths);
+  if (files.length === 0) throw new UsageError('no files found under the given paths');
+  const token = parsed.values.token ?? process.env.FILES_TOKEN;
+  const outcomes = await uploadAll(files, {
+    url,
+    concurrency,
+    wait: parsed.values.wait === true,
+    timeoutMs: duration(parsed.values.timeout ?? '10m'),
+    ...(token ? { token } : {}),
+  });
+  for (const o of outcomes) process.stdout.write(`${line(o)}\n`);
+  const failed = outcomes.filter((o) => !o.ok).length;
+  process.stdout.write(`${outcomes.length - failed} of ${outcomes.length} files ok\n`);
+  return failed === 0 ? 0 : 1;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    const usage = err instanceof UsageError;
+    process.stderr.write(
+      `weft-files: ${(err as Error).message ?? String(err)}\n${usage ? `${USAGE}\n` : ''}`,
+    );
+    process.exitCode = usage ? 2 : 1;
+  },
+);

@@ -1,0 +1,193 @@
+/**
+ * The file service's configuration: defaults, then a JSON file (`FILES_CONFIG`, else `files.config.json` in the
+ * working directory), then `FILES_*` environment variables. Validated once at start; a wrong value stops the start
+ * with `ERR_WEFT_FILES_CONFIG` naming the setting, its source and what it must be.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { FilesError } from './errors.ts';
+
+export interface FilesConfig {
+  /** TCP port. `PORT` or `FILES_PORT`. Default 3000. */
+  port: number;
+  /** Address to listen on. Default 127.0.0.1 (use 0.0.0.0 in a container). */
+  host: string;
+  /** Where the database, the files and their derived outputs live. Default `./data`. */
+  dataDir: string;
+  /** When set, writes (upload, delete, retry) need `Authorization: Bearer <token>`. */
+  token: string | undefined;
+  /** Largest upload in bytes. Default 1 GiB. */
+  maxUpload: number;
+  /** Queued jobs beyond which uploads are shed with 503. Default 10 000. */
+  maxQueued: number;
+  /** Event-loop delay p99 (ms) beyond which uploads are shed. Default 500. */
+  maxEventLoopDelay: number;
+  /** Tries of a job before it is dead-lettered. Default 5. */
+  maxAttempts: number;
+  /** How long a claimed job stays leased without a heartbeat. Default 30 s. */
+  leaseMs: number;
+  /** First retry delay; doubles per attempt, up to 5 minutes. Default 1 s. */
+  retryDelayMs: number;
+  /** Longest a single job may run. Default 5 minutes. */
+  jobTimeoutMs: number;
+  /** How often an idle runner looks for jobs another process queued. Default 250 ms. */
+  pollMs: number;
+  /** Malformed CSV rows tolerated per file. Default 1 000. */
+  csvMaxBadRows: number;
+  /** sharp's pixel limit per image (pixel bombs). Default 100 000 000. */
+  limitInputPixels: number;
+  /** Jobs run at once per process. Default: the process's thread budget (`WEFT_THREADS`), else 1. */
+  concurrency: number;
+  /** Deadline of a graceful stop. Default 30 s. */
+  shutdownTimeout: number;
+}
+
+type Kind = 'int' | 'size' | 'duration' | 'string' | 'path';
+
+/** Every setting: its environment variable(s) and its kind. The config file uses the key names. */
+const SETTINGS: Record<keyof FilesConfig, { env: string[]; kind: Kind }> = {
+  port: { env: ['FILES_PORT', 'PORT'], kind: 'int' },
+  host: { env: ['FILES_HOST'], kind: 'string' },
+  dataDir: { env: ['FILES_DATA_DIR'], kind: 'path' },
+  token: { env: ['FILES_TOKEN'], kind: 'string' },
+  maxUpload: { env: ['FILES_MAX_UPLOAD'], kind: 'size' },
+  maxQueued: { env: ['FILES_MAX_QUEUED'], kind: 'int' },
+  maxEventLoopDelay: { env: ['FILES_MAX_EVENT_LOOP_DELAY'], kind: 'duration' },
+  maxAttempts: { env: ['FILES_MAX_ATTEMPTS'], kind: 'int' },
+  leaseMs: { env: ['FILES_LEASE'], kind: 'duration' },
+  retryDelayMs: { env: ['FILES_RETRY_DELAY'], kind: 'duration' },
+  jobTimeoutMs: { env: ['FILES_JOB_TIMEOUT'], kind: 'duration' },
+  pollMs: { env: ['FILES_POLL'], kind: 'duration' },
+  csvMaxBadRows: { env: ['FILES_CSV_MAX_BAD_ROWS'], kind: 'int' },
+  limitInputPixels: { env: ['FILES_LIMIT_INPUT_PIXELS'], kind: 'int' },
+  concurrency: { env: ['FILES_CONCURRENCY'], kind: 'int' },
+  shutdownTimeout: { env: ['FILES_SHUTDOWN_TIMEOUT'], kind: 'duration' },
+};
+
+function defaults(env: NodeJS.ProcessEnv): FilesConfig {
+  const threads = Number(env.WEFT_THREADS);
+  return {
+    port: 3000,
+    host: '127.0.0.1',
+    dataDir: resolve('data'),
+    token: undefined,
+    maxUpload: 1024 ** 3,
+    maxQueued: 10_000,
+    maxEventLoopDelay: 500,
+    maxAttempts: 5,
+    leaseMs: 30_000,
+    retryDelayMs: 1_000,
+    jobTimeoutMs: 300_000,
+    pollMs: 250,
+    csvMaxBadRows: 1_000,
+    limitInputPixels: 100_000_000,
+    concurrency: Number.isInteger(threads) && threads > 0 ? threads : 1,
+    shutdownTimeout: 30_000,
+  };
+}
+
+const K = 1024;
+const SIZES: Record<string, number> = {
+  '': 1,
+  b: 1,
+  k: K,
+  kb: K,
+  kib: K,
+  m: K ** 2,
+  mb: K ** 2,
+  mib: K ** 2,
+};
+Object.assign(SIZES, { g: K ** 3, gb: K ** 3, gib: K ** 3 });
+const TIMES: Record<string, number> = { '': 1, ms: 1, s: 1_000, m: 60_000, h: 3_600_000 };
+const WANT: Record<Kind, string> = {
+  int: 'a whole number ≥ 0',
+  size: 'a size like 100M, 1G or a number of bytes',
+  duration: 'a duration like 30s, 500ms, 2m or a number of ms',
+  string: 'a non-empty string',
+  path: 'a non-empty path',
+};
+
+function bad(key: string, source: string, want: string, value: unknown): FilesError {
+  return new FilesError(
+    'ERR_WEFT_FILES_CONFIG',
+    `Setting "${key}" (${source}) must be ${want}; got ${JSON.stringify(value)}`,
+  );
+}
+
+/** `12`, `1.5G`, `30s`: the number times its unit's factor; NaN when it is not one. */
+function scaled(raw: unknown, units: Record<string, number>): number {
+  if (typeof raw === 'number') return raw;
+  const m = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(String(raw).trim());
+  const unit = m ? units[m[2]!.toLowerCase()] : undefined;
+  return m && unit !== undefined ? Math.round(Number(m[1]) * unit) : Number.NaN;
+}
+
+function parse(key: keyof FilesConfig, kind: Kind, raw: unknown, source: string): number | string {
+  if (kind === 'string' || kind === 'path') {
+    if (typeof raw !== 'string' || raw === '') throw bad(key, source, WANT[kind], raw);
+    return kind === 'path' ? resolve(raw) : raw;
+  }
+  const value = scaled(raw, kind === 'size' ? SIZES : kind === 'duration' ? TIMES : { '': 1 });
+  if (!Number.isSafeInteger(value) || value < 0) throw bad(key, source, WANT[kind], raw);
+  return value;
+}
+
+/**
+ * Reads and validates the configuration.
+ *
+ * @example
+ * ```ts
+ * const config = loadConfig();            // defaults ← files.config.json ← FILES_* env
+ * console.log(config.port, config.dataDir);
+ * ```
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): Readonly<FilesConfig> {
+  const config = defaults(env);
+  const file = env.FILES_CONFIG ? resolve(cwd, env.FILES_CONFIG) : resolve(cwd, 'files.config.json');
+  if (env.FILES_CONFIG || existsSync(file)) {
+    let data: unknown;
+    try {
+      data = JSON.parse(readFileSync(file, 'utf8'));
+    } catch (err) {
+      throw new FilesError(
+        'ERR_WEFT_FILES_CONFIG',
+        `Cannot read the config file ${file}: ${(err as Error).message}`,
+        {
+          cause: err,
+        },
+      );
+    }
+    if (typeof data !== 'object' || data === null || Array.isArray(data)) {
+      throw new FilesError('ERR_WEFT_FILES_CONFIG', `The config file ${file} must hold a JSON object`);
+    }
+    for (const [key, raw] of Object.entries(data)) {
+      const setting = SETTINGS[key as keyof FilesConfig];
+      if (!setting) {
+        throw new FilesError(
+          'ERR_WEFT_FILES_CONFIG',
+          `Unknown setting "${key}" in ${file}; known: ${Object.keys(SETTINGS).join(', ')}`,
+        );
+      }
+      Object.assign(config, { [key]: parse(key as keyof FilesConfig, setting.kind, raw, file) });
+    }
+  }
+  for (const [key, setting] of Object.entries(SETTINGS) as [
+    keyof FilesConfig,
+    (typeof SETTINGS)[keyof FilesConfig],
+  ][]) {
+    const name = setting.env.find((n) => env[n] !== undefined && env[n] !== '');
+    if (name) Object.assign(config, { [key]: parse(key, setting.kind, env[name], `env ${name}`) });
+  }
+  if (config.port > 65_535) throw bad('port', 'config', 'a port number 0–65535', config.port);
+  for (const key of [
+    'maxUpload',
+    'maxAttempts',
+    'leaseMs',
+    'concurrency',
+    'jobTimeoutMs',
+    'pollMs',
+  ] as const) {
+    if (config[key] < 1) throw bad(key, 'config', 'at least 1', config[key]);
+  }
+  return Object.freeze(config);
+}

@@ -1,0 +1,88 @@
+/** The HTTP API of the file service (fastify), built from its parts so tests can run it in-process. */
+import multipart from '@fastify/multipart';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Catalog } from '../catalog.ts';
+import type { FilesConfig } from '../config.ts';
+import { FilesError } from '../errors.ts';
+import type { EventBus } from '../events.ts';
+import type { Logger } from '../logger.ts';
+import type { JobQueue } from '../queue/types.ts';
+import type { Storage } from '../storage/types.ts';
+import { fileRoutes } from './files.ts';
+import { jobRoutes } from './jobs.ts';
+
+type Handler = (request: FastifyRequest, reply: FastifyReply) => unknown;
+
+export interface AppDeps {
+  config: Pick<FilesConfig, 'maxUpload' | 'maxAttempts' | 'token'>;
+  catalog: Catalog;
+  queue: JobQueue;
+  storage: Storage;
+  bus: EventBus;
+  log: Logger;
+  /** Told when jobs were queued here, so they start without waiting for the next poll. */
+  runner?: { wake(): void };
+  /** An `onRequest` hook that answers 503 when the service is overloaded (uploads only). */
+  shed?: (request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void) => unknown;
+  /** Liveness and readiness handlers (weft/lifecycle's). */
+  health?: { live: Handler; ready: Handler };
+  /** Serves `/metrics`. */
+  metrics?: Handler;
+  /** The server's keep-alive timeout, ms. */
+  keepAliveTimeout?: number;
+}
+
+/**
+ * @example
+ * ```ts
+ * const app = await buildApp({ config, catalog, queue, storage, bus, log });
+ * await app.listen({ port: 3000 });
+ * ```
+ */
+export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const app = Fastify({ logger: false, keepAliveTimeout: deps.keepAliveTimeout ?? 5_000 });
+  // Uploads are streamed: no body parser may read them first. Multipart gets its own parser below.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', (_request, _payload, done) => done(null));
+  await app.register(multipart, { limits: { files: 1, fields: 10, fieldSize: 64 * 1024 } });
+
+  app.setErrorHandler(
+    (err: Error & { statusCode?: number; code?: string; validation?: unknown }, request, reply) => {
+      let status = 500;
+      let code = 'ERR_WEFT_FILES_INTERNAL';
+      let message = 'Internal error';
+      if (err instanceof FilesError) {
+        status = err.statusCode;
+        code = err.code;
+        message = err.message;
+      } else if (err.code === 'FST_REQ_FILE_TOO_LARGE') {
+        status = 413;
+        code = 'ERR_WEFT_FILES_TOO_LARGE';
+        message = `The upload is larger than the limit of ${deps.config.maxUpload} bytes`;
+      } else if (
+        err.validation ||
+        (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500)
+      ) {
+        status = err.statusCode ?? 400;
+        code = 'ERR_WEFT_FILES_BAD_REQUEST';
+        message = err.message;
+      }
+      if (status >= 500) deps.log.error({ err, url: request.url }, `request failed: ${err.message}`);
+      return reply.code(status).send({ error: { code, message } });
+    },
+  );
+  app.setNotFoundHandler((request, reply) =>
+    reply.code(404).send({
+      error: { code: 'ERR_WEFT_FILES_NOT_FOUND', message: `No route ${request.method} ${request.url}` },
+    }),
+  );
+
+  fileRoutes(app, deps);
+  jobRoutes(app, deps);
+  if (deps.health) {
+    app.get('/health/live', deps.health.live);
+    app.get('/health/ready', deps.health.ready);
+  }
+  if (deps.metrics) app.get('/metrics', deps.metrics);
+  return app;
+}

@@ -1,0 +1,189 @@
+/** `/files` routes: streamed upload, metadata, content and derived outputs, delete. */
+import { randomUUID } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import { finished } from 'node:stream';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { csvTableFor } from '../catalog.ts';
+import { FilesError } from '../errors.ts';
+import { derivedKey, derivedPrefix, originalKey } from '../storage/types.ts';
+import { Inspector, jobsFor, sanitizeName, sniffType } from '../upload.ts';
+import type { AppDeps } from './app.ts';
+import { requireToken } from './auth.ts';
+import { sendObject } from './send.ts';
+
+/**
+ * Feeds `source` into the inspector without tying their fates: when the inspector fails (the size limit), the
+ * request stream is only unpiped, so the 413 can still be written on its socket; when the request fails (the
+ * client went away), the inspector fails with it and storage removes its temp file.
+ */
+function intake(source: Readable, inspector: Inspector): Readable {
+  source.pipe(inspector);
+  finished(source, { writable: false }, (err) => {
+    if (err)
+      inspector.destroy(
+        new FilesError('ERR_WEFT_FILES_ABORTED', 'The upload was interrupted', { cause: err }),
+      );
+  });
+  return inspector;
+}
+
+function headerName(request: FastifyRequest): string | undefined {
+  const q = (request.query as { name?: unknown }).name;
+  if (typeof q === 'string') return q;
+  const h = request.headers['x-file-name'];
+  if (typeof h !== 'string') return undefined;
+  try {
+    return decodeURIComponent(h);
+  } catch {
+    return h;
+  }
+}
+
+function tooLarge(max: number): FilesError {
+  return new FilesError('ERR_WEFT_FILES_TOO_LARGE', `The upload is larger than the limit of ${max} bytes`);
+}
+
+async function upload(deps: AppDeps, request: FastifyRequest, reply: FastifyReply) {
+  const { config, storage, catalog, bus } = deps;
+  const max = config.maxUpload;
+  if (Number(request.headers['content-length']) > max) {
+    reply.header('connection', 'close'); // the body is not read: this connection cannot carry another request
+    throw tooLarge(max);
+  }
+  let source: Readable;
+  let name: string | undefined;
+  if (request.isMultipart()) {
+    // One byte over our own limit, so the inspector (not busboy) is what notices, the same way for both kinds.
+    const part = await request.file({ limits: { fileSize: max + 1, files: 1 } });
+    if (!part) throw new FilesError('ERR_WEFT_FILES_EMPTY', 'The multipart request has no file part');
+    source = part.file;
+    name = part.filename;
+  } else {
+    source = request.raw;
+    name = headerName(request);
+  }
+  const inspector = new Inspector(max);
+  const id = randomUUID();
+  const key = originalKey(id);
+  try {
+    await storage.put(key, intake(source, inspector));
+  } catch (err) {
+    if ((err as FilesError).code === 'ERR_WEFT_FILES_TOO_LARGE') reply.header('connection', 'close');
+    throw err;
+  }
+  if (inspector.size === 0) {
+    await storage.delete(key);
+    throw new FilesError('ERR_WEFT_FILES_EMPTY', 'The upload is empty');
+  }
+  const type = await sniffType(inspector.head);
+  const file = {
+    id,
+    name: sanitizeName(name),
+    type,
+    size: inspector.size,
+    sha256: inspector.digest(),
+    createdAt: Date.now(),
+  };
+  let jobs: ReturnType<typeof catalog.recordUpload>;
+  try {
+    jobs = catalog.recordUpload(file, jobsFor(type), config.maxAttempts);
+  } catch (err) {
+    await storage.delete(key);
+    throw err;
+  }
+  bus.publish('file.uploaded', {
+    fileId: id,
+    name: file.name,
+    type,
+    size: file.size,
+    jobs: jobs.map((j) => j.kind),
+  });
+  deps.runner?.wake();
+  reply.code(201).header('location', `/files/${id}`);
+  return {
+    id,
+    name: file.name,
+    sha256: file.sha256,
+    size: file.size,
+    type,
+    jobs: jobs.map((j) => ({ id: j.id, kind: j.kind, state: j.state })),
+  };
+}
+
+const idParams = {
+  type: 'object',
+  properties: { id: { type: 'string', pattern: '^[0-9a-f-]{36}$' } },
+  required: ['id'],
+} as const;
+
+export function fileRoutes(app: FastifyInstance, deps: AppDeps): void {
+  const { catalog, queue, storage, bus } = deps;
+  const auth = requireToken(deps.config.token);
+  const shed = deps.shed;
+  const guards = shed
+    ? [(q: FastifyRequest, r: FastifyReply, done: () => void) => void shed(q, r, done), auth]
+    : [auth];
+
+  app.post('/files', { onRequest: guards }, (request, reply) => upload(deps, request, reply));
+
+  app.get('/files', async (request) => {
+    const q = request.query as { limit?: string; before?: string };
+    const limit = Math.min(200, Math.max(1, Number(q.limit ?? 50) || 50));
+    const files = catalog.list(limit, q.before ? Number(q.before) : undefined);
+    return { files };
+  });
+
+  const found = (id: string) => {
+    const file = catalog.get(id);
+    if (!file) throw new FilesError('ERR_WEFT_FILES_NOT_FOUND', `No file ${id}`);
+    return file;
+  };
+
+  app.get('/files/:id', { schema: { params: idParams } }, async (request) => {
+    const { id } = request.params as { id: string };
+    const file = found(id);
+    const jobs = await queue.list({ fileId: id, limit: 100 });
+    const derived = catalog
+      .derived(id)
+      .map((d) => ({ ...d, url: `/files/${id}/derived/${encodeURIComponent(d.name)}` }));
+    return { ...file, content: `/files/${id}/content`, jobs, derived };
+  });
+
+  app.get('/files/:id/content', { schema: { params: idParams } }, async (request, reply) => {
+    const { id } = request.params as { id: string };
+    const file = found(id);
+    return sendObject(request, reply, storage, {
+      key: originalKey(id),
+      size: file.size,
+      type: file.type,
+      etag: `"${file.sha256}"`,
+      filename: file.name,
+      immutable: true,
+    });
+  });
+
+  app.get('/files/:id/derived/:name', async (request, reply) => {
+    const { id, name } = request.params as { id: string; name: string };
+    found(id);
+    const d = catalog.derived(id).find((x) => x.name === name);
+    const info = d ? await storage.stat(derivedKey(id, d.name)) : undefined;
+    if (!d || !info)
+      throw new FilesError('ERR_WEFT_FILES_NOT_FOUND', `No derived output ${name} of file ${id}`);
+    return sendObject(request, reply, storage, {
+      key: derivedKey(id, d.name),
+      size: info.size,
+      type: d.type,
+      etag: `"${info.size.toString(16)}-${Math.round(info.mtimeMs).toString(16)}"`,
+    });
+  });
+
+  app.delete('/files/:id', { onRequest: auth, schema: { params: idParams } }, async (request, reply) => {
+    const { id } = request.params as { id: string };
+    if (!catalog.delete(id, csvTableFor(id)))
+      throw new FilesError('ERR_WEFT_FILES_NOT_FOUND', `No file ${id}`);
+    await storage.delete(originalKey(id));
+    await storage.delete(derivedPrefix(id), { prefix: true });
+    bus.publish('file.deleted', { fileId: id });
+    return reply.code(204).send();
+  });
+}

@@ -1,0 +1,85 @@
+/**
+ * The service's own metrics, registered in the process's `weft/metrics` registry next to its pool, lifecycle and
+ * load shedder, and the `/metrics` route: the whole cluster's merged metrics when the supervisor serves them
+ * (`WEFT_METRICS_URL`), else this process's.
+ */
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { Counter, Gauge, Histogram } from 'prom-client';
+import type { Metrics } from 'weft/metrics';
+import type { EventBus } from './events.ts';
+import type { JobQueue } from './queue/types.ts';
+
+/** Registers the service's metrics; returns the function that removes them. */
+export function serviceMetrics(metrics: Metrics, bus: EventBus, queue: JobQueue): () => void {
+  const registers = [metrics.registry];
+  const uploads = new Counter({
+    name: 'files_uploads_total',
+    help: 'Uploads stored by this process',
+    registers,
+  });
+  const bytes = new Counter({
+    name: 'files_upload_bytes_total',
+    help: 'Bytes stored by this process',
+    registers,
+  });
+  const finished = new Counter({
+    name: 'files_jobs_finished_total',
+    help: 'Job attempts this process finished, by kind and outcome (completed, retrying, dead)',
+    labelNames: ['kind', 'outcome'],
+    registers,
+  });
+  const duration = new Histogram({
+    name: 'files_job_duration_seconds',
+    help: 'Run time of the jobs this process completed',
+    labelNames: ['kind'],
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+    registers,
+  });
+  new Gauge({
+    name: 'files_jobs',
+    help: 'Jobs by state in the shared queue (every process reports the same queue: use max(), not sum())',
+    labelNames: ['state'],
+    registers,
+    async collect() {
+      for (const [state, n] of Object.entries(await queue.counts())) this.set({ state }, n);
+    },
+  });
+  // The bus also delivers other processes' events; each process counts only its own.
+  const off = bus.on('*', (e) => {
+    if (e.pid !== process.pid) return;
+    if (e.type === 'file.uploaded') {
+      uploads.inc();
+      bytes.inc(e.data.size);
+    } else if (e.type === 'job.completed') {
+      finished.inc({ kind: e.data.kind, outcome: 'completed' });
+      duration.observe({ kind: e.data.kind }, e.data.ms / 1000);
+    } else if (e.type === 'job.failed') {
+      finished.inc({ kind: e.data.kind, outcome: e.data.dead ? 'dead' : 'retrying' });
+    }
+  });
+  return () => {
+    off();
+    for (const name of ['files_uploads_total', 'files_upload_bytes_total', 'files_jobs_finished_total']) {
+      metrics.registry.removeSingleMetric(name);
+    }
+    metrics.registry.removeSingleMetric('files_job_duration_seconds');
+    metrics.registry.removeSingleMetric('files_jobs');
+  };
+}
+
+/**
+ * `GET /metrics`: under a supervisor serving metrics, its merged view of every worker (fetched from
+ * `WEFT_METRICS_URL`, so any worker answers for the whole machine); otherwise this process's registry.
+ */
+export function metricsRoute(metrics: Metrics, env: NodeJS.ProcessEnv = process.env) {
+  return async (_request: FastifyRequest, reply: FastifyReply) => {
+    const merged = env.WEFT_METRICS_URL;
+    if (merged) {
+      const res = await fetch(merged, { signal: AbortSignal.timeout(5_000) });
+      reply.code(res.status).type(res.headers.get('content-type') ?? metrics.contentType);
+      return reply.send(await res.text());
+    }
+    reply.type(metrics.contentType);
+    return reply.send(await metrics.metrics());
+  };
+}

@@ -1,0 +1,31 @@
+/**
+ * The task module the job runner's `weft/pool` threads load: every named function export is a task, so this file
+ * exports the tasks and types only (a helper exported here would become callable as a task).
+ *
+ * Each thread reads two environment variables once, at load (pass them in the pool's `env`):
+ * - `WEFT_THREADS`: the pool's thread count in this process (default: one per core);
+ * - `WEFT_WORKERS`: the number of worker processes on the machine (default: 1);
+ * and gives libvips max(1, floor(cores / (threads × workers))) threads, with its operation cache off.
+ *
+ * The main thread of a process that starts this pool must import `sharp` first (`./index.ts` does): on glibc,
+ * a native library first loaded by a worker thread is unloaded when that thread exits, and the process crashes
+ * (lovell/sharp#2263).
+ *
+ * @example
+ * ```ts
+ * import { Pool } from 'weft/pool';
+ * import { type ProcessorTasks, tasksUrl } from './processors/index.ts';
+ * const pool = new Pool<ProcessorTasks>({ filename: tasksUrl, maxThreads: 2, env: { ...process.env, WEFT_THREADS: '2' } });
+ * const { outputs } = await pool.run('processImage', [{ input, outDir, limitInputPixels: 100_000_000 }]);
+ * ```
+ * @module
+ */
+export { type CsvJobInput, type CsvJobResult, ingestCsv } from './csv.ts';
+export type { CsvProblem, ProcessorErrorCode } from './errors.ts';
+export {
+  type DerivedOutput,
+  type ImageJobInput,
+  type ImageJobResult,
+  type ImageMetadata,
+  processImage,
+} from './images.ts';

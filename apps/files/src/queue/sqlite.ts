@@ -1,0 +1,202 @@
+/**
+ * The embedded job queue: rows in the shared SQLite database. Every state change is one `UPDATE … WHERE` on the
+ * row's current state and lease owner, so two processes can never both complete or both claim a job: SQLite runs
+ * one writer at a time, and a process whose lease expired (it was killed, or stalled) finds its `complete` refused.
+ */
+import type { DatabaseSync, SQLInputValue } from 'node:sqlite';
+import { transaction } from '../db.ts';
+import {
+  type FailOutcome,
+  JOB_STATES,
+  type Job,
+  type JobCounts,
+  type JobQueue,
+  type JobState,
+} from './types.ts';
+
+export interface SqliteQueueOptions {
+  leaseMs: number;
+  /** First retry delay; doubles per attempt up to `maxRetryDelayMs`, plus up to 20 % jitter. */
+  retryDelayMs: number;
+  maxRetryDelayMs?: number;
+  clock?: () => number;
+  random?: () => number;
+}
+
+type Row = Record<string, SQLInputValue>;
+
+function toJob(row: Row): Job {
+  return {
+    id: Number(row.id),
+    fileId: String(row.file_id),
+    kind: row.kind as Job['kind'],
+    state: row.state as JobState,
+    attempts: Number(row.attempts),
+    maxAttempts: Number(row.max_attempts),
+    runAt: Number(row.run_at),
+    leaseOwner: (row.lease_owner as string | null) ?? null,
+    leaseUntil: row.lease_until === null ? null : Number(row.lease_until),
+    lastError: (row.last_error as string | null) ?? null,
+    errorCode: (row.error_code as string | null) ?? null,
+    result: typeof row.result === 'string' ? JSON.parse(row.result) : null,
+    createdAt: Number(row.created_at),
+    updatedAt: Number(row.updated_at),
+    finishedAt: row.finished_at === null ? null : Number(row.finished_at),
+  };
+}
+
+/** The SQLite queue. Its methods are synchronous underneath; they return promises to fit {@link JobQueue}. */
+export class SqliteQueue implements JobQueue {
+  readonly #db: DatabaseSync;
+  readonly #o: Required<SqliteQueueOptions>;
+
+  constructor(db: DatabaseSync, options: SqliteQueueOptions) {
+    this.#db = db;
+    this.#o = { maxRetryDelayMs: 300_000, clock: Date.now, random: Math.random, ...options };
+  }
+
+  /** Inserts one queued job per kind for `fileId`; call it inside the upload's transaction. */
+  addSync(fileId: string, kinds: readonly Job['kind'][], maxAttempts: number): Job[] {
+    const now = this.#o.clock();
+    const insert = this.#db.prepare(
+      `INSERT INTO jobs (file_id, kind, state, max_attempts, run_at, created_at, updated_at)
+       VALUES (?, ?, 'queued', ?, ?, ?, ?) RETURNING *`,
+    );
+    return kinds.map((kind) => toJob(insert.get(fileId, kind, maxAttempts, now, now, now) as Row));
+  }
+
+  async claim(owner: string, limit: number): Promise<Job[]> {
+    const now = this.#o.clock();
+    return transaction(this.#db, () => {
+      // A lease that expired on its last attempt: its process died with it every time. Dead, not retried forever.
+      this.#db
+        .prepare(
+          `UPDATE jobs SET state = 'dead', error_code = 'ERR_WEFT_FILES_STALLED',
+             last_error = 'the process running it stopped answering (lease expired) on its last attempt',
+             lease_owner = NULL, lease_until = NULL, updated_at = :now, finished_at = :now
+           WHERE state = 'active' AND lease_until < :now AND attempts >= max_attempts`,
+        )
+        .run({ now });
+      const rows = this.#db
+        .prepare(
+          `UPDATE jobs SET state = 'active', attempts = attempts + 1, lease_owner = :owner,
+             lease_until = :until, updated_at = :now
+           WHERE id IN (
+             SELECT id FROM jobs
+             WHERE (state IN ('queued', 'retrying') AND run_at <= :now) OR (state = 'active' AND lease_until < :now)
+             ORDER BY run_at, id LIMIT :limit)
+           RETURNING *`,
+        )
+        .all({ owner, until: now + this.#o.leaseMs, now, limit });
+      return (rows as Row[]).map(toJob).sort((a, b) => a.id - b.id);
+    });
+  }
+
+  async heartbeat(owner: string, ids: number[]): Promise<number[]> {
+    if (ids.length === 0) return [];
+    const now = this.#o.clock();
+    const extend = this.#db.prepare(
+      `UPDATE jobs SET lease_until = ?, updated_at = ? WHERE id = ? AND lease_owner = ? AND state = 'active'`,
+    );
+    return transaction(this.#db, () =>
+      ids.filter((id) => extend.run(now + this.#o.leaseMs, now, id, owner).changes === 0),
+    );
+  }
+
+  async complete(job: Job, owner: string, result: unknown): Promise<boolean> {
+    const now = this.#o.clock();
+    const { changes } = this.#db
+      .prepare(
+        `UPDATE jobs SET state = 'completed', result = ?, lease_owner = NULL, lease_until = NULL,
+           last_error = NULL, error_code = NULL, updated_at = ?, finished_at = ?
+         WHERE id = ? AND lease_owner = ? AND state = 'active'`,
+      )
+      .run(JSON.stringify(result ?? null), now, now, job.id, owner);
+    return changes === 1;
+  }
+
+  async fail(
+    job: Job,
+    owner: string,
+    error: { message: string; code?: string },
+    permanent: boolean,
+  ): Promise<FailOutcome> {
+    const now = this.#o.clock();
+    const dead = permanent || job.attempts >= job.maxAttempts;
+    const base = Math.min(this.#o.maxRetryDelayMs, this.#o.retryDelayMs * 2 ** Math.max(0, job.attempts - 1));
+    const runAt = dead ? job.runAt : now + Math.round(base * (1 + 0.2 * this.#o.random()));
+    const { changes } = this.#db
+      .prepare(
+        `UPDATE jobs SET state = ?, run_at = ?, last_error = ?, error_code = ?, lease_owner = NULL,
+           lease_until = NULL, updated_at = ?, finished_at = ?
+         WHERE id = ? AND lease_owner = ? AND state = 'active'`,
+      )
+      .run(
+        dead ? 'dead' : 'retrying',
+        runAt,
+        error.message,
+        error.code ?? null,
+        now,
+        dead ? now : null,
+        job.id,
+        owner,
+      );
+    if (changes === 0) return 'lost';
+    return dead ? 'dead' : 'retrying';
+  }
+
+  async release(job: Job, owner: string): Promise<boolean> {
+    const now = this.#o.clock();
+    const { changes } = this.#db
+      .prepare(
+        `UPDATE jobs SET state = 'queued', attempts = attempts - 1, run_at = ?, lease_owner = NULL,
+           lease_until = NULL, updated_at = ?
+         WHERE id = ? AND lease_owner = ? AND state = 'active'`,
+      )
+      .run(now, now, job.id, owner);
+    return changes === 1;
+  }
+
+  async retry(id: number): Promise<Job | undefined> {
+    const now = this.#o.clock();
+    const row = this.#db
+      .prepare(
+        `UPDATE jobs SET state = 'queued', attempts = 0, run_at = ?, last_error = NULL, error_code = NULL,
+           finished_at = NULL, updated_at = ?
+         WHERE id = ? AND state = 'dead' RETURNING *`,
+      )
+      .get(now, now, id) as Row | undefined;
+    return row ? toJob(row) : undefined;
+  }
+
+  async get(id: number): Promise<Job | undefined> {
+    const row = this.#db.prepare('SELECT * FROM jobs WHERE id = ?').get(id) as Row | undefined;
+    return row ? toJob(row) : undefined;
+  }
+
+  async list(filter: { state?: JobState; fileId?: string; limit?: number; before?: number }): Promise<Job[]> {
+    const where: string[] = [];
+    const params: Record<string, SQLInputValue> = { limit: filter.limit ?? 100 };
+    if (filter.state) {
+      where.push('state = :state');
+      params.state = filter.state;
+    }
+    if (filter.fileId) {
+      where.push('file_id = :fileId');
+      params.fileId = filter.fileId;
+    }
+    if (filter.before !== undefined) {
+      where.push('id < :before');
+      params.before = filter.before;
+    }
+    const sql = `SELECT * FROM jobs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT :limit`;
+    return (this.#db.prepare(sql).all(params) as Row[]).map(toJob);
+  }
+
+  async counts(): Promise<JobCounts> {
+    const counts = Object.fromEntries(JOB_STATES.map((s) => [s, 0])) as JobCounts;
+    const rows = this.#db.prepare('SELECT state, count(*) AS n FROM jobs GROUP BY state').all() as Row[];
+    for (const r of rows) counts[r.state as JobState] = Number(r.n);
+    return counts;
+  }
+}

@@ -1,0 +1,60 @@
+/** The job queue's contract: the embedded SQLite queue implements it, and so will the BullMQ adapter. */
+
+/** What a job does to its file. */
+export type JobKind = 'image' | 'csv';
+
+/**
+ * `queued` → `active` (leased by one process) → `completed`; a failed attempt → `retrying` (after a backoff) or, when
+ * attempts run out or the error is permanent, `dead` (the dead-letter state, kept with its last error).
+ */
+export type JobState = 'queued' | 'active' | 'retrying' | 'completed' | 'dead';
+
+export const JOB_STATES: readonly JobState[] = ['queued', 'active', 'retrying', 'completed', 'dead'];
+
+export interface Job {
+  id: number;
+  fileId: string;
+  kind: JobKind;
+  state: JobState;
+  /** Claims so far, this one included while active. */
+  attempts: number;
+  maxAttempts: number;
+  /** Epoch ms before which it is not run (a retry's backoff). */
+  runAt: number;
+  leaseOwner: string | null;
+  leaseUntil: number | null;
+  lastError: string | null;
+  errorCode: string | null;
+  result: unknown;
+  createdAt: number;
+  updatedAt: number;
+  finishedAt: number | null;
+}
+
+export type JobCounts = Record<JobState, number>;
+
+/** How a failed attempt ended. */
+export type FailOutcome = 'retrying' | 'dead' | 'lost';
+
+export interface JobQueue {
+  /** Leases up to `limit` runnable jobs to `owner` (expired leases of dead processes included). */
+  claim(owner: string, limit: number): Promise<Job[]>;
+  /** Extends the leases `owner` holds on these jobs; returns the ids it no longer holds. */
+  heartbeat(owner: string, ids: number[]): Promise<number[]>;
+  /** Marks a leased job done with its result; false when `owner` had lost the lease (another process has it). */
+  complete(job: Job, owner: string, result: unknown): Promise<boolean>;
+  /** Records a failed attempt: retried after a backoff, or dead when attempts ran out or `permanent`. */
+  fail(
+    job: Job,
+    owner: string,
+    error: { message: string; code?: string },
+    permanent: boolean,
+  ): Promise<FailOutcome>;
+  /** Gives a leased job back without counting the attempt (graceful shutdown). */
+  release(job: Job, owner: string): Promise<boolean>;
+  /** Puts a dead job back in the queue with fresh attempts; undefined when there is no such dead job. */
+  retry(id: number): Promise<Job | undefined>;
+  get(id: number): Promise<Job | undefined>;
+  list(filter: { state?: JobState; fileId?: string; limit?: number; before?: number }): Promise<Job[]>;
+  counts(): Promise<JobCounts>;
+}

@@ -1,0 +1,244 @@
+/**
+ * Runs jobs in this process: claims them from the shared queue with a lease, runs their processor in the thread
+ * pool, records the outcome, and keeps the leases alive while they run. On shutdown it stops claiming, lets running
+ * jobs finish until its deadline, then aborts the rest and gives them back to the queue (not counted as attempts).
+ */
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import type { Pool } from 'weft/pool';
+import { type Catalog, csvTableFor } from './catalog.ts';
+import type { FilesConfig } from './config.ts';
+import { FilesError } from './errors.ts';
+import type { EventBus } from './events.ts';
+import type { Logger } from './logger.ts';
+import type { ProcessorTasks } from './processors/index.ts';
+import type { Job, JobQueue } from './queue/types.ts';
+import { derivedKey, originalKey, type Storage } from './storage/types.ts';
+
+/** Errors that another attempt cannot fix: the job goes to the dead-letter state at once. */
+const PERMANENT = new Set([
+  'ERR_WEFT_FILES_BAD_IMAGE',
+  'ERR_WEFT_FILES_PIXEL_LIMIT',
+  'ERR_WEFT_FILES_CSV_EMPTY',
+  'ERR_WEFT_FILES_CSV_TOO_MANY_BAD_ROWS',
+  'ERR_WEFT_FILES_CSV_TOO_MANY_COLUMNS',
+  'ERR_WEFT_FILES_CSV_MALFORMED',
+  'ERR_WEFT_FILES_INPUT_MISSING',
+  'ERR_WEFT_FILES_NOT_FOUND',
+]);
+
+export interface RunnerDeps {
+  queue: JobQueue;
+  catalog: Catalog;
+  storage: Storage;
+  pool: Pool<ProcessorTasks>;
+  bus: EventBus;
+  log: Logger;
+  config: Pick<
+    FilesConfig,
+    'concurrency' | 'pollMs' | 'leaseMs' | 'jobTimeoutMs' | 'limitInputPixels' | 'csvMaxBadRows'
+  >;
+  /** The SQLite file CSV tables are written to. */
+  database: string;
+}
+
+interface Running {
+  job: Job;
+  controller: AbortController;
+  done: Promise<void>;
+}
+
+export class JobRunner {
+  readonly owner = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+  readonly #d: RunnerDeps;
+  readonly #running = new Map<number, Running>();
+  #closing = false;
+  #wake: (() => void) | undefined;
+  #loop: Promise<void> | undefined;
+  #heartbeat: NodeJS.Timeout | undefined;
+  #closed: Promise<void> | undefined;
+
+  constructor(deps: RunnerDeps) {
+    this.#d = deps;
+  }
+
+  /** Jobs running in this process now. */
+  get active(): number {
+    return this.#running.size;
+  }
+
+  start(): void {
+    if (this.#loop || this.#closing) return;
+    this.#loop = this.#claimLoop();
+    this.#heartbeat = setInterval(
+      () => void this.#beat(),
+      Math.max(100, Math.floor(this.#d.config.leaseMs / 3)),
+    );
+    this.#heartbeat.unref();
+  }
+
+  /** Looks for jobs now rather than at the next poll (a local upload just queued some). */
+  wake(): void {
+    this.#wake?.();
+  }
+
+  async #claimLoop(): Promise<void> {
+    const { concurrency, pollMs } = this.#d.config;
+    while (!this.#closing) {
+      const free = concurrency - this.#running.size;
+      let claimed = 0;
+      if (free > 0) {
+        try {
+          const jobs = await this.#d.queue.claim(this.owner, free);
+          claimed = jobs.length;
+          for (const job of jobs) this.#start(job);
+        } catch (err) {
+          this.#d.log.error({ err }, 'claiming jobs failed');
+        }
+      }
+      if (claimed > 0 && claimed === free) continue;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, pollMs);
+        this.#wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.#wake = undefined;
+    }
+  }
+
+  #start(job: Job): void {
+    const controller = new AbortController();
+    const done = this.#run(job, controller.signal).finally(() => {
+      this.#running.delete(job.id);
+      this.wake();
+    });
+    this.#running.set(job.id, { job, controller, done });
+  }
+
+  async #run(job: Job, signal: AbortSignal): Promise<void> {
+    const { queue, bus, log } = this.#d;
+    const started = performance.now();
+    try {
+      const result = await this.#execute(job, signal);
+      if (await queue.complete(job, this.owner, result)) {
+        const ms = Math.round(performance.now() - started);
+        bus.publish('job.completed', {
+          jobId: job.id,
+          fileId: job.fileId,
+          kind: job.kind,
+          attempts: job.attempts,
+          ms,
+        });
+      } else log.warn({ job: job.id }, `job ${job.id} finished after its lease passed to another process`);
+    } catch (err) {
+      const e = err as { message?: string; code?: string };
+      if (signal.aborted && this.#closing) {
+        await queue.release(job, this.owner);
+        log.info({ job: job.id }, `job ${job.id} released back to the queue at shutdown`);
+        return;
+      }
+      const code = typeof e.code === 'string' ? e.code : null;
+      const outcome = await queue.fail(
+        job,
+        this.owner,
+        { message: e.message ?? String(err), ...(code ? { code } : {}) },
+        code !== null && PERMANENT.has(code),
+      );
+      if (outcome === 'lost') return;
+      log.warn({ job: job.id, err, outcome }, `job ${job.id} (${job.kind}) failed: ${e.message}`);
+      bus.publish('job.failed', {
+        jobId: job.id,
+        fileId: job.fileId,
+        kind: job.kind,
+        attempts: job.attempts,
+        error: e.message ?? String(err),
+        code,
+        dead: outcome === 'dead',
+      });
+    }
+  }
+
+  async #execute(job: Job, signal: AbortSignal): Promise<unknown> {
+    const { catalog, storage, pool, config } = this.#d;
+    if (!catalog.get(job.fileId)) {
+      throw new FilesError('ERR_WEFT_FILES_NOT_FOUND', `file ${job.fileId} was deleted`);
+    }
+    const source = await storage.localPath(originalKey(job.fileId));
+    const options = { signal, timeout: config.jobTimeoutMs };
+    try {
+      if (job.kind === 'csv') {
+        return await pool.run(
+          'ingestCsv',
+          [
+            {
+              input: source.path,
+              database: this.#d.database,
+              table: csvTableFor(job.fileId),
+              maxBadRows: config.csvMaxBadRows,
+            },
+          ],
+          options,
+        );
+      }
+      const scratch = await storage.scratch(`job-${job.id}`);
+      try {
+        const result = await pool.run(
+          'processImage',
+          [{ input: source.path, outDir: scratch.dir, limitInputPixels: config.limitInputPixels }],
+          options,
+        );
+        for (const o of result.outputs) await storage.putFile(derivedKey(job.fileId, o.name), o.path);
+        catalog.setDerived(
+          job.fileId,
+          result.outputs.map((o) => ({
+            name: o.name,
+            type: o.type,
+            size: o.size,
+            width: o.width,
+            height: o.height,
+          })),
+        );
+        return { metadata: result.metadata, outputs: result.outputs.map((o) => o.name) };
+      } finally {
+        await scratch.release();
+      }
+    } finally {
+      await source.release();
+    }
+  }
+
+  /** Extends the leases of running jobs; a job whose lease another process took is aborted here. */
+  async #beat(): Promise<void> {
+    try {
+      const lost = await this.#d.queue.heartbeat(this.owner, [...this.#running.keys()]);
+      for (const id of lost) this.#running.get(id)?.controller.abort(new Error('lease lost'));
+    } catch (err) {
+      this.#d.log.error({ err }, 'lease heartbeat failed');
+    }
+  }
+
+  /**
+   * Stops claiming, waits for running jobs until `signal` aborts, then aborts the rest and releases them to the
+   * queue. Idempotent.
+   */
+  close(signal?: AbortSignal): Promise<void> {
+    this.#closed ??= (async () => {
+      this.#closing = true;
+      this.wake();
+      await this.#loop;
+      const all = Promise.all([...this.#running.values()].map((r) => r.done));
+      if (signal && !signal.aborted) {
+        await Promise.race([
+          all,
+          new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true })),
+        ]);
+      }
+      for (const r of this.#running.values()) r.controller.abort(new Error('shutting down'));
+      await all;
+      clearInterval(this.#heartbeat);
+    })();
+    return this.#closed;
+  }
+}

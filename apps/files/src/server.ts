@@ -1,0 +1,58 @@
+/**
+ * One worker process of the file service, as `weft start apps/files/src/server.ts` runs it (also runs alone):
+ * configuration, then the service under a `weft/lifecycle` lifecycle — SIGTERM drains uploads in flight, lets
+ * running jobs finish or gives them back to the queue, then closes the pool and the database.
+ */
+import { createLifecycle, type LoadShedder } from 'weft/lifecycle';
+import { defaultMetrics } from 'weft/metrics';
+import { loadConfig } from './config.ts';
+import { createLogger } from './logger.ts';
+import { metricsRoute, serviceMetrics } from './metrics.ts';
+import { createService } from './service.ts';
+import { uploadShedder } from './shedding.ts';
+
+/** Node's default keep-alive timeout, announced to clients; fastify's own default is 72 s. */
+const KEEP_ALIVE_MS = 5_000;
+const log = createLogger();
+const config = loadConfig();
+const life = createLifecycle({ shutdownTimeout: config.shutdownTimeout, logger: log });
+
+// Made once the process serves: module loading at start-up blocks the event loop for hundreds of ms, which a
+// shedder watching from the start would take for overload and answer the first uploads with 503.
+let shedder: LoadShedder | undefined;
+let guard: ReturnType<LoadShedder['handler']> | undefined;
+
+const metrics = defaultMetrics();
+const service = await createService(config, {
+  log,
+  keepAliveTimeout: KEEP_ALIVE_MS,
+  http: {
+    shed: (request, reply, done) => (guard ? guard(request, reply, done) : done()),
+    health: { live: life.livenessHandler(), ready: life.readinessHandler() },
+    metrics: metricsRoute(metrics),
+  },
+});
+metrics.addPool(service.pool, { name: 'files' });
+metrics.addLifecycle(life, { name: 'files' });
+serviceMetrics(metrics, service.bus, service.queue);
+// A keep-alive connection that is idle when the drain starts is closed only once the client's own idle timer
+// (the `Keep-Alive: timeout=5` hint, which undici and Node's agent honour, minus their margin) has retired it:
+// closing it sooner races a request the client may be sending on it at that moment (a reset upload).
+life.addServer(service.app.server, { idleGrace: KEEP_ALIVE_MS });
+life.addCheck('database', () => void service.db.prepare('SELECT 1').get(), { kind: 'readiness' });
+// Running jobs get most of the deadline to finish; what is still running then is released back to the queue.
+life.onShutdown('jobs', ({ signal }) => service.close(signal), {
+  phase: 'drain',
+  timeout: Math.max(1_000, config.shutdownTimeout - 5_000),
+});
+
+await service.app.listen({ port: config.port, host: config.host });
+await life.ready();
+shedder = uploadShedder(config, service.queued, log);
+guard = shedder.handler();
+metrics.addShedder(shedder, { name: 'uploads' });
+life.register(shedder, { phase: 'resources' });
+log.info(
+  { port: config.port, host: config.host, dataDir: config.dataDir },
+  `files listening on ${config.host}:${config.port}`,
+);

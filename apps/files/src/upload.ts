@@ -1,0 +1,135 @@
+/**
+ * What an upload's bytes pass through on their way to storage: a size limit enforced as they arrive, SHA-256 and
+ * length computed while streaming, and the first bytes kept to sniff the real type once the upload is whole.
+ */
+import { createHash, type Hash } from 'node:crypto';
+import { Transform, type TransformCallback } from 'node:stream';
+import { fileTypeFromBuffer } from 'file-type';
+import { FilesError } from './errors.ts';
+import type { JobKind } from './queue/types.ts';
+
+/** Bytes kept for sniffing: file-type reads at most 4 100 for the formats here. */
+const HEAD_BYTES = 4_100;
+
+/** Formats processed as images (sharp reads all of them). */
+export const IMAGE_TYPES = new Set([
+  'image/jpeg',
+  'image/png',
+  'image/webp',
+  'image/avif',
+  'image/gif',
+  'image/tiff',
+]);
+
+/** Counts, hashes and limits the bytes that pass; keeps the head for {@link sniffType}. */
+export class Inspector extends Transform {
+  readonly #limit: number;
+  readonly #hash: Hash = createHash('sha256');
+  readonly #head: Buffer[] = [];
+  #headBytes = 0;
+  #size = 0;
+
+  constructor(limit: number) {
+    super();
+    this.#limit = limit;
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    this.#size += chunk.length;
+    if (this.#size > this.#limit) {
+      done(
+        new FilesError(
+          'ERR_WEFT_FILES_TOO_LARGE',
+          `The upload is larger than the limit of ${this.#limit} bytes`,
+        ),
+      );
+      return;
+    }
+    if (this.#headBytes < HEAD_BYTES) {
+      const part = chunk.subarray(0, HEAD_BYTES - this.#headBytes);
+      this.#head.push(Buffer.from(part)); // a copy: the chunk's memory may be reused by the source
+      this.#headBytes += part.length;
+    }
+    this.#hash.update(chunk);
+    done(null, chunk);
+  }
+
+  get size(): number {
+    return this.#size;
+  }
+
+  /** The hex SHA-256 of everything that passed; call once, after the stream ended. */
+  digest(): string {
+    return this.#hash.digest('hex');
+  }
+
+  get head(): Buffer {
+    return Buffer.concat(this.#head);
+  }
+}
+
+/**
+ * The type of a file from its first bytes, never from its name or the client's header: an image format sharp
+ * reads, another binary format file-type knows, `text/csv` for delimited text, `text/plain`, else
+ * `application/octet-stream`.
+ */
+export async function sniffType(head: Uint8Array): Promise<string> {
+  const found = await fileTypeFromBuffer(head);
+  if (found) return found.mime;
+  const text = asText(head);
+  if (text === undefined) return 'application/octet-stream';
+  return looksDelimited(text) ? 'text/csv' : 'text/plain';
+}
+
+function asText(head: Uint8Array): string | undefined {
+  if (head.length === 0 || head.includes(0)) return undefined;
+  // The head may end inside a multi-byte character: judge only up to its last line break when there is one.
+  const end = head.lastIndexOf(0x0a);
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(end > 0 ? head.subarray(0, end) : head);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Delimited text: a first line with a delimiter, and at least half of the next lines (up to 20) with it too, so a
+ * CSV with some broken rows is still one, and prose with a comma in its first line is not.
+ */
+function looksDelimited(text: string): boolean {
+  const lines = text
+    .replace(/^\uFEFF/, '')
+    .split(/\r?\n/)
+    .filter((l) => l !== '');
+  const [first = '', ...rest] = lines;
+  const next = rest.slice(0, 20);
+  return [',', ';', '\t', '|'].some(
+    (d) => first.includes(d) && next.filter((l) => l.includes(d)).length * 2 >= next.length,
+  );
+}
+
+/** The jobs a file of this type gets. */
+export function jobsFor(type: string): JobKind[] {
+  if (IMAGE_TYPES.has(type)) return ['image'];
+  if (type === 'text/csv') return ['csv'];
+  return [];
+}
+
+/**
+ * A file name safe to store and show: the last path segment only (no traversal), no control characters, Unicode
+ * NFC, at most 200 characters keeping the extension; `upload` when nothing usable is left.
+ */
+export function sanitizeName(raw: string | undefined): string {
+  if (!raw) return 'upload';
+  let name = raw.normalize('NFC');
+  name = name.slice(Math.max(name.lastIndexOf('/'), name.lastIndexOf('\\')) + 1);
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: removing control characters is the point
+  name = name.replace(/[\u0000-\u001f\u007f-\u009f]/g, '').trim();
+  if (name === '' || name === '.' || name === '..') return 'upload';
+  if (name.length > 200) {
+    const dot = name.lastIndexOf('.');
+    const ext = dot > 0 && name.length - dot <= 16 ? name.slice(dot) : '';
+    name = name.slice(0, 200 - ext.length) + ext;
+  }
+  return name;
+}

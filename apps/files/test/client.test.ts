@@ -1,0 +1,79 @@
+// `weft-files upload`: folders, progress on stderr, outcomes with --wait, exit codes, clear errors.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { makeImage, type Running, startService } from './helpers.ts';
+
+const cli = new URL('../src/cli/weft-files.ts', import.meta.url).pathname;
+const dir = mkdtempSync(join(tmpdir(), 'files-client-'));
+
+function run(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      ['--conditions=weft-source', cli, ...args],
+      { env: { ...process.env, ...env }, timeout: 60_000 },
+      (err, stdout, stderr) =>
+        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
+  });
+}
+
+describe('weft-files upload', () => {
+  let s: Running;
+  before(async () => {
+    s = await startService({ token: 'tok' });
+    mkdirSync(join(dir, 'photos', 'nested'), { recursive: true });
+    writeFileSync(join(dir, 'photos', 'a.jpg'), await makeImage('jpeg', 320, 240));
+    writeFileSync(join(dir, 'photos', 'nested', 'b.png'), await makeImage('png', 64, 64));
+    writeFileSync(join(dir, 'people.csv'), 'name,age\nann,31\nbob,27\n');
+    writeFileSync(join(dir, 'broken.jpg'), (await makeImage('jpeg', 320, 240)).subarray(0, 300));
+  });
+  after(async () => {
+    await s.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('uploads files and folders, waits for their jobs and prints each outcome', async () => {
+    const r = await run(['upload', join(dir, 'photos'), join(dir, 'people.csv'), '--url', s.url, '--wait'], {
+      FILES_TOKEN: 'tok',
+    });
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    assert.match(r.stdout, /^✔ .*photos\/a\.jpg → [0-9a-f-]{36} image\/jpeg, \d+ bytes; image completed$/m);
+    assert.match(r.stdout, /^✔ .*nested\/b\.png → .* image\/png, .*; image completed$/m);
+    assert.match(r.stdout, /^✔ .*people\.csv → .* text\/csv, .*; csv completed$/m);
+    assert.match(r.stdout, /^3 of 3 files ok$/m);
+    assert.match(r.stderr, /upload 3 files .*100\.0%/, 'progress on stderr, a log line when not a terminal');
+  });
+
+  it('exits 1 and says why when a job fails or a write is refused', async () => {
+    const failed = await run(['upload', join(dir, 'broken.jpg'), '--url', s.url, '--wait', '--token', 'tok']);
+    assert.equal(failed.code, 1);
+    assert.match(failed.stdout, /^✖ .*broken\.jpg → .*image dead \(ERR_WEFT_FILES_BAD_IMAGE: .+\)$/m);
+    const refused = await run(['upload', join(dir, 'people.csv'), '--url', s.url, '--token', 'wrong']);
+    assert.equal(refused.code, 1);
+    assert.match(
+      refused.stdout,
+      /^✖ .*people\.csv: 401 ERR_WEFT_FILES_UNAUTHORIZED: The bearer token is not valid$/m,
+    );
+  });
+
+  it('reports an unreachable service, and bad usage with exit 2', async () => {
+    const down = await run(['upload', join(dir, 'people.csv'), '--url', 'http://127.0.0.1:9']);
+    assert.equal(down.code, 1);
+    assert.match(down.stdout, /nothing listens on http:\/\/127\.0\.0\.1:9 \(is the service running\?\)/);
+    const usage = await run(['upload']);
+    assert.equal(usage.code, 2);
+    assert.match(usage.stderr, /no file or folder to upload/);
+    const missing = await run(['upload', join(dir, 'nope')]);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /cannot read .*nope: ENOENT/);
+    assert.equal((await run(['frob'])).code, 2);
+  });
+});
