@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,60 +6,22 @@ import { after, describe, it } from 'node:test';
 import { parseDuration, parseSize } from '../../src/cli/config.ts';
 import { freePort } from '../cluster/helpers.ts';
 import { within } from '../helpers.ts';
+import { app, killStarted, runWeft, startWeft } from './helpers.ts';
 
-const cli = new URL('../../src/cli/weft.ts', import.meta.url).pathname;
-const app = new URL('../cluster/fixtures/app.ts', import.meta.url).pathname;
-const conditions = process.execArgv.filter((a) => a.startsWith('--conditions'));
 const runtime = mkdtempSync(join(tmpdir(), 'weft-cli-test-'));
 const env = { ...process.env, WEFT_RUNTIME_DIR: join(runtime, 'run') };
-const started = new Set<ChildProcess>();
 after(() => {
-  for (const c of started) if (c.exitCode === null && c.pid) process.kill(-c.pid, 'SIGKILL');
+  killStarted();
   rmSync(runtime, { recursive: true, force: true });
 });
 
 /** Runs `weft <args>` to completion. */
-function weft(
-  args: string[],
-  cwd = process.cwd(),
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [...conditions, cli, ...args],
-      { env, cwd, timeout: 30_000 },
-      (err, stdout, stderr) => {
-        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
-      },
-    );
-  });
-}
+const weft = (args: string[], cwd = process.cwd()) => runWeft(args, env, cwd);
 
 /** `weft start` in the background; resolves once its control socket is up. */
 async function startCli(args: string[], cwd = process.cwd()) {
   const port = await freePort();
-  const child = spawn(process.execPath, [...conditions, cli, 'start', ...args], {
-    env: { ...env, PORT: String(port) },
-    cwd,
-    stdio: ['ignore', 'pipe', 'inherit'],
-    detached: true,
-  });
-  started.add(child);
-  let out = '';
-  child.stdout!.on('data', (d: Buffer) => {
-    out += d;
-  });
-  const exit = new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
-  await within(
-    new Promise<void>((resolve, reject) => {
-      const poll = () => (out.includes('control socket') ? resolve() : setTimeout(poll, 20));
-      child.once('exit', (c) => reject(new Error(`weft start exited with ${c}: ${out}`)));
-      poll();
-    }),
-    30_000,
-    'weft start to open its control socket',
-  );
-  return { child, port, exit, output: () => out };
+  return { port, ...(await startWeft(args, { env: { ...env, PORT: String(port) }, cwd })) };
 }
 
 describe('the weft command', () => {

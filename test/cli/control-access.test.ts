@@ -1,17 +1,15 @@
 // The control socket serves only its owner: another user can neither connect to it nor use `weft` against it.
 // Switching users needs root (as CI runs); elsewhere these tests are skipped with the reason printed.
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { freePort } from '../cluster/helpers.ts';
 import { within } from '../helpers.ts';
+import { app, cli, conditions, killStarted, startWeft } from './helpers.ts';
 
-const cli = new URL('../../src/cli/weft.ts', import.meta.url).pathname;
-const app = new URL('../cluster/fixtures/app.ts', import.meta.url).pathname;
-const conditions = process.execArgv.filter((a) => a.startsWith('--conditions'));
 const NOBODY = 65534;
 const skip = process.getuid?.() !== 0 ? 'switching to another user needs root' : false;
 if (skip) console.log(`# skipping the control-socket access tests: ${skip}`);
@@ -19,9 +17,8 @@ if (skip) console.log(`# skipping the control-socket access tests: ${skip}`);
 const root = mkdtempSync(join(tmpdir(), 'weft-access-test-'));
 chmodSync(root, 0o755); // so that another user can reach the runtime directory's own checks
 const runDir = join(root, 'run');
-const started = new Set<ChildProcess>();
 after(() => {
-  for (const c of started) if (c.exitCode === null && c.pid) process.kill(-c.pid, 'SIGKILL');
+  killStarted();
   rmSync(root, { recursive: true, force: true });
 });
 
@@ -47,30 +44,9 @@ function asNobody(args: string[], dir = runDir): Promise<{ code: number; stdout:
 describe('control socket access', { skip }, () => {
   it('refuses another user, at the socket and in the weft command', async () => {
     const port = await freePort();
-    const child = spawn(
-      process.execPath,
-      [...conditions, cli, 'start', app, '--workers', '1', '--name', 'owned'],
-      {
-        env: { ...process.env, PORT: String(port), WEFT_RUNTIME_DIR: runDir },
-        stdio: ['ignore', 'pipe', 'inherit'],
-        detached: true,
-      },
-    );
-    started.add(child);
-    let out = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d;
+    const { child, exit } = await startWeft([app, '--workers', '1', '--name', 'owned'], {
+      env: { ...process.env, PORT: String(port), WEFT_RUNTIME_DIR: runDir },
     });
-    const exit = new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
-    await within(
-      new Promise<void>((resolve, reject) => {
-        const poll = () => (out.includes('control socket') ? resolve() : setTimeout(poll, 20));
-        child.once('exit', (c) => reject(new Error(`weft start exited with ${c}: ${out}`)));
-        poll();
-      }),
-      30_000,
-      'weft start to open its control socket',
-    );
     const sock = join(runDir, 'owned.sock');
 
     // The weft command as another user: refused with a clear message and its own exit code.

@@ -1,7 +1,7 @@
 // `weft start` as a container's PID 1: it must reap orphaned processes and forward signals. The integration
 // tests run it as PID 1 of a new PID namespace (`unshare --pid`), which needs Linux and root.
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,14 +9,11 @@ import { after, describe, it } from 'node:test';
 import { INIT_ENV, planInit } from '../../src/cli/init.ts';
 import { freePort } from '../cluster/helpers.ts';
 import { untilAnswer, within } from '../helpers.ts';
+import { app, killStarted, startWeft } from './helpers.ts';
 
-const cli = new URL('../../src/cli/weft.ts', import.meta.url).pathname;
-const app = new URL('../cluster/fixtures/app.ts', import.meta.url).pathname;
-const conditions = process.execArgv.filter((a) => a.startsWith('--conditions'));
 const runtime = mkdtempSync(join(tmpdir(), 'weft-init-test-'));
-const started = new Set<ChildProcess>();
 after(() => {
-  for (const c of started) if (c.exitCode === null && c.pid) process.kill(-c.pid, 'SIGKILL');
+  killStarted();
   rmSync(runtime, { recursive: true, force: true });
 });
 
@@ -78,40 +75,20 @@ interface Proc {
 /** `weft start` as PID 1 of a new PID namespace; resolves once its control socket is up. */
 async function startAsPid1(name: string, extraEnv: Record<string, string> = {}) {
   const port = await freePort();
-  const child = spawn(
-    'unshare',
-    ['--pid', '--fork', '--mount-proc', process.execPath, ...conditions, cli, 'start', app],
-    {
-      env: {
-        ...process.env,
-        ...extraEnv,
-        PORT: String(port),
-        WEFT_RUNTIME_DIR: join(runtime, 'run'),
-        WEFT_WORKERS: '1',
-        WEFT_NAME: name,
-      },
-      stdio: ['ignore', 'pipe', 'inherit'],
-      detached: true,
+  const { child, exit, output } = await startWeft([app], {
+    command: ['unshare', '--pid', '--fork', '--mount-proc', process.execPath],
+    env: {
+      ...process.env,
+      ...extraEnv,
+      PORT: String(port),
+      WEFT_RUNTIME_DIR: join(runtime, 'run'),
+      WEFT_WORKERS: '1',
+      WEFT_NAME: name,
     },
-  );
-  started.add(child);
-  let out = '';
-  child.stdout!.on('data', (d: Buffer) => {
-    out += d;
   });
-  const exit = new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
-  await within(
-    new Promise<void>((resolve, reject) => {
-      const poll = () => (out.includes('control socket') ? resolve() : setTimeout(poll, 20));
-      child.once('exit', (c) => reject(new Error(`weft start exited with ${c}: ${out}`)));
-      poll();
-    }),
-    30_000,
-    'weft start (as PID 1) to open its control socket',
-  );
   const get = async (path: string) => (await fetch(`http://127.0.0.1:${port}${path}`)).text();
   const procs = async () => JSON.parse(await get('/procs')) as Proc[];
-  return { child, exit, output: () => out, get, procs };
+  return { child, exit, output, get, procs };
 }
 
 /** The host pid of the namespace's PID 1: the child of `unshare`. */

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,65 +7,26 @@ import { parseCommandLine, startConfig } from '../../src/cli/config.ts';
 import { freePort, get } from '../cluster/helpers.ts';
 import { invalidOption, within } from '../helpers.ts';
 import { find, parseExposition } from '../metrics/helpers.ts';
+import { killStarted, runWeft, startWeft } from './helpers.ts';
 
-const cli = new URL('../../src/cli/weft.ts', import.meta.url).pathname;
 const app = new URL('../cluster/fixtures/metrics-app.ts', import.meta.url).pathname;
-const conditions = process.execArgv.filter((a) => a.startsWith('--conditions'));
 const runtime = mkdtempSync(join(tmpdir(), 'weft-cli-metrics-'));
 const env = { ...process.env, WEFT_RUNTIME_DIR: join(runtime, 'run') };
-const started = new Set<ChildProcess>();
 after(() => {
-  for (const c of started) if (c.exitCode === null && c.pid) process.kill(-c.pid, 'SIGKILL');
+  killStarted();
   rmSync(runtime, { recursive: true, force: true });
 });
 
-function weft(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [...conditions, cli, ...args],
-      { env, timeout: 30_000 },
-      (err, stdout, stderr) => {
-        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
-      },
-    );
-  });
-}
+const weft = (args: string[]) => runWeft(args, env);
 
 describe('weft start --metrics-port and weft status --json', () => {
   it('serves the merged scrape on --metrics-port; status --json carries each worker’s snapshot', async () => {
     const [port, metricsPort] = [await freePort(), await freePort()];
-    const child = spawn(
-      process.execPath,
-      [
-        ...conditions,
-        cli,
-        'start',
-        app,
-        '--workers',
-        '2',
-        '--name',
-        'metricscli',
-        '--metrics-port',
-        String(metricsPort),
-      ],
-      { env: { ...env, PORT: String(port) }, stdio: ['ignore', 'pipe', 'inherit'], detached: true },
+    const { exit, output } = await startWeft(
+      [app, '--workers', '2', '--name', 'metricscli', '--metrics-port', String(metricsPort)],
+      { env: { ...env, PORT: String(port) } },
     );
-    started.add(child);
-    let out = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d;
-    });
-    const exit = new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
-    await within(
-      new Promise<void>((resolve, reject) => {
-        const poll = () => (out.includes('control socket') ? resolve() : setTimeout(poll, 20));
-        child.once('exit', (c) => reject(new Error(`weft start exited with ${c}: ${out}`)));
-        poll();
-      }),
-      30_000,
-      'weft start to open its control socket',
-    );
+    const out = output();
     assert.match(out, new RegExp(`"msg":"metrics on http://127\\.0\\.0\\.1:${metricsPort}/metrics"`));
 
     const r = await get(metricsPort, '/metrics');
