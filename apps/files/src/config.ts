@@ -40,6 +40,8 @@ export interface FilesConfig {
   concurrency: number;
   /** Deadline of a graceful stop. Default 30 s. */
   shutdownTimeout: number;
+  /** `s3://bucket/prefix?endpoint=…`: keep file bytes in S3-compatible storage instead of `dataDir`. */
+  storageUrl: string | undefined;
 }
 
 type Kind = 'int' | 'size' | 'duration' | 'string' | 'path';
@@ -62,6 +64,7 @@ const SETTINGS: Record<keyof FilesConfig, { env: string[]; kind: Kind }> = {
   limitInputPixels: { env: ['FILES_LIMIT_INPUT_PIXELS'], kind: 'int' },
   concurrency: { env: ['FILES_CONCURRENCY'], kind: 'int' },
   shutdownTimeout: { env: ['FILES_SHUTDOWN_TIMEOUT'], kind: 'duration' },
+  storageUrl: { env: ['STORAGE_URL'], kind: 'string' },
 };
 
 function defaults(env: NodeJS.ProcessEnv): FilesConfig {
@@ -83,6 +86,7 @@ function defaults(env: NodeJS.ProcessEnv): FilesConfig {
     limitInputPixels: 100_000_000,
     concurrency: Number.isInteger(threads) && threads > 0 ? threads : 1,
     shutdownTimeout: 30_000,
+    storageUrl: undefined,
   };
 }
 

@@ -16,6 +16,8 @@ import { type ProcessorTasks, tasksUrl } from './processors/index.ts';
 import { SqliteQueue } from './queue/sqlite.ts';
 import { JobRunner } from './runner.ts';
 import { DiskStorage } from './storage/disk.ts';
+import { parseStorageUrl, S3Storage } from './storage/s3.ts';
+import type { Storage } from './storage/types.ts';
 
 export interface Service {
   app: FastifyInstance;
@@ -23,7 +25,7 @@ export interface Service {
   database: string;
   queue: SqliteQueue;
   catalog: Catalog;
-  storage: DiskStorage;
+  storage: Storage;
   bus: EventBus;
   pool: Pool<ProcessorTasks>;
   runner: JobRunner;
@@ -56,7 +58,10 @@ export async function createService(
 ): Promise<Service> {
   const database = join(config.dataDir, 'files.db');
   const db = openDatabase(database);
-  const storage = new DiskStorage(config.dataDir);
+  // Local disk by default; S3-compatible storage when STORAGE_URL says so (temp copies still go under dataDir).
+  const storage: Storage = config.storageUrl
+    ? new S3Storage(parseStorageUrl(config.storageUrl), join(config.dataDir, 'tmp'))
+    : new DiskStorage(config.dataDir);
   await storage.init();
   const queue = new SqliteQueue(db, { leaseMs: config.leaseMs, retryDelayMs: config.retryDelayMs });
   const catalog = new Catalog(db, queue);
@@ -101,6 +106,7 @@ export async function createService(
         await runner.close(signal);
         await pool.close();
         bus.close();
+        storage.close?.();
         db.close();
       })();
       return closed;

@@ -23,6 +23,10 @@ export interface Storage {
   localPath(key: string): Promise<{ path: string; release(): Promise<void> }>;
   /** A fresh local directory for a job's outputs, removed by `release`. */
   scratch(name: string): Promise<{ dir: string; release(): Promise<void> }>;
+  /** Prepares it (directories); called once before use. */
+  init(): Promise<void>;
+  /** Releases connections, when it holds any. */
+  close?(): void;
 }
 
 export const originalKey = (fileId: string) => `originals/${fileId}`;
