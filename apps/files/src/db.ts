@@ -30,6 +30,7 @@ CREATE TABLE IF NOT EXISTS jobs (
   result       TEXT,
   created_at   INTEGER NOT NULL,
   updated_at   INTEGER NOT NULL,
+  started_at   INTEGER,
   finished_at  INTEGER
 );
 CREATE INDEX IF NOT EXISTS jobs_ready ON jobs (state, run_at);
@@ -68,7 +69,12 @@ export function openDatabase(path: string): DatabaseSync {
   db.exec('PRAGMA synchronous = NORMAL');
   db.exec('PRAGMA foreign_keys = ON');
   // Two processes starting at once both run the schema; IF NOT EXISTS inside one write transaction makes that safe.
-  transaction(db, () => db.exec(SCHEMA));
+  transaction(db, () => {
+    db.exec(SCHEMA);
+    // Databases made before jobs recorded when their attempt started.
+    const columns = db.prepare('PRAGMA table_info(jobs)').all() as { name: string }[];
+    if (!columns.some((c) => c.name === 'started_at')) db.exec('ALTER TABLE jobs ADD COLUMN started_at INTEGER');
+  });
   return db;
 }
 

@@ -11,7 +11,7 @@ import type { FilesConfig } from './config.ts';
 import { FilesError } from './errors.ts';
 import type { EventBus } from './events.ts';
 import type { Logger } from './logger.ts';
-import type { ProcessorTasks } from './processors/index.ts';
+import { loadSharp, type ProcessorTasks } from './processors/index.ts';
 import type { Job, JobQueue } from './queue/types.ts';
 import { derivedKey, originalKey, type Storage } from './storage/types.ts';
 
@@ -165,6 +165,8 @@ export class JobRunner {
     if (!catalog.get(job.fileId)) {
       throw new FilesError('ERR_WEFT_FILES_NOT_FOUND', `file ${job.fileId} was deleted`);
     }
+    // Before the pool's first thread can load sharp (see processors/index.ts).
+    await loadSharp();
     const source = await storage.localPath(originalKey(job.fileId));
     const options = { signal, timeout: config.jobTimeoutMs };
     try {

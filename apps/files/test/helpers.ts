@@ -2,7 +2,6 @@
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { crc32, deflateSync } from 'node:zlib';
 import { type FilesConfig, loadConfig } from '../src/config.ts';
 import type { EventBus, FilesEvent } from '../src/events.ts';
 import { silentLogger } from '../src/logger.ts';
@@ -88,29 +87,4 @@ export function waitFor<E extends FilesEvent>(
 /** The id of the newest recorded event (0 when none). */
 export function lastEventId(bus: EventBus): number {
   return bus.since(0, 1_000_000).at(-1)?.id ?? 0;
-}
-
-/**
- * A PNG whose header declares `width`×`height` pixels but whose data is a few bytes: what a pixel bomb looks like
- * to a decoder that trusts the header.
- */
-export function pixelBombPng(width: number, height: number): Buffer {
-  const chunk = (type: string, data: Buffer) => {
-    const body = Buffer.concat([Buffer.from(type, 'ascii'), data]);
-    const out = Buffer.alloc(8 + data.length + 4);
-    out.writeUInt32BE(data.length, 0);
-    body.copy(out, 4);
-    out.writeUInt32BE(crc32(body), 8 + data.length);
-    return out;
-  };
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(width, 0);
-  ihdr.writeUInt32BE(height, 4);
-  ihdr.set([8, 2, 0, 0, 0], 8); // 8-bit RGB, deflate, no filter, no interlace
-  return Buffer.concat([
-    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
-    chunk('IHDR', ihdr),
-    chunk('IDAT', deflateSync(Buffer.alloc(64))),
-    chunk('IEND', Buffer.alloc(0)),
-  ]);
 }

@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
 import type { FilesEvent } from '../src/events.ts';
-import { lastEventId, makeImage, pixelBombPng, type Running, startService, waitFor } from './helpers.ts';
+import { lastEventId, makeImage, type Running, startService, waitFor } from './helpers.ts';
+import { pngHeader } from './processors/helpers.ts';
 
 interface Uploaded {
   id: string;
@@ -80,7 +81,7 @@ describe('jobs', () => {
   });
 
   it('rejects a 50,000 × 50,000 PNG header by the pixel limit without decoding it', async () => {
-    const up = await upload(pixelBombPng(50_000, 50_000), 'bomb.png');
+    const up = await upload(pngHeader(50_000, 50_000), 'bomb.png');
     const event = await outcome(up.jobs[0]!.id);
     assert.equal(event.type, 'job.failed');
     if (event.type === 'job.failed') assert.equal(event.data.code, 'ERR_WEFT_FILES_PIXEL_LIMIT');

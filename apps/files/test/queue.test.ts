@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { DatabaseSync } from 'node:sqlite';
+import { DatabaseSync } from 'node:sqlite';
 import { after, beforeEach, describe, it } from 'node:test';
 import { Catalog } from '../src/catalog.ts';
 import { openDatabase } from '../src/db.ts';
@@ -58,7 +58,7 @@ describe('SqliteQueue', () => {
       b.map((j) => j.fileId),
       ['f3', 'f4'],
     );
-    assert.ok([...a, ...b].every((j) => j.state === 'active' && j.attempts === 1));
+    assert.ok([...a, ...b].every((j) => j.state === 'active' && j.attempts === 1 && j.startedAt === now));
     assert.deepEqual(await qa.claim('A', 10), [], 'nothing left to claim');
   });
 
@@ -151,6 +151,20 @@ describe('SqliteQueue', () => {
     const dead = await qb.get(job!.id);
     assert.equal(dead!.state, 'dead');
     assert.equal(dead!.errorCode, 'ERR_WEFT_FILES_STALLED');
+  });
+
+  it('adds the started_at column to a database made before it existed', () => {
+    const path = join(dir, 'old.db');
+    const old = new DatabaseSync(path);
+    old.exec(`CREATE TABLE jobs (id INTEGER PRIMARY KEY AUTOINCREMENT, file_id TEXT NOT NULL, kind TEXT NOT NULL,
+      state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, max_attempts INTEGER NOT NULL, run_at INTEGER NOT NULL,
+      lease_owner TEXT, lease_until INTEGER, last_error TEXT, error_code TEXT, result TEXT, created_at INTEGER NOT NULL,
+      updated_at INTEGER NOT NULL, finished_at INTEGER)`);
+    old.close();
+    const db = openDatabase(path);
+    dbs.push(db);
+    const columns = (db.prepare('PRAGMA table_info(jobs)').all() as { name: string }[]).map((c) => c.name);
+    assert.ok(columns.includes('started_at'));
   });
 
   it('counts jobs by state', async () => {

@@ -1,8 +1,9 @@
 /**
  * The processors as the job runner's main thread sees them: where the task module is, its type for a typed
- * `Pool`, and the error class. Importing this file loads `sharp` in the main thread, which must happen before any
- * pool thread loads it: on glibc a native library first loaded by a worker thread is unloaded when that thread
- * exits, crashing the process (lovell/sharp#2263).
+ * `Pool`, and the error class. `loadSharp()` must run in the main thread before any pool thread loads sharp: on
+ * glibc a native library first loaded by a worker thread is unloaded when that thread exits, crashing the process
+ * (lovell/sharp#2263). It is loaded then, not at start-up, so a process that only receives uploads does not carry
+ * libvips (about 25 MB of RSS).
  *
  * @example
  * ```ts
@@ -12,7 +13,14 @@
  * ```
  * @module
  */
-import 'sharp';
+
+let sharpLoaded: Promise<unknown> | undefined;
+
+/** Loads sharp in this (the main) thread, once; call it before the pool starts a thread. */
+export function loadSharp(): Promise<unknown> {
+  sharpLoaded ??= import('sharp');
+  return sharpLoaded;
+}
 
 /** The task module, for the pool's `filename`. */
 export const tasksUrl: URL = new URL('./tasks.ts', import.meta.url);

@@ -41,6 +41,7 @@ function toJob(row: Row): Job {
     result: typeof row.result === 'string' ? JSON.parse(row.result) : null,
     createdAt: Number(row.created_at),
     updatedAt: Number(row.updated_at),
+    startedAt: row.started_at === null || row.started_at === undefined ? null : Number(row.started_at),
     finishedAt: row.finished_at === null ? null : Number(row.finished_at),
   };
 }
@@ -80,7 +81,7 @@ export class SqliteQueue implements JobQueue {
       const rows = this.#db
         .prepare(
           `UPDATE jobs SET state = 'active', attempts = attempts + 1, lease_owner = :owner,
-             lease_until = :until, updated_at = :now
+             lease_until = :until, updated_at = :now, started_at = :now
            WHERE id IN (
              SELECT id FROM jobs
              WHERE (state IN ('queued', 'retrying') AND run_at <= :now) OR (state = 'active' AND lease_until < :now)

@@ -28,6 +28,8 @@ export interface Job {
   result: unknown;
   createdAt: number;
   updatedAt: number;
+  /** When its latest attempt started (epoch ms). */
+  startedAt: number | null;
   finishedAt: number | null;
 }
 

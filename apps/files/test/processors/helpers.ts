@@ -1,14 +1,15 @@
 /**
  * Shared by the processor tests: temp folders, a pool on the real task module, and a hand-built PNG header.
- * Importing `../../src/processors/index.ts` loads sharp in the main thread before any pool thread does (glibc:
- * lovell/sharp#2263).
+ * Loads sharp in the main thread before any pool thread does (glibc: lovell/sharp#2263).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { crc32, deflateSync } from 'node:zlib';
 import { Pool, type PoolOptions } from 'weft/pool';
-import { type ProcessorTasks, tasksUrl } from '../../src/processors/index.ts';
+import { loadSharp, type ProcessorTasks, tasksUrl } from '../../src/processors/index.ts';
+
+await loadSharp();
 
 /** A fresh temp folder; `cleanup()` removes it and everything in it. */
 export async function tempDir(prefix: string): Promise<{ dir: string; cleanup: () => Promise<void> }> {
