@@ -34,6 +34,7 @@ const FLAGS = {
   'start-timeout': { type: 'string' },
   'metrics-port': { type: 'string' },
   'metrics-host': { type: 'string' },
+  dashboard: { type: 'boolean' },
   config: { type: 'string', short: 'c' },
   json: { type: 'boolean' },
   follow: { type: 'boolean', short: 'f' },
@@ -94,6 +95,16 @@ export async function startConfig(
   }
   const metricsHost = pick(parsed.values['metrics-host'], 'WEFT_METRICS_HOST', file.metricsHost);
   if (metricsHost !== undefined) options.metricsHost = metricsHost;
+  const dashboard = pick(
+    parsed.values.dashboard === true ? 'true' : undefined,
+    'WEFT_DASHBOARD',
+    file.dashboard,
+  );
+  if (dashboard !== undefined) {
+    if (!/^(1|0|true|false)$/.test(dashboard))
+      throw new InvalidOptionError('dashboard', 'true or false (1 or 0 in WEFT_DASHBOARD)', dashboard);
+    options.dashboard = dashboard === '1' || dashboard === 'true';
+  }
   return options;
 }
 

@@ -71,7 +71,10 @@ function install(): void {
  * lifecycles and meters, and its own prom-client metrics). Loaded on the first scrape: a worker that is never
  * scraped never loads prom-client nor runs the collectors.
  */
-async function collectMetrics(): Promise<unknown> {
+async function collectMetrics(data: unknown): Promise<unknown> {
   const { defaultMetrics } = await import('../metrics/index.ts');
+  // Dashboards ask every second for the snapshot alone: no metric families to read, send and merge.
+  if ((data as { families?: unknown } | undefined)?.families === false)
+    return { snapshot: defaultMetrics().snapshot() };
   return defaultMetrics().collect();
 }

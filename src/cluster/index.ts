@@ -8,6 +8,12 @@ export { type ControlCommand, ControlServer, runtimeDir, sendControl, socketPath
 export type { ClusterMetricsSnapshot, SlotMetrics, StatusWithMetrics } from './metrics.ts';
 export type { ResolvedSuperviseOptions, SuperviseOptions } from './options.ts';
 export type { WorkerStats } from './protocol.ts';
-export type { SlotState, SlotStatus } from './slot.ts';
-export { type ReloadResult, Supervisor, type SupervisorStatus, supervise } from './supervisor.ts';
+export type { SlotReplacement, SlotState, SlotStatus } from './slot.ts';
+export {
+  type ReloadProgress,
+  type ReloadResult,
+  Supervisor,
+  type SupervisorStatus,
+  supervise,
+} from './supervisor.ts';
 export { worker } from './worker.ts';

@@ -12,8 +12,8 @@ import type {
   WorkerFamilies,
 } from '../metrics/index.ts';
 import { METRICS_REQUEST } from './protocol.ts';
-import type { SlotState, SlotStatus } from './slot.ts';
-import type { Supervisor, SupervisorStatus } from './supervisor.ts';
+import type { SlotReplacement, SlotState, SlotStatus } from './slot.ts';
+import type { ReloadProgress, Supervisor, SupervisorStatus } from './supervisor.ts';
 
 /** One slot in {@link ClusterMetricsSnapshot}. */
 export interface SlotMetrics {
@@ -23,6 +23,10 @@ export interface SlotMetrics {
   restarts: number;
   /** Ms since the slot's current worker started. */
   uptimeMs: number;
+  /** How the slot's previous worker ended (`signal SIGKILL`, `exit code 1`, ...). */
+  lastExit?: string;
+  /** A replacement under way (reload, memory limit) and its step. */
+  replacement?: SlotReplacement;
   /** The worker's `weft/metrics` snapshot, when it answered this scrape. */
   metrics?: MetricsSnapshot;
   /** Why it has none: not ready, did not answer in time, or its answer failed. */
@@ -38,6 +42,8 @@ export interface ClusterMetricsSnapshot {
     state: SupervisorStatus['state'];
     uptimeMs: number;
     lastReload: SupervisorStatus['lastReload'];
+    /** A rolling reload under way, when there is one. */
+    reload?: ReloadProgress;
     /** Ms this scrape took to gather every answer. */
     scrapeMs: number;
     /** Failed or late answers so far, by slot. */
@@ -77,8 +83,16 @@ export class ClusterMetrics {
     return (await this.#load()).renderFamilies(families);
   }
 
-  async snapshot(): Promise<ClusterMetricsSnapshot> {
-    return (await this.scrape()).snapshot;
+  /**
+   * With `light`, each worker sends only its snapshot (no metric families, no merge: what a dashboard needs every
+   * second, for a fraction of the cost), and `totals` are those of the last full scrape.
+   */
+  async snapshot(options: { light?: boolean } = {}): Promise<ClusterMetricsSnapshot> {
+    if (!options.light) return (await this.scrape()).snapshot;
+    const started = performance.now();
+    const status = this.#sup.status();
+    const slots = await Promise.all(status.slots.map((s) => this.#ask(s, false)));
+    return this.#snapshot(status, slots, performance.now() - started, this.#merger?.totals() ?? []);
   }
 
   /**
@@ -91,7 +105,7 @@ export class ClusterMetrics {
     this.#merger ??= new lib.MetricsMerger();
     const started = performance.now();
     const status = this.#sup.status();
-    const slots = await Promise.all(status.slots.map((s) => this.#ask(s)));
+    const slots = await Promise.all(status.slots.map((s) => this.#ask(s, true)));
     const scrapeMs = performance.now() - started;
     const workers: WorkerFamilies[] = [];
     for (const s of slots)
@@ -99,7 +113,16 @@ export class ClusterMetrics {
         workers.push({ worker: s.index, pid: s.pid, families: s.families });
     const alive = new Set(status.slots.flatMap((s) => (s.pid === undefined ? [] : [s.pid])));
     const families = this.#merger.merge({ workers, alive, own: this.#own(status, slots, scrapeMs) });
-    const snapshot: ClusterMetricsSnapshot = {
+    return { families, snapshot: this.#snapshot(status, slots, scrapeMs, this.#merger.totals()) };
+  }
+
+  #snapshot(
+    status: SupervisorStatus,
+    slots: (SlotMetrics & { families?: MetricFamily[] })[],
+    scrapeMs: number,
+    totals: TotalSeries[],
+  ): ClusterMetricsSnapshot {
+    return {
       time: Date.now(),
       supervisor: {
         name: status.name,
@@ -107,13 +130,13 @@ export class ClusterMetrics {
         state: status.state,
         uptimeMs: process.uptime() * 1000,
         lastReload: status.lastReload,
+        ...(status.reload ? { reload: status.reload } : {}),
         scrapeMs,
         scrapeErrors: Object.fromEntries(this.#errors),
       },
       slots: slots.map(({ families: _, ...slot }) => slot),
-      totals: this.#merger.totals(),
+      totals,
     };
-    return { families, snapshot };
   }
 
   #load(): Promise<Lib> {
@@ -122,21 +145,28 @@ export class ClusterMetrics {
     return this.#lib;
   }
 
-  async #ask(s: SupervisorStatus['slots'][number]): Promise<SlotMetrics & { families?: MetricFamily[] }> {
+  async #ask(
+    s: SupervisorStatus['slots'][number],
+    families: boolean,
+  ): Promise<SlotMetrics & { families?: MetricFamily[] }> {
     const slot: SlotMetrics = {
       index: s.index,
       pid: s.pid,
       state: s.state,
       restarts: s.restarts,
       uptimeMs: s.uptime,
+      ...(s.lastExit ? { lastExit: s.lastExit } : {}),
+      ...(s.replacement ? { replacement: s.replacement } : {}),
     };
     if (s.state !== 'ready' || s.pid === undefined) return { ...slot, error: `worker is ${s.state}` };
     try {
-      const answer = (await this.#sup.request(s.index, METRICS_REQUEST, undefined, {
+      const answer = (await this.#sup.request(s.index, METRICS_REQUEST, families ? undefined : { families }, {
         timeout: this.#timeout,
       })) as { snapshot?: unknown; families?: unknown } | null;
-      if (typeof answer?.snapshot !== 'object' || answer.snapshot === null || !Array.isArray(answer.families))
+      if (typeof answer?.snapshot !== 'object' || answer.snapshot === null)
         throw new Error('malformed metrics answer');
+      if (!families) return { ...slot, metrics: answer.snapshot as MetricsSnapshot };
+      if (!Array.isArray(answer.families)) throw new Error('malformed metrics answer');
       return {
         ...slot,
         metrics: answer.snapshot as MetricsSnapshot,

@@ -62,7 +62,15 @@ export interface SuperviseOptions {
   metricsHost?: string;
   /** Ms a worker has to answer a metrics scrape; one that does not is skipped and counted. Default: 1 000. */
   metricsTimeout?: number;
+  /**
+   * Serve the live dashboard (`weft/dashboard`) at `/` of the metrics endpoint. Without `metricsPort` it implies
+   * {@link DEFAULT_DASHBOARD_PORT}. Default: false.
+   */
+  dashboard?: boolean;
 }
+
+/** The metrics port `dashboard: true` implies when none is given: Prometheus' usual exporter port. */
+export const DEFAULT_DASHBOARD_PORT = 9464;
 
 export type ResolvedSuperviseOptions = ReturnType<typeof resolveSuperviseOptions>;
 
@@ -86,7 +94,9 @@ export function resolveSuperviseOptions(options: SuperviseOptions) {
       throw new InvalidOptionError(key, 'an array of strings', v);
     }
   }
-  const { metricsPort, metricsHost = '127.0.0.1' } = options;
+  const { metricsHost = '127.0.0.1', dashboard = false } = options;
+  if (typeof dashboard !== 'boolean') throw new InvalidOptionError('dashboard', 'a boolean', dashboard);
+  const metricsPort = options.metricsPort ?? (dashboard ? DEFAULT_DASHBOARD_PORT : undefined);
   if (
     metricsPort !== undefined &&
     !(
@@ -131,6 +141,7 @@ export function resolveSuperviseOptions(options: SuperviseOptions) {
     metricsPort,
     metricsHost,
     metricsTimeout,
+    dashboard,
     /** Threads per worker so that workers × threads match the cores. */
     threads: Math.max(1, Math.floor(cores / workers)),
   });

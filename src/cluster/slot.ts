@@ -16,6 +16,18 @@ export interface SlotStatus {
   /** Why the last worker of this slot ended: `exit code 1`, `signal SIGKILL`, `hung 12034 ms`, ... */
   lastExit: string | undefined;
   stats: WorkerStats | undefined;
+  /** A replacement under way (rolling reload, memory limit), step by step; absent otherwise. */
+  replacement?: SlotReplacement;
+}
+
+/** A slot being replaced: its new worker starts; once that one is ready it takes the slot and the old one drains. */
+export interface SlotReplacement {
+  why: 'reload' | 'memory';
+  step: 'starting' | 'draining';
+  /** The new worker. */
+  pid: number | undefined;
+  /** The worker it replaces. */
+  oldPid: number | undefined;
 }
 
 /** One worker position with a stable index: its current process, restart policy and last numbers. Internal. */
@@ -34,6 +46,8 @@ export class Slot {
   restartTimer: NodeJS.Timeout | undefined = undefined;
   /** A replacement (reload, memory) is under way: no second one may start. */
   replacing = false;
+  /** Its progress, for status(). */
+  replacement: SlotReplacement | undefined = undefined;
 
   constructor(index: number, options: ResolvedSuperviseOptions) {
     this.index = index;
@@ -50,6 +64,7 @@ export class Slot {
       restarts: this.restarts,
       lastExit: this.lastExit,
       stats: this.stats,
+      ...(this.replacement ? { replacement: { ...this.replacement } } : {}),
     };
   }
 }

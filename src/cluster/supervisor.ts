@@ -3,9 +3,11 @@ import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
+import type { Dashboard } from '../dashboard/index.ts';
 import { WeftError } from '../errors.ts';
 import { type Logger, stderrLogger } from '../lifecycle/index.ts';
 import type { MetricsServer } from '../metrics/index.ts';
+import { clusterDashboard } from './dashboard.ts';
 import { ClusterMetrics, type ClusterMetricsSnapshot } from './metrics.ts';
 import { type ResolvedSuperviseOptions, resolveSuperviseOptions, type SuperviseOptions } from './options.ts';
 import { isWeftMessage, type WorkerMessage } from './protocol.ts';
@@ -33,6 +35,18 @@ export interface SupervisorStatus {
   state: 'running' | 'reloading' | 'stopping' | 'stopped' | 'failed';
   slots: SlotStatus[];
   lastReload: (ReloadResult & { at: string }) | undefined;
+  /**
+   * A rolling reload under way: when it started, slots to replace, replaced so far. Each slot's own step is in its
+   * `replacement`.
+   */
+  reload?: ReloadProgress;
+}
+
+/** Progress of a rolling reload. */
+export interface ReloadProgress {
+  startedAt: string;
+  total: number;
+  replaced: number;
 }
 
 interface Forked {
@@ -63,6 +77,8 @@ export class Supervisor extends EventEmitter {
   #requestId = 0;
   #metrics: ClusterMetrics | undefined;
   #metricsServer: MetricsServer | undefined;
+  #reloadProgress: ReloadProgress | undefined;
+  #dashboard: Dashboard | undefined;
 
   constructor(options: SuperviseOptions) {
     super();
@@ -79,11 +95,18 @@ export class Supervisor extends EventEmitter {
       // Before any worker starts: a port in use fails the start with nothing to clean up. Loaded only when asked
       // for, so a supervisor without an endpoint never loads prom-client.
       const { serveMetrics } = await import('../metrics/index.ts');
+      // The dashboard shares the metrics port: its page at `/`, its event stream at `/dashboard/events`.
+      this.#dashboard = o.dashboard ? await clusterDashboard(this) : undefined;
       this.#metricsServer = await serveMetrics(this.#clusterMetrics(), {
         port: o.metricsPort,
         host: o.metricsHost,
+        ...(this.#dashboard ? { handler: this.#dashboard.handle } : {}),
       });
       this.#log.info({ metrics: this.#metricsServer.url }, `metrics on ${this.#metricsServer.url}`);
+      if (this.#dashboard) {
+        const page = this.#metricsServer.url.replace(/metrics$/, '');
+        this.#log.info({ dashboard: page }, `dashboard on ${page}`);
+      }
     }
     cluster.setupPrimary({
       exec: o.exec,
@@ -114,6 +137,7 @@ export class Supervisor extends EventEmitter {
       state: this.#state,
       slots: this.#slots.map((s) => s.status(now)),
       lastReload: this.#lastReload,
+      ...(this.#reloadProgress ? { reload: { ...this.#reloadProgress } } : {}),
     };
   }
 
@@ -207,9 +231,12 @@ export class Supervisor extends EventEmitter {
     return this.#clusterMetrics().metrics();
   }
 
-  /** The same numbers as JSON, slot by slot. `GET /metrics.json` of the `metricsPort` endpoint. */
-  metricsSnapshot(): Promise<ClusterMetricsSnapshot> {
-    return this.#clusterMetrics().snapshot();
+  /**
+   * The same numbers as JSON, slot by slot. `GET /metrics.json` of the `metricsPort` endpoint. With `light`
+   * (`/metrics.json?light`) the workers send only their snapshots, and `totals` are the last full scrape's.
+   */
+  metricsSnapshot(options: { light?: boolean } = {}): Promise<ClusterMetricsSnapshot> {
+    return this.#clusterMetrics().snapshot(options);
   }
 
   /** `http://host:port/metrics` when `metricsPort` is set. */
@@ -403,18 +430,21 @@ export class Supervisor extends EventEmitter {
   async #rollout(): Promise<ReloadResult> {
     this.#state = 'reloading';
     this.#log.info({ workers: this.#slots.length }, 'rolling reload started');
+    const progress = { startedAt: new Date().toISOString(), total: this.#slots.length, replaced: 0 };
+    this.#reloadProgress = progress;
     let replaced = 0;
     let result: ReloadResult | undefined;
     const queue = [...this.#slots];
     const lane = async () => {
       for (let slot = queue.shift(); slot && !result && !this.#stop; slot = queue.shift()) {
         const outcome = await this.#replace(slot, 'reload');
-        if (outcome === true) replaced++;
+        if (outcome === true) progress.replaced = ++replaced;
         else result = { ok: false, replaced, reason: `worker ${slot.index}: ${outcome}` };
       }
     };
     await Promise.all(Array.from({ length: this.options.maxSurge }, lane));
     result ??= { ok: true, replaced };
+    this.#reloadProgress = undefined;
     this.#lastReload = { ...result, at: new Date().toISOString() };
     if (result.ok) this.#log.info({ replaced }, `rolling reload finished: ${replaced} workers replaced`);
     else
@@ -432,12 +462,15 @@ export class Supervisor extends EventEmitter {
       return await this.#replaceOnce(slot, why);
     } finally {
       slot.replacing = false;
+      slot.replacement = undefined;
     }
   }
 
   async #replaceOnce(slot: Slot, why: 'reload' | 'memory'): Promise<true | string> {
     const { worker, ready } = this.#fork(slot);
     this.#candidates.add(worker);
+    const pid = worker.process.pid;
+    slot.replacement = { why, step: 'starting', pid, oldPid: slot.worker?.process.pid };
     try {
       await ready;
     } catch (err) {
@@ -454,6 +487,7 @@ export class Supervisor extends EventEmitter {
     slot.lastPong = slot.startedAt;
     slot.stats = undefined;
     clearTimeout(slot.restartTimer);
+    slot.replacement = { why, step: 'draining', pid, oldPid: old?.process.pid };
     if (old) {
       this.#log.info(
         { slot: slot.index, old: old.process.pid, new: worker.process.pid, why },
@@ -519,6 +553,7 @@ export class Supervisor extends EventEmitter {
   #finish(code: number): void {
     if (this.#state !== 'failed') this.#state = 'stopped';
     clearInterval(this.#pingTimer);
+    void this.#dashboard?.close();
     void this.#metricsServer?.close();
     for (const [signal, handler] of this.#signalHandlers) process.off(signal, handler);
     this.#signalHandlers.clear();

@@ -6,8 +6,8 @@ import { InvalidOptionError } from '../errors.ts';
 export interface MetricsSource {
   /** Prometheus text exposition, for `GET /metrics`. */
   metrics(): Promise<string>;
-  /** A JSON-serialisable snapshot, for `GET /metrics.json`. */
-  snapshot(): unknown;
+  /** A JSON-serialisable snapshot, for `GET /metrics.json` (`light` for `/metrics.json?light`: see the source). */
+  snapshot(options?: { light?: boolean }): unknown;
   /** Content-Type of `metrics()`. Default: Prometheus text 0.0.4. */
   readonly contentType?: string;
 }
@@ -18,6 +18,11 @@ export interface ServeMetricsOptions {
   port: number;
   /** Interface to listen on. Default: `'127.0.0.1'` (loopback only: metrics can reveal more than you think). */
   host?: string;
+  /**
+   * Other routes on the same port (the supervisor's dashboard), tried before the metrics paths: returns true when
+   * it answered the request.
+   */
+  handler?: (req: IncomingMessage, res: ServerResponse) => boolean;
 }
 
 /** A listening metrics endpoint. */
@@ -55,13 +60,17 @@ export async function serveMetrics(
     throw new InvalidOptionError('source', 'an object with metrics() and snapshot()', source);
   if (typeof options !== 'object' || options === null)
     throw new InvalidOptionError('options', 'an object', options);
-  const { port, host = '127.0.0.1' } = options;
+  const { port, host = '127.0.0.1', handler } = options;
   if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65_535)
     throw new InvalidOptionError('port', 'an integer from 0 to 65535', port);
   if (typeof host !== 'string' || host.length === 0)
     throw new InvalidOptionError('host', 'a host name or IP address', host);
+  if (handler !== undefined && typeof handler !== 'function')
+    throw new InvalidOptionError('handler', 'a function', handler);
 
-  const server = createServer((req, res) => void answer(source, req, res));
+  const server = createServer((req, res) => {
+    if (!handler?.(req, res)) void answer(source, req, res);
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
@@ -101,7 +110,8 @@ async function answer(source: MetricsSource, req: IncomingMessage, res: ServerRe
       res.setHeader('content-type', source.contentType ?? TEXT);
       end(res, 200, text);
     } else {
-      const json = JSON.stringify(await source.snapshot());
+      const light = new URLSearchParams((req.url ?? '').split('?')[1]).has('light');
+      const json = JSON.stringify(await source.snapshot(light ? { light } : undefined));
       res.setHeader('content-type', 'application/json; charset=utf-8');
       end(res, 200, json);
     }

@@ -31,6 +31,7 @@ const service = await createService(config, {
     health: { live: life.livenessHandler(), ready: life.readinessHandler() },
     metrics: metricsRoute(metrics),
   },
+  metrics: () => metrics.snapshot(),
 });
 metrics.addPool(service.pool, { name: 'files' });
 metrics.addLifecycle(life, { name: 'files' });
@@ -39,6 +40,9 @@ serviceMetrics(metrics, service.bus, service.queue);
 // (the `Keep-Alive: timeout=5` hint, which undici and Node's agent honour, minus their margin) has retired it:
 // closing it sooner races a request the client may be sending on it at that moment (a reset upload).
 life.addServer(service.app.server, { idleGrace: KEEP_ALIVE_MS });
+// Dashboard streams never end by themselves: end them as soon as the listener closes (the pages reconnect to a
+// process that still serves), or the drain would wait on them until the deadline.
+life.onShutdown('dashboard', () => service.dashboard.close(), { phase: 'listeners' });
 life.addCheck('database', () => void service.db.prepare('SELECT 1').get(), { kind: 'readiness' });
 // Running jobs get most of the deadline to finish; what is still running then is released back to the queue.
 life.onShutdown('jobs', ({ signal }) => service.close(signal), {

@@ -5,9 +5,12 @@
 import { join } from 'node:path';
 import type { DatabaseSync } from 'node:sqlite';
 import type { FastifyInstance } from 'fastify';
+import type { Dashboard } from 'weft/dashboard';
+import type { MetricsSnapshot } from 'weft/metrics';
 import { Pool } from 'weft/pool';
 import { Catalog } from './catalog.ts';
 import type { FilesConfig } from './config.ts';
+import { filesDashboard } from './dashboard.ts';
 import { openDatabase } from './db.ts';
 import { EventBus } from './events.ts';
 import { type AppDeps, buildApp } from './http/app.ts';
@@ -29,6 +32,8 @@ export interface Service {
   bus: EventBus;
   pool: Pool<ProcessorTasks>;
   runner: JobRunner;
+  /** The live dashboard at `/`; `close()` ends its streams (a draining server must not wait on them). */
+  dashboard: Dashboard;
   /** Jobs waiting to run (queued or waiting for a retry), for load shedding and metrics. */
   queued(): number;
   /** Stops the runner (running jobs get until `signal` aborts), then the pool, the bus and the database. */
@@ -43,6 +48,8 @@ export interface ServiceOptions {
   runJobs?: boolean;
   /** The HTTP server's keep-alive timeout, ms (default 5 000, Node's). */
   keepAliveTimeout?: number;
+  /** This process's `weft/metrics` snapshot, for the dashboard when no supervisor merges every worker's. */
+  metrics?: () => MetricsSnapshot;
 }
 
 /**
@@ -76,6 +83,7 @@ export async function createService(
     cancelGrace: config.jobTimeoutMs,
   });
   const runner = new JobRunner({ queue, catalog, storage, pool, bus, log: options.log, config, database });
+  const dashboard = filesDashboard({ config, catalog, queue, bus, metrics: options.metrics });
   const countQueued = db.prepare("SELECT count(*) AS n FROM jobs WHERE state IN ('queued', 'retrying')");
   const app = await buildApp({
     keepAliveTimeout: options.keepAliveTimeout ?? 5_000,
@@ -86,6 +94,7 @@ export async function createService(
     bus,
     log: options.log,
     runner,
+    dashboard,
     ...options.http,
   });
   if (options.runJobs !== false) runner.start();
@@ -100,9 +109,11 @@ export async function createService(
     bus,
     pool,
     runner,
+    dashboard,
     queued: () => Number((countQueued.get() as { n: number }).n),
     close(signal) {
       closed ??= (async () => {
+        await dashboard.close();
         await runner.close(signal);
         await pool.close();
         bus.close();

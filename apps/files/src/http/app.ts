@@ -1,8 +1,10 @@
 /** The HTTP API of the file service (fastify), built from its parts so tests can run it in-process. */
 import multipart from '@fastify/multipart';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Dashboard } from 'weft/dashboard';
 import type { Catalog } from '../catalog.ts';
 import type { FilesConfig } from '../config.ts';
+import { routeDashboard } from '../dashboard.ts';
 import { FilesError } from '../errors.ts';
 import type { EventBus } from '../events.ts';
 import type { Logger } from '../logger.ts';
@@ -28,6 +30,8 @@ export interface AppDeps {
   health?: { live: Handler; ready: Handler };
   /** Serves `/metrics`. */
   metrics?: Handler;
+  /** The live dashboard, served at `/` and `/dashboard/*`. */
+  dashboard?: Dashboard;
   /** The server's keep-alive timeout, ms. */
   keepAliveTimeout?: number;
 }
@@ -84,5 +88,6 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     app.get('/health/ready', deps.health.ready);
   }
   if (deps.metrics) app.get('/metrics', deps.metrics);
+  if (deps.dashboard) routeDashboard(app, deps.dashboard);
   return app;
 }

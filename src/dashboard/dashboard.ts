@@ -1,0 +1,124 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { InvalidOptionError } from '../errors.ts';
+import { loadAssets, sendAsset } from './assets.ts';
+import { SnapshotFeed } from './feed.ts';
+import type { DashboardSnapshot } from './view.ts';
+
+/** Options of {@link createDashboard}. Validated once. */
+export interface DashboardOptions {
+  /** Makes one snapshot of what the page shows; called at most once per `intervalMs`, only while a page is open. */
+  snapshot: () => DashboardSnapshot | Promise<DashboardSnapshot>;
+  /** Ms between snapshots; at least 1 000 (the page never needs more than one a second). Default: 1 000. */
+  intervalMs?: number;
+  /** Ms of silence after which a stream gets a comment line, so proxies keep it open. Default: 15 000. */
+  heartbeatMs?: number;
+  /** Ms the browser waits before it reconnects a dropped stream (the SSE `retry:` field). Default: 1 000. */
+  retryMs?: number;
+  /** Called when the first page opens (start what only the dashboard needs) and when the last one closes. */
+  onActive?: () => void;
+  onIdle?: () => void;
+}
+
+/** A dashboard: the page and its event stream, for any node:http server (or fastify's `reply.raw`). */
+export interface Dashboard {
+  /**
+   * Answers the dashboard's paths: `/` (the page), `/dashboard/*` (its script, style and icon),
+   * `/dashboard/events` (the SSE stream), `/dashboard/snapshot.json` (the latest snapshot). False for any other
+   * path, which the caller answers.
+   */
+  handle(req: IncomingMessage, res: ServerResponse): boolean;
+  /** Open event streams. */
+  readonly clients: number;
+  /** Ends every stream and refuses new ones (call it when the server starts draining). Idempotent. */
+  close(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** The paths {@link Dashboard.handle} answers, for routers that register them one by one (fastify). */
+export const DASHBOARD_PATHS: readonly string[] = [
+  '/',
+  '/dashboard',
+  '/dashboard/',
+  '/dashboard/dashboard.js',
+  '/dashboard/util.js',
+  '/dashboard/dashboard.css',
+  '/dashboard/icon.svg',
+  '/dashboard/events',
+  '/dashboard/snapshot.json',
+];
+
+function ms(
+  options: DashboardOptions,
+  key: 'intervalMs' | 'heartbeatMs' | 'retryMs',
+  def: number,
+  min: number,
+) {
+  const v = options[key] ?? def;
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < min)
+    throw new InvalidOptionError(key, `a number of ms >= ${min}`, v);
+  return v;
+}
+
+/**
+ * Creates the live dashboard. The snapshot is made once per tick and shared by every open page; nothing runs while
+ * no page is open.
+ *
+ * @example
+ * ```ts
+ * import { createServer } from 'node:http';
+ * import { createDashboard, processView } from 'weft/dashboard';
+ * const dashboard = createDashboard({ snapshot: () => processView('my service') });
+ * const server = createServer((req, res) => dashboard.handle(req, res) || res.writeHead(404).end());
+ * server.listen(8080);
+ * // on shutdown: await dashboard.close(); server.close();
+ * ```
+ */
+export function createDashboard(options: DashboardOptions): Dashboard {
+  if (typeof options !== 'object' || options === null)
+    throw new InvalidOptionError('options', 'an object', options);
+  if (typeof options.snapshot !== 'function')
+    throw new InvalidOptionError('snapshot', 'a function', options.snapshot);
+  for (const key of ['onActive', 'onIdle'] as const) {
+    if (options[key] !== undefined && typeof options[key] !== 'function')
+      throw new InvalidOptionError(key, 'a function', options[key]);
+  }
+  const feed = new SnapshotFeed({
+    snapshot: options.snapshot,
+    intervalMs: ms(options, 'intervalMs', 1_000, 1_000),
+    heartbeatMs: ms(options, 'heartbeatMs', 15_000, 1_000),
+    retryMs: ms(options, 'retryMs', 1_000, 100),
+    onActive: options.onActive,
+    onIdle: options.onIdle,
+  });
+  const assets = loadAssets();
+  const close = () => feed.close();
+  return {
+    handle(req, res) {
+      let path = (req.url ?? '/').split('?')[0] ?? '/';
+      if (path === '/dashboard' || path === '/dashboard/') path = '/';
+      const asset = assets.get(path);
+      if (!asset && path !== '/dashboard/events' && path !== '/dashboard/snapshot.json') return false;
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain; charset=utf-8' });
+        res.end('method not allowed\n');
+      } else if (asset) sendAsset(asset, req, res);
+      else if (path === '/dashboard/events') feed.attach(req, res);
+      else void snapshotJson(feed, res);
+      return true;
+    },
+    get clients() {
+      return feed.clients;
+    },
+    close,
+    [Symbol.asyncDispose]: close,
+  };
+}
+
+async function snapshotJson(feed: SnapshotFeed, res: ServerResponse): Promise<void> {
+  const { ok, json } = await feed.current();
+  res.writeHead(ok ? 200 : 500, {
+    'content-type': 'application/json; charset=utf-8',
+    'cache-control': 'no-store',
+  });
+  res.end(json);
+}
