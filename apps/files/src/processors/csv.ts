@@ -92,7 +92,7 @@ export async function ingestCsv(this: TaskContext | void, job: CsvJobInput): Pro
       signal === undefined ? {} : { signal },
     );
     if (!filter.hasHeader)
-      throw new ProcessorError('ERR_WEFT_FILES_CSV_EMPTY', `${job.input}: the CSV file has no header row`);
+      throw new ProcessorError('ERR_WEFT_FILES_CSV_EMPTY', 'the CSV file has no header row');
     staging ??= createStaging(filter.columns);
     staging.publish();
     return {

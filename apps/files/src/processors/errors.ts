@@ -77,7 +77,7 @@ export async function requireInputFile(path: string, kind: string): Promise<void
     throw err;
   });
   if (info === undefined || !info.isFile()) {
-    throw new ProcessorError('ERR_WEFT_FILES_INPUT_MISSING', `The stored ${kind} ${path} does not exist`);
+    throw new ProcessorError('ERR_WEFT_FILES_INPUT_MISSING', `The stored ${kind} does not exist`);
   }
 }
 

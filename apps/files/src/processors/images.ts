@@ -157,14 +157,11 @@ async function readMetadata(job: ImageJobInput): Promise<ImageMetadata> {
     // the error say how big the image is. The pipelines that do decode keep the limit.
     meta = await sharp(job.input, { limitInputPixels: false, failOn: 'warning' }).metadata();
   } catch (err) {
-    throw imageError(job.input, err);
+    throw imageError(err);
   }
   const format = formatOf(meta);
   if (format === undefined || !FORMATS.has(format)) {
-    throw new ProcessorError(
-      'ERR_WEFT_FILES_BAD_IMAGE',
-      `${job.input}: unsupported image format "${meta.format}"`,
-    );
+    throw new ProcessorError('ERR_WEFT_FILES_BAD_IMAGE', `unsupported image format "${meta.format}"`);
   }
   // Reading the header is enough to refuse a pixel bomb, long before anything is decoded.
   if (meta.width * meta.height > job.limitInputPixels) throw pixelLimit(job, `${meta.width}×${meta.height}`);
@@ -195,7 +192,7 @@ async function writeVariant(job: ImageJobInput, variant: Variant): Promise<Deriv
       .webp({ quality: 80 })
       .toBuffer({ resolveWithObject: true });
   } catch (err) {
-    throw imageError(job.input, err);
+    throw imageError(err);
   }
   const path = join(job.outDir, variant.name);
   await writeAtomically(path, output.data);
@@ -227,21 +224,21 @@ async function writeAtomically(path: string, data: Uint8Array): Promise<void> {
 function pixelLimit(job: ImageJobInput, size: string): ProcessorError {
   return new ProcessorError(
     'ERR_WEFT_FILES_PIXEL_LIMIT',
-    `${job.input}: the image is ${size} pixels, over the limit of ${job.limitInputPixels} pixels`,
+    `the image is ${size} pixels, over the limit of ${job.limitInputPixels} pixels`,
   );
 }
 
 /** Maps a sharp error to a typed one; sharp's errors are plain `Error`s, so only the message tells them apart. */
-function imageError(input: string, err: unknown): ProcessorError {
+function imageError(err: unknown): ProcessorError {
   const message = err instanceof Error ? err.message : String(err);
   if (/exceeds pixel limit/i.test(message)) {
-    return new ProcessorError('ERR_WEFT_FILES_PIXEL_LIMIT', `${input}: the image is over the pixel limit`, {
+    return new ProcessorError('ERR_WEFT_FILES_PIXEL_LIMIT', 'the image is over the pixel limit', {
       cause: err,
     });
   }
   // libvips repeats decoder warnings line after line; the first line says it.
   const first = message.split('\n', 1)[0] ?? message;
-  return new ProcessorError('ERR_WEFT_FILES_BAD_IMAGE', `${input}: not a readable image (${first})`, {
+  return new ProcessorError('ERR_WEFT_FILES_BAD_IMAGE', `not a readable image (${first})`, {
     cause: err,
   });
 }

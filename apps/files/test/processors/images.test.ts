@@ -140,7 +140,7 @@ describe('processImage in a pool', () => {
     const err = await rejection(run(input));
     assert.equal(err.name, 'ProcessorError');
     assert.equal(err.code, 'ERR_WEFT_FILES_BAD_IMAGE');
-    assert.match(err.message, /cut\.jpg: not a readable image \(.*JPEG/);
+    assert.match(err.message, /^not a readable image \(.*JPEG/);
     assert.deepEqual(await readdir(input.outDir), [], 'no output, complete or partial');
     // Cut inside the header: the header read itself fails.
     const header = await rejection(run(await job('stub.jpg', jpeg.subarray(0, 200))));
@@ -150,11 +150,11 @@ describe('processImage in a pool', () => {
   it('text bytes named .jpg fail with ERR_WEFT_FILES_BAD_IMAGE', async () => {
     const err = await rejection(run(await job('forged.jpg', Buffer.from('name,size\nholiday.jpg,12\n'))));
     assert.equal(err.code, 'ERR_WEFT_FILES_BAD_IMAGE');
-    assert.match(err.message, /forged\.jpg: not a readable image \(.*unsupported image format/);
+    assert.match(err.message, /^not a readable image \(.*unsupported image format/);
     // A forged signature gets further, to the decoder, and fails there.
     const magic = await rejection(run(await job('magic.jpg', Buffer.from('GIF89a and then just text\n'))));
     assert.equal(magic.code, 'ERR_WEFT_FILES_BAD_IMAGE');
-    assert.match(magic.message, /magic\.jpg: not a readable image \(.*gif/);
+    assert.match(magic.message, /^not a readable image \(.*gif/);
   });
 
   it('an SVG, which libvips could render, is refused as an unsupported format', async () => {
