@@ -14,8 +14,10 @@ interface Area {
 const AREAS: Record<string, () => Promise<Area>> = {
   pool: async () => ({ title: 'Worker pool', run: (await import('./pool.ts')).run }),
   lifecycle: async () => ({ title: 'Graceful shutdown', run: (await import('./lifecycle.ts')).run }),
+  stream: async () => ({ title: 'Streams', run: (await import('./stream.ts')).run }),
   cluster: async () => ({ title: 'Cluster supervisor', run: (await import('./cluster.ts')).run }),
   metrics: async () => ({ title: 'Metrics overhead', run: (await import('./metrics.ts')).run }),
+  files: async () => ({ title: 'File service', run: (await import('./files.ts')).run }),
 };
 
 const RESULTS = new URL('./results/', import.meta.url);
