@@ -104,14 +104,23 @@ export function invalidOption(option: string): (err: unknown) => boolean {
  * callbacks, with no event to wait on); fails naming `what` after `ms`.
  */
 export function until(condition: () => boolean, ms: number, what: string): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
   return within(
     new Promise<void>((resolve) => {
-      const poll = () => (condition() ? resolve() : setTimeout(poll, 1));
+      const poll = () => {
+        if (stopped) return; // timed out: stop polling, or the process keeps spinning
+        if (condition()) resolve();
+        else timer = setTimeout(poll, 1);
+      };
       poll();
     }),
     ms,
     what,
-  );
+  ).finally(() => {
+    stopped = true;
+    clearTimeout(timer);
+  });
 }
 
 /**

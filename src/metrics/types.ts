@@ -1,29 +1,10 @@
 /** The shapes `weft/metrics` reads and returns. Sources are structural so metrics depends on no module's classes. */
 import type { LifecycleState } from '../lifecycle/index.ts';
 import type { PoolStats } from '../pool/index.ts';
+import type { MeterSnapshot } from '../stream/index.ts';
 
-/**
- * What a stream meter reports (the shape of `weft/stream`'s `meter().snapshot()`). Defined here, structurally, so
- * that `weft/metrics` does not depend on `weft/stream`: any object with this shape can be added.
- */
-export interface MeterSnapshot {
-  name: string;
-  items: number;
-  bytes: number;
-  elapsedMs: number;
-  itemsPerSecond: number;
-  bytesPerSecond: number;
-  /** Expected items, when known. */
-  total?: number;
-  /** Expected bytes, when known. */
-  totalBytes?: number;
-  /** Progress 0..100, when a total is known. */
-  percent?: number;
-  etaMs?: number;
-  /** Times the stream was paused by backpressure. */
-  pauses: number;
-  pausedMs: number;
-}
+/** What a stream meter reports: `weft/stream`'s type (a type-only import: metrics loads none of stream's code). */
+export type { MeterSnapshot } from '../stream/index.ts';
 
 /** Anything with a name and a `snapshot()` of {@link MeterSnapshot} shape, such as a `weft/stream` meter. */
 export interface MeterLike {
