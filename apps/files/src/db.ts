@@ -73,7 +73,8 @@ export function openDatabase(path: string): DatabaseSync {
     db.exec(SCHEMA);
     // Databases made before jobs recorded when their attempt started.
     const columns = db.prepare('PRAGMA table_info(jobs)').all() as { name: string }[];
-    if (!columns.some((c) => c.name === 'started_at')) db.exec('ALTER TABLE jobs ADD COLUMN started_at INTEGER');
+    if (!columns.some((c) => c.name === 'started_at'))
+      db.exec('ALTER TABLE jobs ADD COLUMN started_at INTEGER');
   });
   return db;
 }

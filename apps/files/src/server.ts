@@ -19,7 +19,6 @@ const life = createLifecycle({ shutdownTimeout: config.shutdownTimeout, logger: 
 
 // Made once the process serves: module loading at start-up blocks the event loop for hundreds of ms, which a
 // shedder watching from the start would take for overload and answer the first uploads with 503.
-let shedder: LoadShedder | undefined;
 let guard: ReturnType<LoadShedder['handler']> | undefined;
 
 const metrics = defaultMetrics();
@@ -52,7 +51,7 @@ life.onShutdown('jobs', ({ signal }) => service.close(signal), {
 
 await service.app.listen({ port: config.port, host: config.host });
 await life.ready();
-shedder = uploadShedder(config, service.queued, log);
+const shedder = uploadShedder(config, service.queued, log);
 guard = shedder.handler();
 metrics.addShedder(shedder, { name: 'uploads' });
 life.register(shedder, { phase: 'resources' });
