@@ -2,16 +2,22 @@
 // Switching users needs root (as CI runs); elsewhere these tests are skipped with the reason printed.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { freePort } from '../cluster/helpers.ts';
 import { within } from '../helpers.ts';
 import { app, cli, conditions, killStarted, startWeft } from './helpers.ts';
 
 const NOBODY = 65534;
-const skip = process.getuid?.() !== 0 ? 'switching to another user needs root' : false;
+const skip =
+  process.getuid?.() !== 0
+    ? 'switching to another user needs root'
+    : !reachableByOthers(cli)
+      ? `another user cannot read the repository (${cli})`
+      : false;
 if (skip) console.log(`# skipping the control-socket access tests: ${skip}`);
 
 const root = mkdtempSync(join(tmpdir(), 'weft-access-test-'));
@@ -22,11 +28,26 @@ after(() => {
   rmSync(root, { recursive: true, force: true });
 });
 
+/**
+ * A Node binary the user nobody can run: this one, unless it lives where nobody cannot reach (npm exec puts the
+ * Node 22 of `npm run test:node22` under /root/.npm), else the repository's pinned one.
+ */
+const pinned = fileURLToPath(new URL('../../node_modules/node/bin/node', import.meta.url));
+const nodeForNobody = reachableByOthers(process.execPath) ? process.execPath : pinned;
+
+function reachableByOthers(file: string): boolean {
+  for (let p = file; p !== dirname(p); p = dirname(p)) {
+    const mode = statSync(p).mode;
+    if ((mode & (p === file ? 0o005 : 0o001)) === 0) return false;
+  }
+  return true;
+}
+
 /** Runs `node <args>` as the user nobody; resolves with its exit code and output. */
 function asNobody(args: string[], dir = runDir): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     execFile(
-      process.execPath,
+      nodeForNobody,
       args,
       {
         uid: NOBODY,
