@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { after, describe, it } from 'node:test';
-import { makeImage } from './helpers.ts';
+import { freePort, makeImage } from './helpers.ts';
 
 const root = new URL('../../../', import.meta.url).pathname;
 const cli = join(root, 'src/cli/weft.ts');
@@ -30,15 +30,6 @@ interface Cluster {
   child: ChildProcess;
   exit: Promise<number | null>;
   output(): string;
-}
-
-async function freePort(): Promise<number> {
-  const { createServer } = await import('node:net');
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address() as { port: number };
-  await new Promise((r) => s.close(r));
-  return port;
 }
 
 /** `weft start apps/files/src/server.ts --workers 2` with its own data directory; resolves once both serve. */

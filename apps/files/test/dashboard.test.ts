@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type Browser, chromium, type Page } from 'playwright-core';
-import { makeImage } from './helpers.ts';
+import { freePort, makeImage } from './helpers.ts';
 
 const root = new URL('../../../', import.meta.url).pathname;
 const cli = join(root, 'src/cli/weft.ts');
@@ -47,15 +47,6 @@ after(async () => {
   if (child?.exitCode === null && child.pid) process.kill(-child.pid, 'SIGKILL');
   rmSync(base, { recursive: true, force: true });
 });
-
-async function freePort(): Promise<number> {
-  const { createServer } = await import('node:net');
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address() as { port: number };
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 /** Fails naming `what` (and what the page says about its connection) when `fn` is not true within `ms`. */
 async function until<A>(

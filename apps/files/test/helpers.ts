@@ -1,5 +1,6 @@
 /** Shared test helpers: a service in a temp directory, listening on an ephemeral loopback port. */
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type FilesConfig, loadConfig } from '../src/config.ts';
@@ -87,4 +88,13 @@ export function waitFor<E extends FilesEvent>(
 /** The id of the newest recorded event (0 when none). */
 export function lastEventId(bus: EventBus): number {
   return bus.since(0, 1_000_000).at(-1)?.id ?? 0;
+}
+
+/** A free TCP port on 127.0.0.1 (for a process the test starts, which binds it itself). */
+export async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const { port } = s.address() as { port: number };
+  await new Promise((r) => s.close(r));
+  return port;
 }
