@@ -64,6 +64,12 @@ describe('weft-files upload', () => {
     );
   });
 
+  it('resolves relative paths from where npm was run (INIT_CWD), not from the package folder', async () => {
+    const r = await run(['upload', 'people.csv', '--url', s.url, '--token', 'tok'], { INIT_CWD: dir });
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    assert.match(r.stdout, new RegExp(`^✔ ${dir}/people\\.csv → `, 'm'));
+  });
+
   it('reports an unreachable service, and bad usage with exit 2', async () => {
     const down = await run(['upload', join(dir, 'people.csv'), '--url', 'http://127.0.0.1:9']);
     assert.equal(down.code, 1);

@@ -6,6 +6,7 @@
  * stderr; with `--wait`, waits for each file's jobs and prints its outcome. Exit 0 when every upload (and with
  * `--wait` every job) succeeded, 1 otherwise, 2 for bad usage.
  */
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { collectFiles, type Outcome, uploadAll } from './upload-client.ts';
 
@@ -71,7 +72,9 @@ async function main(argv: string[]): Promise<number> {
   } catch {
     throw new UsageError(`--url is not a URL: "${base}"`);
   }
-  const files = await collectFiles(paths);
+  // `npm run upload -- photo.jpg` runs in the package's folder; INIT_CWD is where the user typed it.
+  const here = process.env.INIT_CWD ?? process.cwd();
+  const files = await collectFiles(paths.map((p) => resolve(here, p)));
   if (files.length === 0) throw new UsageError('no files found under the given paths');
   const token = parsed.values.token ?? process.env.FILES_TOKEN;
   const outcomes = await uploadAll(files, {
