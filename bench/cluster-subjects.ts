@@ -2,13 +2,13 @@
  * The implementations the cluster benchmark compares, each started in its own process group on its own port and
  * stopped (group killed) afterwards: one plain process, raw node:cluster, PM2 in cluster mode, and weft.
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { within } from './lib/harness.ts';
+import { freePort, killGroup } from './lib/process.ts';
 
 const root = new URL('..', import.meta.url).pathname;
 const fixture = (name: string) => join(root, 'bench/fixtures', name);
@@ -36,14 +36,6 @@ export interface Impl {
   name: string;
   workers: number;
   start(): Promise<Running>;
-}
-
-export async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address() as { port: number };
-  await new Promise((r) => s.close(r));
-  return port;
 }
 
 /** GET `path` on a fresh connection; resolves with the body, or undefined when the request fails. */
@@ -89,20 +81,6 @@ function run(file: string, args: string[], env: NodeJS.ProcessEnv): Promise<stri
   });
 }
 
-function killGroup(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  try {
-    process.kill(-child.pid!, 'SIGTERM');
-  } catch {}
-  const timer = setTimeout(() => {
-    try {
-      process.kill(-child.pid!, 'SIGKILL');
-    } catch {}
-  }, 15_000);
-  return exited.finally(() => clearTimeout(timer));
-}
-
 /** Starts `args` with Node in its own process group and waits until `workers` processes serve the port. */
 async function spawnGroup(name: string, args: string[], env: NodeJS.ProcessEnv, workers: number) {
   const port = await freePort();
@@ -115,7 +93,7 @@ async function spawnGroup(name: string, args: string[], env: NodeJS.ProcessEnv, 
     const pids = await serving(port, workers, name);
     return { child, port, pids };
   } catch (err) {
-    await killGroup(child);
+    await killGroup(child, 15_000);
     throw err;
   }
 }
@@ -125,7 +103,7 @@ export const single: Impl = {
   workers: 1,
   async start() {
     const { child, port, pids } = await spawnGroup(this.name, [APP], {}, 1);
-    return { port, pids, stop: () => killGroup(child) };
+    return { port, pids, stop: () => killGroup(child, 15_000) };
   },
 };
 
@@ -139,7 +117,7 @@ export const rawCluster: Impl = {
       { BENCH_WORKERS: '2' },
       2,
     );
-    return { port, pids, stop: () => killGroup(child) };
+    return { port, pids, stop: () => killGroup(child, 15_000) };
   },
 };
 
@@ -163,7 +141,7 @@ export const weft: Impl = {
         await run(WEFT, ['reload', '--name', 'bench'], cliEnv);
       },
       stop: async () => {
-        await killGroup(child);
+        await killGroup(child, 15_000);
         rmSync(runtime, { recursive: true, force: true });
       },
     };

@@ -9,8 +9,8 @@ import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { freePort } from './cluster-subjects.ts';
 import { within } from './lib/harness.ts';
+import { freePort, killGroup } from './lib/process.ts';
 
 const root = new URL('..', import.meta.url).pathname;
 const CLI = join(root, 'src/cli/weft.ts');
@@ -34,21 +34,6 @@ function tail(child: ChildProcess): () => string {
   child.stdout?.on('data', keep);
   child.stderr?.on('data', keep);
   return () => out;
-}
-
-/** SIGTERM to the whole group, SIGKILL after `graceMs`; resolves when the leader exited. */
-export function killGroup(child: ChildProcess, graceMs = 20_000): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  try {
-    process.kill(-child.pid!, 'SIGTERM');
-  } catch {}
-  const timer = setTimeout(() => {
-    try {
-      process.kill(-child.pid!, 'SIGKILL');
-    } catch {}
-  }, graceMs);
-  return exited.finally(() => clearTimeout(timer));
 }
 
 /** Resolves once `ready(output)` holds; fails with the output when the child exits or `ms` passes. */
