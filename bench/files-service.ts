@@ -52,8 +52,16 @@ async function waitForOutput(
   }
 }
 
-/** The service under `weft start` with 2 workers; resolves once both workers are ready. */
-export async function startService(): Promise<Group & { dataDir: string }> {
+let services = 0;
+
+/**
+ * The service under `weft start` with 2 workers (or `workers`), `extra` added to its environment (a remote queue,
+ * database or storage); resolves once every worker is ready.
+ */
+export async function startService(
+  extra: Record<string, string> = {},
+  workers = 2,
+): Promise<Group & { dataDir: string }> {
   const base = mkdtempSync(join(tmpdir(), 'weft-bench-files-'));
   const dataDir = join(base, 'data');
   const port = await freePort();
@@ -63,9 +71,11 @@ export async function startService(): Promise<Group & { dataDir: string }> {
     FILES_DATA_DIR: dataDir,
     FILES_LOG_LEVEL: 'warn',
     WEFT_RUNTIME_DIR: join(base, 'run'),
+    ...extra,
   };
-  const args = ['--conditions=weft-source', CLI, 'start', SERVER, '--workers', '2'];
-  const child = spawn(process.execPath, [...args, '--name', `files-bench-${process.pid}`], {
+  const args = ['--conditions=weft-source', CLI, 'start', SERVER, '--workers', String(workers)];
+  const name = `files-bench-${process.pid}-${++services}`;
+  const child = spawn(process.execPath, [...args, '--name', name], {
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
@@ -76,7 +86,7 @@ export async function startService(): Promise<Group & { dataDir: string }> {
     rmSync(base, { recursive: true, force: true });
   };
   try {
-    await waitForOutput(child, output, /"worker \d ready"/g, 2, 60_000);
+    await waitForOutput(child, output, /"worker \d ready"/g, workers, 60_000);
   } catch (err) {
     await stop();
     throw new Error(`weft start apps/files: ${(err as Error).message}`);

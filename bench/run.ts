@@ -1,6 +1,7 @@
 /**
  * Benchmark entry point: `npm run bench` runs every area, `npm run bench -- pool` only the named ones, and
- * `--write` also replaces each area's section of docs/benchmarks.md. `BENCH_ROUNDS` sets the rounds (default 3).
+ * `--write` also replaces each area's section of docs/benchmarks.md; `files --backend redis` runs the file service on
+ * Redis, PostgreSQL and S3 (files-redis.ts). `BENCH_ROUNDS` sets the rounds (default 3).
  */
 import { type AreaOptions, roundsFromEnv } from './lib/harness.ts';
 import { load, machine, updateDocs, writeResult } from './lib/report.ts';
@@ -18,22 +19,42 @@ const AREAS: Record<string, () => Promise<Area>> = {
   cluster: async () => ({ title: 'Cluster supervisor', run: (await import('./cluster.ts')).run }),
   metrics: async () => ({ title: 'Metrics overhead', run: (await import('./metrics.ts')).run }),
   files: async () => ({ title: 'File service', run: (await import('./files.ts')).run }),
+  // `files --backend redis` runs this one.
+  'files-redis': async () => ({
+    title: 'File service on Redis, PostgreSQL and S3',
+    run: (await import('./files-redis.ts')).run,
+  }),
 };
 
 const RESULTS = new URL('./results/', import.meta.url);
 const DOCS = new URL('../docs/benchmarks.md', import.meta.url);
 
+/** Areas run by default: `files-redis` needs Redis and PostgreSQL, so it runs when asked for. */
+const DEFAULT_AREAS = Object.keys(AREAS).filter((a) => a !== 'files-redis');
+
 function parseArgs(argv: string[]): { areas: string[]; write: boolean } {
   const areas: string[] = [];
   let write = false;
-  for (const arg of argv) {
+  let backend = 'embedded';
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
     if (arg === '--write') write = true;
-    else if (Object.hasOwn(AREAS, arg)) areas.push(arg);
+    else if (arg === '--backend') {
+      backend = argv[++i] ?? '';
+      if (backend !== 'redis' && backend !== 'embedded')
+        throw new Error(`--backend must be "embedded" or "redis", got "${backend}"`);
+    } else if (Object.hasOwn(AREAS, arg)) areas.push(arg);
     else {
-      throw new Error(`Unknown argument "${arg}". Areas: ${Object.keys(AREAS).join(', ')}; flags: --write.`);
+      throw new Error(
+        `Unknown argument "${arg}". Areas: ${Object.keys(AREAS).join(', ')}; flags: --write, --backend redis.`,
+      );
     }
   }
-  return { areas: areas.length > 0 ? areas : Object.keys(AREAS), write };
+  const chosen = areas.length > 0 ? areas : DEFAULT_AREAS;
+  return {
+    areas: backend === 'redis' ? chosen.map((a) => (a === 'files' ? 'files-redis' : a)) : chosen,
+    write,
+  };
 }
 
 async function main(): Promise<void> {

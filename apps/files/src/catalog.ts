@@ -1,8 +1,11 @@
-/** The records of uploaded files and their derived outputs, in the shared SQLite database. */
+/**
+ * The records of uploaded files and their derived outputs. `Catalog` is the contract; `SqliteCatalog` keeps them in
+ * the embedded SQLite database, `PgCatalog` (catalog-pg.ts) in PostgreSQL.
+ */
 import type { DatabaseSync, SQLInputValue } from 'node:sqlite';
 import { transaction } from './db.ts';
-import type { SqliteQueue } from './queue/sqlite.ts';
-import type { Job, JobKind } from './queue/types.ts';
+import { SqliteQueue } from './queue/sqlite.ts';
+import type { Job, JobKind, JobQueue } from './queue/types.ts';
 
 export interface FileRecord {
   id: string;
@@ -32,47 +35,104 @@ const toFile = (r: Row): FileRecord => ({
   createdAt: Number(r.created_at),
 });
 
-export class Catalog {
-  readonly #db: DatabaseSync;
-  readonly #queue: SqliteQueue;
+/** Where file records live. Every method may reach a network database, so every one is asynchronous. */
+export interface Catalog {
+  /**
+   * Records a stored upload and queues its jobs: both exist, or neither. With the embedded queue this is one
+   * transaction; with another queue the record is removed again when queueing fails.
+   */
+  recordUpload(file: FileRecord, kinds: JobKind[], maxAttempts: number): Promise<Job[]>;
+  get(id: string): Promise<FileRecord | undefined>;
+  /** Newest first; `before` pages by creation time. */
+  list(limit?: number, before?: number): Promise<FileRecord[]>;
+  /** Replaces the derived outputs of a file with these (a re-run overwrites, never duplicates). */
+  setDerived(fileId: string, outputs: DerivedRecord[]): Promise<void>;
+  derived(fileId: string): Promise<DerivedRecord[]>;
+  /** Removes the file's record, its derived rows and its CSV table (not its jobs: see `JobQueue.removeForFile`). */
+  delete(id: string): Promise<boolean>;
+  /** How many files are recorded. */
+  count(): Promise<number>;
+  /** Resolves when the database answers; the readiness probe calls it. */
+  ping(): Promise<void>;
+  /** What `ingestCsv` loads CSV tables into: a SQLite file path or a `postgres://` URL. */
+  readonly csvDatabase: string;
+  /** Releases connections; idempotent. */
+  close(): Promise<void>;
+}
 
-  constructor(db: DatabaseSync, queue: SqliteQueue) {
+/** Records an upload, then queues its jobs; removes the record when queueing fails (no file without its jobs). */
+export async function recordThenQueue(
+  insert: () => Promise<void>,
+  remove: () => Promise<unknown>,
+  queue: JobQueue,
+  fileId: string,
+  kinds: JobKind[],
+  maxAttempts: number,
+): Promise<Job[]> {
+  await insert();
+  try {
+    return await queue.add(fileId, kinds, maxAttempts);
+  } catch (err) {
+    await remove().catch(() => {});
+    throw err;
+  }
+}
+
+/** The catalog in the embedded SQLite database (`db`, which may also hold the queue). */
+export class SqliteCatalog implements Catalog {
+  readonly #db: DatabaseSync;
+  readonly #queue: JobQueue;
+  readonly csvDatabase: string;
+
+  constructor(db: DatabaseSync, queue: JobQueue, path: string) {
     this.#db = db;
     this.#queue = queue;
+    this.csvDatabase = path;
   }
 
-  /** Records a stored upload and its jobs in one transaction: both exist, or neither. */
-  recordUpload(file: FileRecord, kinds: JobKind[], maxAttempts: number): Job[] {
-    return transaction(this.#db, () => {
+  async recordUpload(file: FileRecord, kinds: JobKind[], maxAttempts: number): Promise<Job[]> {
+    const insert = () =>
       this.#db
         .prepare('INSERT INTO files (id, name, type, size, sha256, created_at) VALUES (?, ?, ?, ?, ?, ?)')
         .run(file.id, file.name, file.type, file.size, file.sha256, file.createdAt);
-      return this.#queue.addSync(file.id, kinds, maxAttempts);
-    });
+    // The embedded queue shares the database: the record and its jobs go in one transaction.
+    const queue = this.#queue;
+    if (queue instanceof SqliteQueue) {
+      return transaction(this.#db, () => {
+        insert();
+        return queue.addSync(file.id, kinds, maxAttempts);
+      });
+    }
+    return recordThenQueue(
+      async () => void insert(),
+      async () => this.#db.prepare('DELETE FROM files WHERE id = ?').run(file.id),
+      queue,
+      file.id,
+      kinds,
+      maxAttempts,
+    );
   }
 
-  get(id: string): FileRecord | undefined {
+  async get(id: string): Promise<FileRecord | undefined> {
     const row = this.#db.prepare('SELECT * FROM files WHERE id = ?').get(id) as Row | undefined;
     return row ? toFile(row) : undefined;
   }
 
-  /** Newest first; `before` pages by creation time. */
-  list(limit = 50, before?: number): FileRecord[] {
+  async list(limit = 50, before?: number): Promise<FileRecord[]> {
     const rows = this.#db
       .prepare('SELECT * FROM files WHERE created_at < ? ORDER BY created_at DESC, id DESC LIMIT ?')
       .all(before ?? Number.MAX_SAFE_INTEGER, limit) as Row[];
     return rows.map(toFile);
   }
 
-  /** Replaces the derived outputs of a file with these (a re-run overwrites, never duplicates). */
-  setDerived(fileId: string, outputs: DerivedRecord[]): void {
+  async setDerived(fileId: string, outputs: DerivedRecord[]): Promise<void> {
     const put = this.#db.prepare(
       'INSERT OR REPLACE INTO derived (file_id, name, type, size, width, height) VALUES (?, ?, ?, ?, ?, ?)',
     );
     for (const o of outputs) put.run(fileId, o.name, o.type, o.size, o.width, o.height);
   }
 
-  derived(fileId: string): DerivedRecord[] {
+  async derived(fileId: string): Promise<DerivedRecord[]> {
     const rows = this.#db
       .prepare('SELECT name, type, size, width, height FROM derived WHERE file_id = ? ORDER BY name')
       .all(fileId) as Row[];
@@ -85,11 +145,10 @@ export class Catalog {
     }));
   }
 
-  /** Removes the file's record, its jobs, derived rows and CSV table; true when it existed. */
-  delete(id: string, csvTable: string): boolean {
+  async delete(id: string): Promise<boolean> {
+    const csvTable = csvTableFor(id);
     return transaction(this.#db, () => {
       const { changes } = this.#db.prepare('DELETE FROM files WHERE id = ?').run(id);
-      this.#db.prepare('DELETE FROM jobs WHERE file_id = ?').run(id);
       this.#db.prepare('DELETE FROM derived WHERE file_id = ?').run(id);
       this.#db.exec(`DROP TABLE IF EXISTS ${csvTable}`);
       this.#db.exec(`DROP TABLE IF EXISTS ${csvTable}__staging`);
@@ -97,10 +156,16 @@ export class Catalog {
     });
   }
 
-  /** How many files are recorded. */
-  count(): number {
+  async count(): Promise<number> {
     return Number((this.#db.prepare('SELECT count(*) AS n FROM files').get() as Row).n);
   }
+
+  async ping(): Promise<void> {
+    this.#db.prepare('SELECT 1').get();
+  }
+
+  /** The database is the service's to close (the queue and the bus may use it too). */
+  async close(): Promise<void> {}
 }
 
 /** The CSV table of a file: ids are UUIDs, so this is always a safe identifier. */

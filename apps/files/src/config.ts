@@ -42,6 +42,10 @@ export interface FilesConfig {
   shutdownTimeout: number;
   /** `s3://bucket/prefix?endpoint=…`: keep file bytes in S3-compatible storage instead of `dataDir`. */
   storageUrl: string | undefined;
+  /** `redis://host:6379[/db][?queue=name]`: the job queue on Redis (BullMQ), and events across machines. */
+  queueUrl: string | undefined;
+  /** `postgres://…`: file records and CSV tables in PostgreSQL instead of the embedded SQLite file. */
+  databaseUrl: string | undefined;
 }
 
 type Kind = 'int' | 'size' | 'duration' | 'string' | 'path';
@@ -65,6 +69,8 @@ const SETTINGS: Record<keyof FilesConfig, { env: string[]; kind: Kind }> = {
   concurrency: { env: ['FILES_CONCURRENCY'], kind: 'int' },
   shutdownTimeout: { env: ['FILES_SHUTDOWN_TIMEOUT'], kind: 'duration' },
   storageUrl: { env: ['STORAGE_URL'], kind: 'string' },
+  queueUrl: { env: ['QUEUE_URL'], kind: 'string' },
+  databaseUrl: { env: ['DATABASE_URL'], kind: 'string' },
 };
 
 function defaults(env: NodeJS.ProcessEnv): FilesConfig {
@@ -87,6 +93,8 @@ function defaults(env: NodeJS.ProcessEnv): FilesConfig {
     concurrency: Number.isInteger(threads) && threads > 0 ? threads : 1,
     shutdownTimeout: 30_000,
     storageUrl: undefined,
+    queueUrl: undefined,
+    databaseUrl: undefined,
   };
 }
 
@@ -116,6 +124,11 @@ function bad(key: string, source: string, want: string, value: unknown): FilesEr
     'ERR_WEFT_FILES_CONFIG',
     `Setting "${key}" (${source}) must be ${want}; got ${JSON.stringify(value)}`,
   );
+}
+
+/** A URL with its password replaced, for messages. */
+export function redact(url: string): string {
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@]*:)[^@/]*@/i, '$1***@');
 }
 
 /** `12`, `1.5G`, `30s`: the number times its unit's factor; NaN when it is not one. */
@@ -192,6 +205,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     'pollMs',
   ] as const) {
     if (config[key] < 1) throw bad(key, 'config', 'at least 1', config[key]);
+  }
+  if (config.queueUrl !== undefined && !/^rediss?:\/\//.test(config.queueUrl)) {
+    throw bad('queueUrl', 'config', 'a redis:// or rediss:// URL', redact(config.queueUrl));
+  }
+  if (config.databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(config.databaseUrl)) {
+    throw bad('databaseUrl', 'config', 'a postgres:// URL', redact(config.databaseUrl));
   }
   return Object.freeze(config);
 }

@@ -14,7 +14,9 @@ export type FilesErrorCode =
   | 'ERR_WEFT_FILES_RANGE'
   | 'ERR_WEFT_FILES_CONFLICT'
   | 'ERR_WEFT_FILES_ABORTED'
-  | 'ERR_WEFT_FILES_JOB_TIMEOUT';
+  | 'ERR_WEFT_FILES_JOB_TIMEOUT'
+  | 'ERR_WEFT_FILES_DATABASE'
+  | 'ERR_WEFT_FILES_REDIS';
 
 const STATUS: Record<FilesErrorCode, number> = {
   ERR_WEFT_FILES_CONFIG: 500,
@@ -27,6 +29,8 @@ const STATUS: Record<FilesErrorCode, number> = {
   ERR_WEFT_FILES_CONFLICT: 409,
   ERR_WEFT_FILES_ABORTED: 400,
   ERR_WEFT_FILES_JOB_TIMEOUT: 500,
+  ERR_WEFT_FILES_DATABASE: 503,
+  ERR_WEFT_FILES_REDIS: 503,
 };
 
 /** An error of the file service with a stable `code` and its HTTP `statusCode`. */

@@ -1,7 +1,9 @@
 /**
- * The service's typed event bus. Events are emitted at once in the process that publishes them and appended to the
- * shared database, which every other process tails while something listens, so a listener in any worker (the
- * dashboard's live feed) sees every worker's events, in one order.
+ * The service's typed event bus. `EventBus` is the contract: events get increasing numeric ids in one order for
+ * every process and node; a listener anywhere (the dashboard's live feed) sees every process's events.
+ * `SqliteEventBus` is the embedded one: events are emitted at once in the process that publishes them and appended
+ * to the shared database, which every other process tails while something listens. `RedisEventBus`
+ * (events-redis.ts) spans machines.
  */
 import { EventEmitter } from 'node:events';
 import type { DatabaseSync } from 'node:sqlite';
@@ -36,16 +38,32 @@ export interface EventBusOptions {
   keep?: number;
 }
 
+/** A listener of one event type, or of every event (`'*'`). */
+export type EventListener<K extends EventType | '*'> = (
+  event: K extends EventType ? Extract<FilesEvent, { type: K }> : FilesEvent,
+) => void;
+
+export interface EventBus {
+  /** Records the event for every process and emits it to this process's listeners; resolves with it. */
+  publish<K extends EventType>(type: K, data: FilesEvents[K]): Promise<FilesEvent>;
+  /** Listens to one type, or every event with `'*'`; returns the function that stops listening. */
+  on<K extends EventType | '*'>(type: K, listener: EventListener<K>): () => void;
+  /** The recorded events after `id` (all processes), oldest first, at most `limit` (default 500). */
+  since(id: number, limit?: number): Promise<FilesEvent[]>;
+  /** Stops reading other processes' events and releases connections; idempotent. */
+  close(): Promise<void>;
+}
+
 /**
  * @example
  * ```ts
- * const bus = new EventBus(db);
+ * const bus = new SqliteEventBus(db);
  * const off = bus.on('job.completed', (e) => console.log(e.data.jobId));
- * bus.publish('file.uploaded', { fileId, name, type, size, jobs: ['image'] });
- * off(); bus.close();
+ * await bus.publish('file.uploaded', { fileId, name, type, size, jobs: ['image'] });
+ * off(); await bus.close();
  * ```
  */
-export class EventBus {
+export class SqliteEventBus implements EventBus {
   readonly #db: DatabaseSync;
   readonly #emitter = new EventEmitter();
   readonly #pollMs: number;
@@ -63,8 +81,12 @@ export class EventBus {
     this.#emitter.setMaxListeners(0);
   }
 
-  /** Emits here and records the event for the other processes. */
-  publish<K extends EventType>(type: K, data: FilesEvents[K]): FilesEvent {
+  async publish<K extends EventType>(type: K, data: FilesEvents[K]): Promise<FilesEvent> {
+    return this.publishSync(type, data);
+  }
+
+  /** `publish`, at once. */
+  publishSync<K extends EventType>(type: K, data: FilesEvents[K]): FilesEvent {
     const at = Date.now();
     const row = this.#db
       .prepare('INSERT INTO events (type, data, at) VALUES (?, ?, ?) RETURNING id')
@@ -78,11 +100,7 @@ export class EventBus {
     return event;
   }
 
-  /** Listens to one type, or every event with `'*'`; returns the function that stops listening. */
-  on<K extends EventType | '*'>(
-    type: K,
-    listener: (event: K extends EventType ? Extract<FilesEvent, { type: K }> : FilesEvent) => void,
-  ): () => void {
+  on<K extends EventType | '*'>(type: K, listener: EventListener<K>): () => void {
     const fn = listener as (event: FilesEvent) => void;
     this.#emitter.on(type, fn);
     if (this.#listeners++ === 0) this.#startTail();
@@ -95,8 +113,11 @@ export class EventBus {
     };
   }
 
-  /** The recorded events after `id` (all processes), oldest first, at most `limit`. */
-  since(id: number, limit = 500): FilesEvent[] {
+  async since(id: number, limit = 500): Promise<FilesEvent[]> {
+    return this.sinceSync(id, limit);
+  }
+
+  sinceSync(id: number, limit = 500): FilesEvent[] {
     const rows = this.#db
       .prepare('SELECT id, type, data, at FROM events WHERE id > ? ORDER BY id LIMIT ?')
       .all(id, limit) as { id: number; type: EventType; data: string; at: number }[];
@@ -120,7 +141,7 @@ export class EventBus {
   }
 
   #poll(): void {
-    for (const event of this.since(this.#last)) {
+    for (const event of this.sinceSync(this.#last)) {
       this.#last = event.id;
       if (event.pid === process.pid) continue; // emitted when it was published
       this.#emitter.emit(event.type, event);
@@ -128,8 +149,7 @@ export class EventBus {
     }
   }
 
-  /** Stops reading other processes' events; idempotent. */
-  close(): void {
+  async close(): Promise<void> {
     this.#closed = true;
     this.#stopTail();
     this.#emitter.removeAllListeners();

@@ -42,7 +42,7 @@ life.addServer(service.app.server, { idleGrace: KEEP_ALIVE_MS });
 // Dashboard streams never end by themselves: end them as soon as the listener closes (the pages reconnect to a
 // process that still serves), or the drain would wait on them until the deadline.
 life.onShutdown('dashboard', () => service.dashboard.close(), { phase: 'listeners' });
-life.addCheck('database', () => void service.db.prepare('SELECT 1').get(), { kind: 'readiness' });
+life.addCheck('database', () => service.catalog.ping(), { kind: 'readiness' });
 // Running jobs get most of the deadline to finish; what is still running then is released back to the queue.
 life.onShutdown('jobs', ({ signal }) => service.close(signal), {
   phase: 'drain',

@@ -1,6 +1,7 @@
 /**
  * The file service's parts wired together for one process: database, storage, queue, event bus, thread pool, job
- * runner and HTTP app. `server.ts` runs it under a lifecycle in each supervised worker; tests run it in-process.
+ * runner and HTTP app. Each backend is embedded (SQLite, local disk) unless the configuration names a remote one:
+ * `QUEUE_URL` (BullMQ on Redis, with events over the same Redis), `DATABASE_URL` (PostgreSQL), `STORAGE_URL` (S3). `server.ts` runs it under a lifecycle in each supervised worker; tests run it in-process.
  */
 import { join } from 'node:path';
 import type { DatabaseSync } from 'node:sqlite';
@@ -8,15 +9,19 @@ import type { FastifyInstance } from 'fastify';
 import type { Dashboard } from 'weft/dashboard';
 import type { MetricsSnapshot } from 'weft/metrics';
 import { Pool } from 'weft/pool';
-import { Catalog } from './catalog.ts';
+import { type Catalog, SqliteCatalog } from './catalog.ts';
+import { PgCatalog } from './catalog-pg.ts';
 import type { FilesConfig } from './config.ts';
 import { filesDashboard } from './dashboard.ts';
 import { openDatabase } from './db.ts';
-import { EventBus } from './events.ts';
+import { type EventBus, SqliteEventBus } from './events.ts';
+import { RedisEventBus } from './events-redis.ts';
 import { type AppDeps, buildApp } from './http/app.ts';
 import type { Logger } from './logger.ts';
 import { type ProcessorTasks, tasksUrl } from './processors/index.ts';
+import { BullQueue, parseQueueUrl } from './queue/bullmq.ts';
 import { SqliteQueue } from './queue/sqlite.ts';
+import type { JobQueue } from './queue/types.ts';
 import { JobRunner } from './runner.ts';
 import { DiskStorage } from './storage/disk.ts';
 import { parseStorageUrl, S3Storage } from './storage/s3.ts';
@@ -24,9 +29,9 @@ import type { Storage } from './storage/types.ts';
 
 export interface Service {
   app: FastifyInstance;
-  db: DatabaseSync;
-  database: string;
-  queue: SqliteQueue;
+  /** The embedded SQLite database, when something uses it (not when the queue, the catalog and events are remote). */
+  db: DatabaseSync | undefined;
+  queue: JobQueue;
   catalog: Catalog;
   storage: Storage;
   bus: EventBus;
@@ -34,7 +39,7 @@ export interface Service {
   runner: JobRunner;
   /** The live dashboard at `/`; `close()` ends its streams (a draining server must not wait on them). */
   dashboard: Dashboard;
-  /** Jobs waiting to run (queued or waiting for a retry), for load shedding and metrics. */
+  /** Jobs waiting to run (queued or waiting for a retry), for load shedding; a remote queue's is refreshed each second. */
   queued(): number;
   /** Stops the runner (running jobs get until `signal` aborts), then the pool, the bus and the database. */
   close(signal?: AbortSignal): Promise<void>;
@@ -52,6 +57,46 @@ export interface ServiceOptions {
   metrics?: () => MetricsSnapshot;
 }
 
+/** The queue, catalog and event bus the configuration asks for; what is not remote lives in the SQLite file. */
+async function openBackends(config: Readonly<FilesConfig>, closers: (() => unknown)[]) {
+  const needsSqlite = !config.queueUrl || !config.databaseUrl;
+  const path = join(config.dataDir, 'files.db');
+  const db = needsSqlite ? openDatabase(path) : undefined;
+  if (db) closers.unshift(() => db.close());
+  let queue: JobQueue;
+  let bus: EventBus;
+  if (config.queueUrl) {
+    const bull = await BullQueue.open({
+      url: config.queueUrl,
+      leaseMs: config.leaseMs,
+      retryDelayMs: config.retryDelayMs,
+    });
+    closers.unshift(() => bull.close());
+    queue = bull;
+    const { prefix } = parseQueueUrl(config.queueUrl);
+    // Events go over the queue's Redis, so every node's dashboard sees every node's jobs.
+    const redisBus = await RedisEventBus.open(config.queueUrl, {
+      stream: `${prefix}:${bull.name}:weft-events`,
+    });
+    closers.unshift(() => redisBus.close());
+    bus = redisBus;
+  } else {
+    queue = new SqliteQueue(db!, { leaseMs: config.leaseMs, retryDelayMs: config.retryDelayMs });
+    const sqliteBus = new SqliteEventBus(db!);
+    closers.unshift(() => sqliteBus.close());
+    bus = sqliteBus;
+  }
+  let catalog: Catalog;
+  if (config.databaseUrl) {
+    const pg = await PgCatalog.open(config.databaseUrl, queue);
+    closers.unshift(() => pg.close());
+    catalog = pg;
+  } else {
+    catalog = new SqliteCatalog(db!, queue, path);
+  }
+  return { db, queue, bus, catalog };
+}
+
 /**
  * @example
  * ```ts
@@ -63,16 +108,32 @@ export async function createService(
   config: Readonly<FilesConfig>,
   options: ServiceOptions,
 ): Promise<Service> {
-  const database = join(config.dataDir, 'files.db');
-  const db = openDatabase(database);
-  // Local disk by default; S3-compatible storage when STORAGE_URL says so (temp copies still go under dataDir).
-  const storage: Storage = config.storageUrl
-    ? new S3Storage(parseStorageUrl(config.storageUrl), join(config.dataDir, 'tmp'))
-    : new DiskStorage(config.dataDir);
-  await storage.init();
-  const queue = new SqliteQueue(db, { leaseMs: config.leaseMs, retryDelayMs: config.retryDelayMs });
-  const catalog = new Catalog(db, queue);
-  const bus = new EventBus(db);
+  // Closed in the reverse order of opening: whatever opened before a failure is closed again.
+  const closers: (() => unknown)[] = [];
+  const closeAll = async () => {
+    for (const close of closers.splice(0)) {
+      try {
+        await close();
+      } catch (err) {
+        options.log.warn({ err }, 'closing a backend failed');
+      }
+    }
+  };
+  let backends: Awaited<ReturnType<typeof openBackends>>;
+  let storage: Storage;
+  try {
+    backends = await openBackends(config, closers);
+    // Local disk by default; S3-compatible storage when STORAGE_URL says so (temp copies still go under dataDir).
+    storage = config.storageUrl
+      ? new S3Storage(parseStorageUrl(config.storageUrl), join(config.dataDir, 'tmp'))
+      : new DiskStorage(config.dataDir);
+    await storage.init();
+    closers.unshift(() => storage.close?.());
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+  const { db, queue, bus, catalog } = backends;
   const pool = new Pool<ProcessorTasks>({
     filename: tasksUrl,
     maxThreads: config.concurrency,
@@ -82,9 +143,22 @@ export async function createService(
     // a cancelled image task is left to finish (its result is dropped) rather than killed.
     cancelGrace: config.jobTimeoutMs,
   });
-  const runner = new JobRunner({ queue, catalog, storage, pool, bus, log: options.log, config, database });
+  const runner = new JobRunner({ queue, catalog, storage, pool, bus, log: options.log, config });
+  const offReady = queue.onReady?.(() => runner.wake());
   const dashboard = filesDashboard({ config, catalog, queue, bus, metrics: options.metrics });
-  const countQueued = db.prepare("SELECT count(*) AS n FROM jobs WHERE state IN ('queued', 'retrying')");
+  // The embedded queue is counted at once; a remote one is read each second (shedding must not wait on Redis).
+  let waiting = await queue.waiting();
+  const sqlite = queue instanceof SqliteQueue ? queue : undefined;
+  const refresh = sqlite
+    ? undefined
+    : setInterval(() => {
+        queue.waiting().then(
+          (n) => {
+            waiting = n;
+          },
+          (err) => options.log.warn({ err }, 'reading the queue depth failed'),
+        );
+      }, 1_000).unref();
   const app = await buildApp({
     keepAliveTimeout: options.keepAliveTimeout ?? 5_000,
     config,
@@ -102,7 +176,6 @@ export async function createService(
   return {
     app,
     db,
-    database,
     queue,
     catalog,
     storage,
@@ -110,15 +183,15 @@ export async function createService(
     pool,
     runner,
     dashboard,
-    queued: () => Number((countQueued.get() as { n: number }).n),
+    queued: () => (sqlite ? sqlite.waitingSync() : waiting),
     close(signal) {
       closed ??= (async () => {
+        clearInterval(refresh);
+        offReady?.();
         await dashboard.close();
         await runner.close(signal);
         await pool.close();
-        bus.close();
-        storage.close?.();
-        db.close();
+        await closeAll();
       })();
       return closed;
     },

@@ -80,14 +80,16 @@ export function waitFor<E extends FilesEvent>(
     const off = bus.on('*', (e) => {
       if (e.id > after && match(e)) done(e);
     });
-    const seen = bus.since(after, 10_000).find(match);
-    if (seen) done(seen);
+    bus.since(after, 10_000).then((events) => {
+      const seen = events.find(match);
+      if (seen) done(seen);
+    }, reject);
   });
 }
 
 /** The id of the newest recorded event (0 when none). */
-export function lastEventId(bus: EventBus): number {
-  return bus.since(0, 1_000_000).at(-1)?.id ?? 0;
+export async function lastEventId(bus: EventBus): Promise<number> {
+  return (await bus.since(0, 1_000_000)).at(-1)?.id ?? 0;
 }
 
 /** A free TCP port on 127.0.0.1 (for a process the test starts, which binds it itself). */

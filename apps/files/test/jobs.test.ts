@@ -107,7 +107,7 @@ describe('jobs', () => {
     assert.equal(job.result.badRows, 1);
     assert.deepEqual(job.result.columns, ['name', 'age', 'city']);
     assert.equal(job.result.problems[0]!.line, 3);
-    const rows = s.db.prepare(`SELECT name, city FROM ${job.result.table} ORDER BY _line`).all();
+    const rows = s.db!.prepare(`SELECT name, city FROM ${job.result.table} ORDER BY _line`).all();
     assert.deepEqual(
       rows.map((r) => ({ ...r })),
       [
@@ -122,7 +122,7 @@ describe('jobs', () => {
     const first = await outcome(up.jobs[0]!.id);
     assert.equal(first.type, 'job.failed');
     if (first.type === 'job.failed') assert.equal(first.data.code, 'ERR_WEFT_FILES_CSV_TOO_MANY_BAD_ROWS');
-    const again = outcome(up.jobs[0]!.id, lastEventId(s.bus));
+    const again = outcome(up.jobs[0]!.id, await lastEventId(s.bus));
     const retry = await fetch(`${s.url}/jobs/${up.jobs[0]!.id}/retry`, { method: 'POST' });
     assert.equal(retry.status, 202);
     assert.equal(((await retry.json()) as { state: string }).state, 'queued');

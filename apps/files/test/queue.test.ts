@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { after, beforeEach, describe, it } from 'node:test';
-import { Catalog } from '../src/catalog.ts';
+import { SqliteCatalog } from '../src/catalog.ts';
 import { openDatabase } from '../src/db.ts';
 import { SqliteQueue } from '../src/queue/sqlite.ts';
 
@@ -27,10 +27,15 @@ function twoProcesses() {
   const options = { leaseMs: 30_000, retryDelayMs: 1_000, clock, random: () => 0 };
   const qa = new SqliteQueue(a, options);
   const qb = new SqliteQueue(b, options);
-  return { qa, qb, catalog: new Catalog(a, qa) };
+  return { qa, qb, catalog: new SqliteCatalog(a, qa, path) };
 }
 
-function addFile(catalog: Catalog, id: string, kinds: ('image' | 'csv')[] = ['image'], maxAttempts = 3) {
+function addFile(
+  catalog: SqliteCatalog,
+  id: string,
+  kinds: ('image' | 'csv')[] = ['image'],
+  maxAttempts = 3,
+) {
   return catalog.recordUpload(
     { id, name: `${id}.jpg`, type: 'image/jpeg', size: 1, sha256: 'x', createdAt: now },
     kinds,
@@ -47,7 +52,7 @@ describe('SqliteQueue', () => {
 
   it('hands each job to one process only, oldest first', async () => {
     const { qa, qb, catalog } = twoProcesses();
-    for (let i = 0; i < 5; i++) addFile(catalog, `f${i}`);
+    for (let i = 0; i < 5; i++) await addFile(catalog, `f${i}`);
     const a = await qa.claim('A', 3);
     const b = await qb.claim('B', 10);
     assert.deepEqual(
@@ -64,7 +69,7 @@ describe('SqliteQueue', () => {
 
   it('completes only under the current lease; a stale owner is refused', async () => {
     const { qa, qb, catalog } = twoProcesses();
-    addFile(catalog, 'f');
+    await addFile(catalog, 'f');
     const [job] = await qa.claim('A', 1);
     now += 30_001; // A was killed: its lease expires
     const [again] = await qb.claim('B', 1);
@@ -80,8 +85,8 @@ describe('SqliteQueue', () => {
 
   it('heartbeats keep a lease; the ids it no longer holds come back', async () => {
     const { qa, qb, catalog } = twoProcesses();
-    addFile(catalog, 'f1');
-    addFile(catalog, 'f2');
+    await addFile(catalog, 'f1');
+    await addFile(catalog, 'f2');
     const jobs = await qa.claim('A', 2);
     now += 20_000;
     assert.deepEqual(await qa.heartbeat('A', [jobs[0]!.id]), []);
@@ -96,7 +101,7 @@ describe('SqliteQueue', () => {
 
   it('retries a failed attempt after an exponential backoff, then dead-letters it', async () => {
     const { qa, catalog } = twoProcesses();
-    addFile(catalog, 'f', ['image'], 3);
+    await addFile(catalog, 'f', ['image'], 3);
     let [job] = await qa.claim('A', 1);
     assert.equal(await qa.fail(job!, 'A', { message: 'boom', code: 'E1' }, false), 'retrying');
     assert.deepEqual(await qa.claim('A', 1), [], 'not before its backoff');
@@ -122,7 +127,7 @@ describe('SqliteQueue', () => {
 
   it('dead-letters a permanent error at once, and retry() brings it back with fresh attempts', async () => {
     const { qa, catalog } = twoProcesses();
-    addFile(catalog, 'f', ['image'], 5);
+    await addFile(catalog, 'f', ['image'], 5);
     const [job] = await qa.claim('A', 1);
     assert.equal(await qa.fail(job!, 'A', { message: 'corrupt', code: 'ERR_X' }, true), 'dead');
     assert.equal((await qa.retry(job!.id))?.state, 'queued');
@@ -134,7 +139,7 @@ describe('SqliteQueue', () => {
 
   it('release gives a job back without counting the attempt', async () => {
     const { qa, qb, catalog } = twoProcesses();
-    addFile(catalog, 'f');
+    await addFile(catalog, 'f');
     const [job] = await qa.claim('A', 1);
     assert.equal(await qb.release(job!, 'B'), false, 'only its owner can release it');
     assert.equal(await qa.release(job!, 'A'), true);
@@ -144,7 +149,7 @@ describe('SqliteQueue', () => {
 
   it('a job whose process died on its last attempt goes to the dead letters, not round again', async () => {
     const { qa, qb, catalog } = twoProcesses();
-    addFile(catalog, 'f', ['image'], 1);
+    await addFile(catalog, 'f', ['image'], 1);
     const [job] = await qa.claim('A', 1);
     now += 30_001;
     assert.deepEqual(await qb.claim('B', 1), []);
@@ -169,7 +174,7 @@ describe('SqliteQueue', () => {
 
   it('counts jobs by state', async () => {
     const { qa, catalog } = twoProcesses();
-    addFile(catalog, 'a', ['image', 'csv']);
+    await addFile(catalog, 'a', ['image', 'csv']);
     await qa.claim('A', 1);
     assert.deepEqual(await qa.counts(), { queued: 1, active: 1, retrying: 0, completed: 0, dead: 0 });
   });

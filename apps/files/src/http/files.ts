@@ -3,7 +3,6 @@ import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { finished } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { csvTableFor } from '../catalog.ts';
 import { FilesError } from '../errors.ts';
 import { derivedKey, derivedPrefix, originalKey } from '../storage/types.ts';
 import { Inspector, jobsFor, sanitizeName, sniffType } from '../upload.ts';
@@ -84,20 +83,23 @@ async function upload(deps: AppDeps, request: FastifyRequest, reply: FastifyRepl
     sha256: inspector.digest(),
     createdAt: Date.now(),
   };
-  let jobs: ReturnType<typeof catalog.recordUpload>;
+  let jobs: Awaited<ReturnType<typeof catalog.recordUpload>>;
   try {
-    jobs = catalog.recordUpload(file, jobsFor(type), config.maxAttempts);
+    jobs = await catalog.recordUpload(file, jobsFor(type), config.maxAttempts);
   } catch (err) {
     await storage.delete(key);
     throw err;
   }
-  bus.publish('file.uploaded', {
-    fileId: id,
-    name: file.name,
-    type,
-    size: file.size,
-    jobs: jobs.map((j) => j.kind),
-  });
+  // The upload is recorded: an event that cannot be published (Redis down) is logged, not answered with an error.
+  await bus
+    .publish('file.uploaded', {
+      fileId: id,
+      name: file.name,
+      type,
+      size: file.size,
+      jobs: jobs.map((j) => j.kind),
+    })
+    .catch((err) => request.log.warn({ err }, 'publishing file.uploaded failed'));
   deps.runner?.wake();
   reply.code(201).header('location', `/files/${id}`);
   return {
@@ -129,29 +131,30 @@ export function fileRoutes(app: FastifyInstance, deps: AppDeps): void {
   app.get('/files', async (request) => {
     const q = request.query as { limit?: string; before?: string };
     const limit = Math.min(200, Math.max(1, Number(q.limit ?? 50) || 50));
-    const files = catalog.list(limit, q.before ? Number(q.before) : undefined);
+    const files = await catalog.list(limit, q.before ? Number(q.before) : undefined);
     return { files };
   });
 
-  const found = (id: string) => {
-    const file = catalog.get(id);
+  const found = async (id: string) => {
+    const file = await catalog.get(id);
     if (!file) throw new FilesError('ERR_WEFT_FILES_NOT_FOUND', `No file ${id}`);
     return file;
   };
 
   app.get('/files/:id', { schema: { params: idParams } }, async (request) => {
     const { id } = request.params as { id: string };
-    const file = found(id);
+    const file = await found(id);
     const jobs = await queue.list({ fileId: id, limit: 100 });
-    const derived = catalog
-      .derived(id)
-      .map((d) => ({ ...d, url: `/files/${id}/derived/${encodeURIComponent(d.name)}` }));
+    const derived = (await catalog.derived(id)).map((d) => ({
+      ...d,
+      url: `/files/${id}/derived/${encodeURIComponent(d.name)}`,
+    }));
     return { ...file, content: `/files/${id}/content`, jobs, derived };
   });
 
   app.get('/files/:id/content', { schema: { params: idParams } }, async (request, reply) => {
     const { id } = request.params as { id: string };
-    const file = found(id);
+    const file = await found(id);
     return sendObject(request, reply, storage, {
       key: originalKey(id),
       size: file.size,
@@ -164,8 +167,8 @@ export function fileRoutes(app: FastifyInstance, deps: AppDeps): void {
 
   app.get('/files/:id/derived/:name', async (request, reply) => {
     const { id, name } = request.params as { id: string; name: string };
-    found(id);
-    const d = catalog.derived(id).find((x) => x.name === name);
+    await found(id);
+    const d = (await catalog.derived(id)).find((x) => x.name === name);
     const info = d ? await storage.stat(derivedKey(id, d.name)) : undefined;
     if (!d || !info)
       throw new FilesError('ERR_WEFT_FILES_NOT_FOUND', `No derived output ${name} of file ${id}`);
@@ -179,11 +182,13 @@ export function fileRoutes(app: FastifyInstance, deps: AppDeps): void {
 
   app.delete('/files/:id', { onRequest: auth, schema: { params: idParams } }, async (request, reply) => {
     const { id } = request.params as { id: string };
-    if (!catalog.delete(id, csvTableFor(id)))
-      throw new FilesError('ERR_WEFT_FILES_NOT_FOUND', `No file ${id}`);
+    if (!(await catalog.delete(id))) throw new FilesError('ERR_WEFT_FILES_NOT_FOUND', `No file ${id}`);
+    await queue.removeForFile(id);
     await storage.delete(originalKey(id));
     await storage.delete(derivedPrefix(id), { prefix: true });
-    bus.publish('file.deleted', { fileId: id });
+    await bus
+      .publish('file.deleted', { fileId: id })
+      .catch((err) => request.log.warn({ err }, 'publishing file.deleted failed'));
     return reply.code(204).send();
   });
 }

@@ -1,6 +1,6 @@
 /**
- * The CSV processor: streams a CSV file through csv-parse into a SQLite table, batch by batch, with bad rows
- * counted and skipped, and the table replaced atomically at the end so a re-run never duplicates rows.
+ * The CSV processor: streams a CSV file through csv-parse into a SQLite or PostgreSQL table, batch by batch, with
+ * bad rows counted and skipped, and the table replaced atomically at the end so a re-run never duplicates rows.
  * @module
  */
 import { createReadStream } from 'node:fs';
@@ -10,13 +10,17 @@ import type { TaskContext } from 'weft/pool/task';
 import { batch } from 'weft/stream';
 import { sanitiseColumns } from './columns.ts';
 import { type CsvProblem, ProcessorError, requireInputFile } from './errors.ts';
+import { connectPg, isPostgresUrl, PgStagingTable } from './pg.ts';
 import { openDatabase, quoteIdent, type StagedRow, StagingTable } from './sqlite.ts';
 
 /** Input of `ingestCsv`. */
 export interface CsvJobInput {
   /** Absolute path of the stored CSV (UTF-8, comma-separated, first row is the header). */
   input: string;
-  /** Path of the SQLite database file; it is used in WAL mode by other processes at the same time. */
+  /**
+   * Where the table goes: the path of a SQLite database file (used in WAL mode by other processes at the same
+   * time), or a `postgres://` / `postgresql://` URL (the table goes to the first schema on its `search_path`).
+   */
   database: string;
   /** Target table, `[a-z_][a-z0-9_]*`, at most 54 characters (`__staging` is appended while loading). */
   table: string;
@@ -29,7 +33,7 @@ export interface CsvJobInput {
 /** Result of `ingestCsv`. */
 export interface CsvJobResult {
   table: string;
-  /** The data columns, sanitised from the header, in file order. The table also has `_line` (INTEGER) first. */
+  /** The data columns (text), sanitised from the header, in file order. The table also has `_line` (integer) first. */
   columns: string[];
   /** Rows loaded. */
   rows: number;
@@ -41,8 +45,10 @@ export interface CsvJobResult {
 
 /** Problems kept for the user; the count goes on. */
 const MAX_PROBLEMS = 20;
-/** One column is `_line`, and SQLite's default SQLITE_MAX_COLUMN is 2000. */
+/** Data columns at most: one more is `_line`, and SQLite's default SQLITE_MAX_COLUMN is 2000. */
 const MAX_COLUMNS = 1999;
+/** PostgreSQL allows 1600 columns in a table. */
+const MAX_COLUMNS_PG = 1599;
 /**
  * A record this long is almost always a stray quote swallowing the rest of the file; capping it bounds memory.
  * csv-parse cannot resume after this error (the rest of the file is silently dropped), so it fails the job.
@@ -51,12 +57,14 @@ const MAX_RECORD_BYTES = 1024 * 1024;
 const TABLE_NAME = /^[a-z_][a-z0-9_]{0,53}$/;
 
 /**
- * Loads a CSV file into `table` of `database`. The file is streamed (memory does not grow with its size); rows
- * whose field count differs from the header's, or that the parser rejects, are skipped and counted. Throws
- * `ProcessorError` `ERR_WEFT_FILES_CSV_EMPTY`, `ERR_WEFT_FILES_CSV_TOO_MANY_BAD_ROWS` (with `problems`),
- * `ERR_WEFT_FILES_CSV_MALFORMED`, `ERR_WEFT_FILES_CSV_TOO_MANY_COLUMNS`, `ERR_WEFT_FILES_INPUT_MISSING` or
- * `ERR_WEFT_FILES_INVALID_ARGUMENT`; SQLite errors (a lock held longer than 5 s) pass through. On any failure the
- * target table is left as it was and no staging table remains. Stops early when the task is cancelled.
+ * Loads a CSV file into `table` of `database` (a SQLite file, or a PostgreSQL database through one connection of
+ * its own). The file is streamed: each batch is written before the next is read, so memory does not grow with
+ * its size. Rows whose field count differs from the header's, or that the parser rejects, are skipped and
+ * counted. Throws `ProcessorError` `ERR_WEFT_FILES_CSV_EMPTY`, `ERR_WEFT_FILES_CSV_TOO_MANY_BAD_ROWS` (with
+ * `problems`), `ERR_WEFT_FILES_CSV_MALFORMED`, `ERR_WEFT_FILES_CSV_TOO_MANY_COLUMNS` (over 1999 columns, 1599 in
+ * PostgreSQL), `ERR_WEFT_FILES_INPUT_MISSING` or `ERR_WEFT_FILES_INVALID_ARGUMENT`; database errors (a lock held
+ * longer than 5 s, PostgreSQL unreachable) pass through. On any failure the target table is left as it was and no
+ * staging table remains. Stops early when the task is cancelled.
  *
  * @example
  * ```ts
@@ -68,14 +76,9 @@ export async function ingestCsv(this: TaskContext | void, job: CsvJobInput): Pro
   const batchSize = checkJob(job);
   const signal = (this as TaskContext | undefined)?.signal;
   await requireInputFile(job.input, 'CSV');
-  const db = openDatabase(job.database);
-  const filter = new RowFilter(job.maxBadRows);
-  let staging: StagingTable | undefined;
-  const createStaging = (columns: string[]): StagingTable => {
-    const table = new StagingTable(db, job.table, columns);
-    table.create();
-    return table;
-  };
+  const sink = await openSink(job.database, job.table);
+  const filter = new RowFilter(job.maxBadRows, sink.maxColumns);
+  let staging: Staging | undefined;
   try {
     let loaded = 0;
     await pipeline(
@@ -84,8 +87,8 @@ export async function ingestCsv(this: TaskContext | void, job: CsvJobInput): Pro
       batch<StagedRow>({ size: batchSize }),
       async (batches: AsyncIterable<StagedRow[]>) => {
         for await (const good of batches) {
-          staging ??= createStaging(filter.columns);
-          staging.insert(good);
+          staging ??= await sink.stage(filter.columns);
+          await staging.insert(good);
           loaded += good.length;
         }
       },
@@ -93,8 +96,8 @@ export async function ingestCsv(this: TaskContext | void, job: CsvJobInput): Pro
     );
     if (!filter.hasHeader)
       throw new ProcessorError('ERR_WEFT_FILES_CSV_EMPTY', 'the CSV file has no header row');
-    staging ??= createStaging(filter.columns);
-    staging.publish();
+    staging ??= await sink.stage(filter.columns);
+    await staging.publish();
     return {
       table: job.table,
       columns: filter.columns,
@@ -103,15 +106,57 @@ export async function ingestCsv(this: TaskContext | void, job: CsvJobInput): Pro
       problems: filter.problems,
     };
   } catch (err) {
-    try {
-      db.exec(`DROP TABLE IF EXISTS ${quoteIdent(`${job.table}__staging`)}`);
-    } catch {
-      // The job fails with its own error; a staging table left behind is dropped by the next run.
-    }
+    // After a cancellation an insert may still be running: a PostgreSQL client runs its queries in order, so the
+    // drop comes after it. The job fails with its own error; a staging table left behind is dropped by the next run.
+    await sink.discard().catch(() => {});
     throw err;
   } finally {
-    db.close();
+    await sink.close();
   }
+}
+
+/** A staging table being filled: `StagingTable` (SQLite) or `PgStagingTable`. */
+interface Staging {
+  insert(rows: readonly StagedRow[]): void | Promise<void>;
+  publish(): void | Promise<void>;
+}
+
+/** The database a job loads into, through one connection of its own. */
+interface Sink {
+  readonly maxColumns: number;
+  /** Creates the empty staging table for `columns` (dropping one an earlier run left). */
+  stage(columns: readonly string[]): Promise<Staging>;
+  /** Drops the staging table. */
+  discard(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Connects to `database`, a SQLite file path or a PostgreSQL URL. */
+async function openSink(database: string, table: string): Promise<Sink> {
+  if (isPostgresUrl(database)) {
+    const client = await connectPg(database);
+    return {
+      maxColumns: MAX_COLUMNS_PG,
+      stage: async (columns) => {
+        const staging = new PgStagingTable(client, table, columns);
+        await staging.create();
+        return staging;
+      },
+      discard: () => new PgStagingTable(client, table, []).discard(),
+      close: () => client.end(),
+    };
+  }
+  const db = openDatabase(database);
+  return {
+    maxColumns: MAX_COLUMNS,
+    stage: async (columns) => {
+      const staging = new StagingTable(db, table, columns);
+      staging.create();
+      return staging;
+    },
+    discard: async () => db.exec(`DROP TABLE IF EXISTS ${quoteIdent(`${table}__staging`)}`),
+    close: async () => db.close(),
+  };
 }
 
 /** A csv-parse stream whose records go through `filter`: what comes out are the good rows, in file order. */
@@ -142,7 +187,8 @@ function csvParser(filter: RowFilter): Parser {
 function checkJob(job: CsvJobInput): number {
   if (typeof job !== 'object' || job === null) invalid('the job input must be an object');
   if (typeof job.input !== 'string' || job.input === '') invalid('"input" must be a file path');
-  if (typeof job.database !== 'string' || job.database === '') invalid('"database" must be a file path');
+  if (typeof job.database !== 'string' || job.database === '')
+    invalid('"database" must be a SQLite file path or a postgres:// URL');
   // The name is interpolated into SQL (quoted); the runner already makes it safe, this is the second lock.
   if (typeof job.table !== 'string' || !TABLE_NAME.test(job.table) || job.table.startsWith('sqlite_')) {
     invalid(
@@ -177,6 +223,7 @@ class RowFilter {
   bad = 0;
   problems: CsvProblem[] = [];
   #maxBad: number;
+  #maxColumns: number;
   #width = 0;
   // End line and empty-line count after the previous record: csv-parse reports the line a record ends on, and
   // a record starts after the previous one plus the empty lines between them.
@@ -185,8 +232,9 @@ class RowFilter {
   // csv-parse counts a CRLF inside a quoted field as two lines; this many extra lines have been seen so far.
   #extraLines = 0;
 
-  constructor(maxBad: number) {
+  constructor(maxBad: number, maxColumns: number) {
     this.#maxBad = maxBad;
+    this.#maxColumns = maxColumns;
   }
 
   record(record: string[], position: ParserPosition): StagedRow | null {
@@ -195,10 +243,10 @@ class RowFilter {
       const header = record.map((cell) => cell.trimEnd());
       // A line of separators or spaces is not a header.
       if (header.every((cell) => cell === '')) return null;
-      if (header.length > MAX_COLUMNS) {
+      if (header.length > this.#maxColumns) {
         throw new ProcessorError(
           'ERR_WEFT_FILES_CSV_TOO_MANY_COLUMNS',
-          `The CSV header has ${header.length} columns; at most ${MAX_COLUMNS} are supported`,
+          `The CSV header has ${header.length} columns; at most ${this.#maxColumns} are supported`,
         );
       }
       this.columns = sanitiseColumns(header);

@@ -18,7 +18,7 @@ export type ProcessorErrorCode =
   | 'ERR_WEFT_FILES_INVALID_ARGUMENT'
   /** The CSV file has no header row. */
   | 'ERR_WEFT_FILES_CSV_EMPTY'
-  /** The CSV header has more columns than SQLite allows in a table. */
+  /** The CSV header has more columns than the database allows in a table (SQLite 1999, PostgreSQL 1599). */
   | 'ERR_WEFT_FILES_CSV_TOO_MANY_COLUMNS'
   /** More malformed rows than `maxBadRows`; `problems` lists the first ones. */
   | 'ERR_WEFT_FILES_CSV_TOO_MANY_BAD_ROWS'

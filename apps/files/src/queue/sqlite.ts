@@ -66,6 +66,29 @@ export class SqliteQueue implements JobQueue {
     return kinds.map((kind) => toJob(insert.get(fileId, kind, maxAttempts, now, now, now) as Row));
   }
 
+  async add(fileId: string, kinds: readonly Job['kind'][], maxAttempts: number): Promise<Job[]> {
+    return transaction(this.#db, () => this.addSync(fileId, kinds, maxAttempts));
+  }
+
+  async removeForFile(fileId: string): Promise<void> {
+    this.#db.prepare('DELETE FROM jobs WHERE file_id = ?').run(fileId);
+  }
+
+  async waiting(): Promise<number> {
+    return this.waitingSync();
+  }
+
+  /** `waiting()`, at once. */
+  waitingSync(): number {
+    const row = this.#db
+      .prepare("SELECT count(*) AS n FROM jobs WHERE state IN ('queued', 'retrying')")
+      .get() as Row;
+    return Number(row.n);
+  }
+
+  /** The database belongs to the service (the catalog and the bus use it too). */
+  async close(): Promise<void> {}
+
   async claim(owner: string, limit: number): Promise<Job[]> {
     const now = this.#o.clock();
     return transaction(this.#db, () => {

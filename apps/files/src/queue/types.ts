@@ -1,4 +1,4 @@
-/** The job queue's contract: the embedded SQLite queue implements it, and so will the BullMQ adapter. */
+/** The job queue's contract: the embedded SQLite queue and the BullMQ adapter implement it. */
 
 /** What a job does to its file. */
 export type JobKind = 'image' | 'csv';
@@ -39,6 +39,12 @@ export type JobCounts = Record<JobState, number>;
 export type FailOutcome = 'retrying' | 'dead' | 'lost';
 
 export interface JobQueue {
+  /** Queues one job per kind for `fileId`, in this order. */
+  add(fileId: string, kinds: readonly JobKind[], maxAttempts: number): Promise<Job[]>;
+  /** Removes every job of `fileId` (its file was deleted); a running one finds its file gone. */
+  removeForFile(fileId: string): Promise<void>;
+  /** Jobs waiting to run (queued, or waiting for a retry): load shedding and metrics read it. */
+  waiting(): Promise<number>;
   /** Leases up to `limit` runnable jobs to `owner` (expired leases of dead processes included). */
   claim(owner: string, limit: number): Promise<Job[]>;
   /** Extends the leases `owner` holds on these jobs; returns the ids it no longer holds. */
@@ -59,4 +65,11 @@ export interface JobQueue {
   get(id: number): Promise<Job | undefined>;
   list(filter: { state?: JobState; fileId?: string; limit?: number; before?: number }): Promise<Job[]>;
   counts(): Promise<JobCounts>;
+  /**
+   * Calls `listener` when jobs may have become runnable (another node queued some), so an idle runner claims at
+   * once rather than at its next poll. Optional: a queue without it is polled.
+   */
+  onReady?(listener: () => void): () => void;
+  /** Releases connections; idempotent. Jobs stay in the queue. */
+  close(): Promise<void>;
 }

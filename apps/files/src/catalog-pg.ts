@@ -1,0 +1,248 @@
+/**
+ * The catalog in PostgreSQL (`DATABASE_URL=postgres://…`): the same records as `SqliteCatalog`, in the tables
+ * `weft_files` and `weft_derived` of the connection's schema (the first one on its `search_path`), so several
+ * services can share a database. The CSV tables `ingestCsv` loads go to that schema too.
+ */
+import pg from 'pg';
+import {
+  type Catalog,
+  csvTableFor,
+  type DerivedRecord,
+  type FileRecord,
+  recordThenQueue,
+} from './catalog.ts';
+import { FilesError } from './errors.ts';
+import type { Job, JobKind, JobQueue } from './queue/types.ts';
+
+/** Options of {@link PgCatalog.open}. */
+export interface PgCatalogOptions {
+  /** Connections in the pool. Default: 4 (each worker process has its own pool). */
+  max?: number;
+  /** How long to wait for a connection before failing. Default: 10 000 ms. */
+  connectTimeoutMs?: number;
+}
+
+// Concurrent CREATE TABLE IF NOT EXISTS in two sessions can both pass the existence check and one then fails on
+// pg_type's unique index: every process starting at once would race here, so schema creation is serialised by a
+// transaction-scoped advisory lock (released at COMMIT or when the connection dies).
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS weft_files (
+  id          text PRIMARY KEY,
+  name        text NOT NULL,
+  type        text NOT NULL,
+  size        bigint NOT NULL,
+  sha256      text NOT NULL,
+  created_at  bigint NOT NULL
+);
+CREATE INDEX IF NOT EXISTS weft_files_created_at ON weft_files (created_at);
+CREATE TABLE IF NOT EXISTS weft_derived (
+  file_id  text NOT NULL,
+  name     text NOT NULL,
+  type     text NOT NULL,
+  size     bigint NOT NULL,
+  width    integer,
+  height   integer,
+  PRIMARY KEY (file_id, name)
+);
+`;
+const SCHEMA_LOCK = "SELECT pg_advisory_xact_lock(hashtext('weft-files:schema'))";
+
+interface FileRow {
+  id: string;
+  name: string;
+  type: string;
+  // bigint columns arrive as strings: pg does not guess whether they fit in a double.
+  size: string;
+  sha256: string;
+  created_at: string;
+}
+
+interface DerivedRow {
+  name: string;
+  type: string;
+  size: string;
+  width: number | null;
+  height: number | null;
+}
+
+const toFile = (r: FileRow): FileRecord => ({
+  id: r.id,
+  name: r.name,
+  type: r.type,
+  size: Number(r.size),
+  sha256: r.sha256,
+  createdAt: Number(r.created_at),
+});
+
+/**
+ * The catalog in PostgreSQL, through a small connection pool. The queue is separate (SQLite or BullMQ), so an
+ * upload is recorded, then queued, and the record removed again when queueing fails.
+ *
+ * @example
+ * ```ts
+ * const catalog = await PgCatalog.open('postgres://weft@db.internal/files', queue);
+ * try { await catalog.recordUpload(file, ['csv'], 3); } finally { await catalog.close(); }
+ * ```
+ */
+export class PgCatalog implements Catalog {
+  readonly csvDatabase: string;
+  readonly #pool: pg.Pool;
+  readonly #queue: JobQueue;
+  #closed: Promise<void> | undefined;
+
+  private constructor(pool: pg.Pool, queue: JobQueue, url: string) {
+    this.#pool = pool;
+    this.#queue = queue;
+    this.csvDatabase = url;
+  }
+
+  /**
+   * Connects to `url` and creates the tables if they do not exist (safe when many processes start at once).
+   * Throws `FilesError` `ERR_WEFT_FILES_DATABASE` when no connection can be made (naming host and port, never
+   * the password); errors creating the tables pass through as pg's.
+   */
+  static async open(url: string, queue: JobQueue, options: PgCatalogOptions = {}): Promise<PgCatalog> {
+    const pool = new pg.Pool({
+      connectionString: url,
+      max: options.max ?? 4,
+      connectionTimeoutMillis: options.connectTimeoutMs ?? 10_000,
+      application_name: 'weft-files',
+    });
+    // An idle connection that dies (server restart, network) emits 'error' on the pool, which would crash the
+    // process unhandled; the pool drops that connection and the next query opens a new one.
+    pool.on('error', () => {});
+    let client: pg.PoolClient;
+    try {
+      client = await pool.connect();
+    } catch (err) {
+      await pool.end().catch(() => {});
+      throw new FilesError(
+        'ERR_WEFT_FILES_DATABASE',
+        `Cannot reach PostgreSQL at ${where(url)}: ${reason(err)}`,
+        { cause: err },
+      );
+    }
+    try {
+      await client.query('BEGIN');
+      await client.query(SCHEMA_LOCK);
+      await client.query(SCHEMA);
+      await client.query('COMMIT');
+      client.release();
+    } catch (err) {
+      // A connection in an aborted transaction must not go back to the pool: release(err) destroys it.
+      client.release(err instanceof Error ? err : true);
+      await pool.end().catch(() => {});
+      throw err;
+    }
+    return new PgCatalog(pool, queue, url);
+  }
+
+  recordUpload(file: FileRecord, kinds: JobKind[], maxAttempts: number): Promise<Job[]> {
+    return recordThenQueue(
+      async () => {
+        await this.#pool.query(
+          'INSERT INTO weft_files (id, name, type, size, sha256, created_at) VALUES ($1, $2, $3, $4, $5, $6)',
+          [file.id, file.name, file.type, file.size, file.sha256, file.createdAt],
+        );
+      },
+      () => this.#pool.query('DELETE FROM weft_files WHERE id = $1', [file.id]),
+      this.#queue,
+      file.id,
+      kinds,
+      maxAttempts,
+    );
+  }
+
+  async get(id: string): Promise<FileRecord | undefined> {
+    const { rows } = await this.#pool.query<FileRow>('SELECT * FROM weft_files WHERE id = $1', [id]);
+    return rows[0] === undefined ? undefined : toFile(rows[0]);
+  }
+
+  async list(limit = 50, before?: number): Promise<FileRecord[]> {
+    const { rows } = await this.#pool.query<FileRow>(
+      'SELECT * FROM weft_files WHERE created_at < $1 ORDER BY created_at DESC, id DESC LIMIT $2',
+      [before ?? Number.MAX_SAFE_INTEGER, limit],
+    );
+    return rows.map(toFile);
+  }
+
+  async setDerived(fileId: string, outputs: DerivedRecord[]): Promise<void> {
+    // One statement cannot update a row twice (ON CONFLICT would fail): of repeated names the last one wins, as
+    // with SQLite's INSERT OR REPLACE run row by row.
+    const unique = [...new Map(outputs.map((o) => [o.name, o])).values()];
+    if (unique.length === 0) return;
+    const values: unknown[] = [fileId];
+    const tuples = unique.map((o) => {
+      const at = values.push(o.name, o.type, o.size, o.width, o.height) - 5;
+      return `($1, $${at + 1}, $${at + 2}, $${at + 3}, $${at + 4}, $${at + 5})`;
+    });
+    await this.#pool.query(
+      `INSERT INTO weft_derived (file_id, name, type, size, width, height) VALUES ${tuples.join(', ')}
+       ON CONFLICT (file_id, name) DO UPDATE
+       SET type = EXCLUDED.type, size = EXCLUDED.size, width = EXCLUDED.width, height = EXCLUDED.height`,
+      values,
+    );
+  }
+
+  async derived(fileId: string): Promise<DerivedRecord[]> {
+    const { rows } = await this.#pool.query<DerivedRow>(
+      'SELECT name, type, size, width, height FROM weft_derived WHERE file_id = $1 ORDER BY name',
+      [fileId],
+    );
+    return rows.map((r) => ({ ...r, size: Number(r.size) }));
+  }
+
+  async delete(id: string): Promise<boolean> {
+    const table = pg.escapeIdentifier(csvTableFor(id));
+    const staging = pg.escapeIdentifier(`${csvTableFor(id)}__staging`);
+    const client = await this.#pool.connect();
+    try {
+      await client.query('BEGIN');
+      const { rowCount } = await client.query('DELETE FROM weft_files WHERE id = $1', [id]);
+      await client.query('DELETE FROM weft_derived WHERE file_id = $1', [id]);
+      await client.query(`DROP TABLE IF EXISTS ${table}, ${staging}`);
+      await client.query('COMMIT');
+      client.release();
+      return rowCount === 1;
+    } catch (err) {
+      client.release(err instanceof Error ? err : true);
+      throw err;
+    }
+  }
+
+  async count(): Promise<number> {
+    const { rows } = await this.#pool.query<{ n: string }>('SELECT count(*) AS n FROM weft_files');
+    return Number(rows[0]?.n);
+  }
+
+  async ping(): Promise<void> {
+    await this.#pool.query('SELECT 1');
+  }
+
+  /** Closes the pool once its queries finish; idempotent. */
+  close(): Promise<void> {
+    this.#closed ??= this.#pool.end();
+    return this.#closed;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+/** `host:port` of a connection URL, for messages: the user and password are left out. */
+function where(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.hostname || 'localhost'}:${u.port || 5432}`;
+  } catch {
+    return 'the configured address';
+  }
+}
+
+/** Why a connection failed. Node's happy-eyeballs connect (several addresses) fails with an empty AggregateError. */
+function reason(err: unknown): string {
+  if (err instanceof AggregateError && err.message === '') return reason(err.errors[0]);
+  if (err instanceof Error) return err.message || String((err as { code?: unknown }).code ?? err.name);
+  return String(err);
+}

@@ -1,0 +1,509 @@
+/**
+ * The job queue on Redis, with BullMQ (`QUEUE_URL=redis://…`): the queue every node of a multi-machine deployment
+ * shares. Jobs are fetched by hand (BullMQ's "manually fetching jobs" pattern) rather than by a BullMQ processor, so
+ * the runner keeps its own claim loop and runs processors in its `weft/pool` threads, not in BullMQ's sandbox, which
+ * forks a process per job. What maps onto what:
+ *
+ * | `JobQueue`        | BullMQ                                                                      |
+ * |-------------------|-----------------------------------------------------------------------------|
+ * | claim             | `Worker.getNextJob(token, { block: false })` (the job's lock is the lease)   |
+ * | heartbeat         | `Worker.extendJobLocks` (the lock's owner is checked by token)               |
+ * | complete          | `Job.moveToCompleted` (refused when the lock is lost), fetching the next job |
+ * | fail              | `Job.moveToFailed`: `delayed` with our backoff, or `failed` (dead letters)   |
+ * | release           | `Job.moveToWait` (no attempt counted)                                         |
+ * | stalled recovery  | the worker's stalled checker: a job whose lock expired goes back to `wait`   |
+ * | retry (dead)      | `Job.retry('failed', { resetAttemptsMade: true })`                            |
+ *
+ * Job states map as: waiting/prioritized/paused → `queued`, active → `active`, delayed → `retrying`, completed →
+ * `completed`, failed → `dead`. Ids are BullMQ's own (an integer counter in Redis), so they stay numbers.
+ */
+import { Job as BullJob, type ConnectionOptions, type JobType, Queue, QueueEvents, Worker } from 'bullmq';
+import { Redis, type RedisOptions } from 'ioredis';
+import { FilesError } from '../errors.ts';
+import {
+  type FailOutcome,
+  JOB_STATES,
+  type Job,
+  type JobCounts,
+  type JobKind,
+  type JobQueue,
+  type JobState,
+} from './types.ts';
+
+export interface BullQueueOptions {
+  /** `redis://[user:pass@]host:port[/db][?queue=name&prefix=bull]`. */
+  url: string;
+  /** A job's lease: the lock's duration; a lock not extended for this long makes the job stalled. */
+  leaseMs: number;
+  /** First retry delay; doubles per attempt up to `maxRetryDelayMs`, plus up to 20 % jitter (as the embedded queue). */
+  retryDelayMs: number;
+  maxRetryDelayMs?: number;
+  /** How often stalled jobs (their process died) are looked for. Default: `leaseMs`. */
+  stalledIntervalMs?: number;
+  /**
+   * Times a job may stall (its process died holding it) and go back to the queue before it is dead-lettered.
+   * Default 2.
+   */
+  maxStalledCount?: number;
+  /** Completed jobs kept for the API and the dashboard. Default 10 000. */
+  keepCompleted?: number;
+  /**
+   * Take the next job in the same round trip that completes one (BullMQ's `fetchNext`), for the next `claim`.
+   * Default true.
+   */
+  prefetch?: boolean;
+}
+
+interface Data {
+  fileId: string;
+  kind: JobKind;
+  errorCode?: string;
+}
+
+type Bull = BullJob<Data, unknown, JobKind>;
+
+const STATE_OF: Record<string, JobState> = {
+  waiting: 'queued',
+  wait: 'queued',
+  prioritized: 'queued',
+  paused: 'queued',
+  'waiting-children': 'queued',
+  active: 'active',
+  delayed: 'retrying',
+  completed: 'completed',
+  failed: 'dead',
+};
+
+const TYPES_OF: Record<JobState, JobType[]> = {
+  queued: ['waiting', 'prioritized', 'paused'],
+  active: ['active'],
+  retrying: ['delayed'],
+  completed: ['completed'],
+  dead: ['failed'],
+};
+
+/** Reads `QUEUE_URL`: connection options, the queue's name and key prefix. */
+export function parseQueueUrl(url: string): { connection: RedisOptions; name: string; prefix: string } {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new FilesError('ERR_WEFT_FILES_CONFIG', 'QUEUE_URL must be a URL like redis://host:6379/0');
+  }
+  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') {
+    throw new FilesError(
+      'ERR_WEFT_FILES_CONFIG',
+      `QUEUE_URL must start with redis:// or rediss://, got ${u.protocol}//`,
+    );
+  }
+  const db = u.pathname.length > 1 ? Number(u.pathname.slice(1)) : 0;
+  if (!Number.isInteger(db) || db < 0) {
+    throw new FilesError('ERR_WEFT_FILES_CONFIG', `QUEUE_URL's database must be a number, got ${u.pathname}`);
+  }
+  return {
+    connection: {
+      host: u.hostname || '127.0.0.1',
+      port: Number(u.port || 6379),
+      db,
+      ...(u.username ? { username: decodeURIComponent(u.username) } : {}),
+      ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
+      ...(u.protocol === 'rediss:' ? { tls: {} } : {}),
+    },
+    name: u.searchParams.get('queue') || 'weft-files',
+    prefix: u.searchParams.get('prefix') || 'bull',
+  };
+}
+
+/** Where the job is held by this process: BullMQ's job object and the lock's token. */
+interface Held {
+  bull: Bull;
+  token: string;
+}
+
+/**
+ * @example
+ * ```ts
+ * const queue = await BullQueue.open({ url: 'redis://127.0.0.1:6379', leaseMs: 30_000, retryDelayMs: 1_000 });
+ * await queue.add(fileId, ['image'], 5);
+ * const [job] = await queue.claim('me', 1);
+ * await queue.complete(job, 'me', { ok: true });
+ * await queue.close();
+ * ```
+ */
+export class BullQueue implements JobQueue {
+  readonly name: string;
+  readonly #o: Required<Omit<BullQueueOptions, 'url'>>;
+  readonly #redis: Redis;
+  readonly #queue: Queue<Data, unknown, JobKind>;
+  readonly #worker: Worker<Data, unknown, JobKind>;
+  readonly #connection: ConnectionOptions;
+  readonly #prefix: string;
+  readonly #held = new Map<number, Held>();
+  /** Jobs taken with `fetchNext` that the next `claim` hands out first. */
+  readonly #ready: Held[] = [];
+  #events: QueueEvents | undefined;
+  #tokens = 0;
+  #closing = false;
+  #closed: Promise<void> | undefined;
+
+  private constructor(options: BullQueueOptions) {
+    const { connection, name, prefix } = parseQueueUrl(options.url);
+    this.name = name;
+    this.#prefix = prefix;
+    this.#o = {
+      maxRetryDelayMs: 300_000,
+      stalledIntervalMs: options.leaseMs,
+      maxStalledCount: 2,
+      keepCompleted: 10_000,
+      prefetch: true,
+      ...options,
+    };
+    // One connection for this class's own commands; BullMQ opens its own from the options.
+    this.#connection = { ...connection, maxRetriesPerRequest: null };
+    this.#redis = new Redis({ ...connection, maxRetriesPerRequest: 2, lazyConnect: true });
+    this.#redis.on('error', () => {}); // reported by the command that fails
+    const maxDelay = this.#o.maxRetryDelayMs;
+    const base = this.#o.retryDelayMs;
+    this.#queue = new Queue(name, { connection: this.#connection, prefix });
+    this.#worker = new Worker(name, null, {
+      connection: this.#connection,
+      prefix,
+      autorun: false,
+      lockDuration: this.#o.leaseMs,
+      stalledInterval: this.#o.stalledIntervalMs,
+      maxStalledCount: this.#o.maxStalledCount,
+      settings: {
+        // The embedded queue's backoff: doubling from `retryDelayMs`, capped, with up to 20 % jitter.
+        backoffStrategy: (attemptsMade: number) =>
+          Math.round(
+            Math.min(maxDelay, base * 2 ** Math.max(0, attemptsMade - 1)) * (1 + 0.2 * Math.random()),
+          ),
+      },
+    });
+    // Reported by the command that fails; a listener keeps them from being thrown.
+    this.#queue.on('error', () => {});
+    this.#worker.on('error', () => {});
+  }
+
+  /** Connects, or fails with `ERR_WEFT_FILES_REDIS` when Redis does not answer within `timeoutMs`. */
+  static async open(options: BullQueueOptions, timeoutMs = 5_000): Promise<BullQueue> {
+    const { connection } = parseQueueUrl(options.url);
+    // Redis is asked first, by a connection that does not retry: BullMQ's own connections retry forever, and
+    // rejections they leave behind when closed before connecting would surface as unhandled.
+    const probe = new Redis({
+      ...connection,
+      lazyConnect: true,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+      connectTimeout: timeoutMs,
+    });
+    let cause: Error | undefined;
+    probe.on('error', (err) => {
+      cause = err;
+    });
+    try {
+      await withTimeout(
+        probe.connect().then(() => probe.ping()),
+        timeoutMs,
+      );
+    } catch (err) {
+      throw new FilesError(
+        'ERR_WEFT_FILES_REDIS',
+        `Cannot reach Redis at ${connection.host}:${connection.port} for the job queue: ${(cause ?? (err as Error)).message}`,
+        { cause: cause ?? err },
+      );
+    } finally {
+      probe.disconnect();
+    }
+    const queue = new BullQueue(options);
+    await Promise.all([
+      queue.#redis.connect(),
+      queue.#queue.waitUntilReady(),
+      queue.#worker.waitUntilReady(),
+    ]);
+    // Jobs whose process died: their lock expires, the checker puts them back (or dead-letters them).
+    void queue.#worker.startStalledCheckTimer().catch(() => {});
+    return queue;
+  }
+
+  #fileKey(fileId: string): string {
+    return `${this.#prefix}:${this.name}:weft-file:${fileId}`;
+  }
+
+  async add(fileId: string, kinds: readonly JobKind[], maxAttempts: number): Promise<Job[]> {
+    const jobs = (await this.#queue.addBulk(
+      kinds.map((kind) => ({
+        name: kind,
+        data: { fileId, kind },
+        opts: {
+          attempts: maxAttempts,
+          backoff: { type: 'weft' },
+          removeOnComplete: { count: this.#o.keepCompleted },
+          removeOnFail: false,
+        },
+      })),
+    )) as Bull[];
+    // Which jobs are a file's: for `GET /files/:id` and for deleting a file.
+    await this.#redis.sadd(this.#fileKey(fileId), ...jobs.map((j) => j.id!));
+    return jobs.map((j) => toJob(j, 'queued'));
+  }
+
+  async removeForFile(fileId: string): Promise<void> {
+    const key = this.#fileKey(fileId);
+    const ids = await this.#redis.smembers(key);
+    for (const id of ids) {
+      // An active job is locked and cannot be removed: it finds its file gone and is dead-lettered.
+      await this.#queue.remove(id).catch(() => 0);
+    }
+    await this.#redis.del(key);
+  }
+
+  async waiting(): Promise<number> {
+    const c = await this.#queue.getJobCounts('waiting', 'prioritized', 'paused', 'delayed');
+    return Object.values(c).reduce((a, b) => a + b, 0);
+  }
+
+  async claim(owner: string, limit: number): Promise<Job[]> {
+    const out: Job[] = [];
+    while (out.length < limit && !this.#closing) {
+      let held = this.#ready.shift();
+      if (!held) {
+        const token = `${owner}:${++this.#tokens}`;
+        const bull = (await this.#worker.getNextJob(token, { block: false })) as Bull | undefined;
+        if (!bull) break;
+        held = { bull, token };
+      }
+      this.#held.set(Number(held.bull.id), held);
+      out.push(toJob(held.bull, 'active', owner, this.#o.leaseMs));
+    }
+    return out;
+  }
+
+  async heartbeat(_owner: string, ids: number[]): Promise<number[]> {
+    // Prefetched jobs are held too: their locks are kept until a claim hands them out.
+    const held = [...new Set([...ids, ...this.#ready.map((h) => Number(h.bull.id))])]
+      .map((id) => this.#held.get(id) ?? this.#ready.find((h) => Number(h.bull.id) === id))
+      .filter((h): h is Held => h !== undefined);
+    const unknown = ids.filter((id) => !this.#held.has(id));
+    if (held.length === 0) return unknown;
+    const failed = await this.#worker.extendJobLocks(
+      held.map((h) => h.bull.id!),
+      held.map((h) => h.token),
+      this.#o.leaseMs,
+    );
+    const lost = failed.map(Number);
+    for (const id of lost) {
+      const i = this.#ready.findIndex((h) => Number(h.bull.id) === id);
+      if (i >= 0) this.#ready.splice(i, 1); // another process has it now
+    }
+    return [...unknown, ...lost.filter((id) => ids.includes(id))];
+  }
+
+  async complete(job: Job, _owner: string, result: unknown): Promise<boolean> {
+    const held = this.#held.get(job.id);
+    if (!held) return false;
+    this.#held.delete(job.id);
+    const fetchNext = this.#o.prefetch && !this.#closing;
+    let next: unknown;
+    try {
+      next = await held.bull.moveToCompleted(result ?? null, held.token, fetchNext);
+    } catch (err) {
+      if (lockLost(err)) return false;
+      throw err;
+    }
+    if (Array.isArray(next) && next[0]) {
+      // The job data of the next job, already moved to active and locked with this token (as BullMQ's own
+      // worker does after a completion).
+      const worker = this.#worker as unknown as {
+        nextJobFromJobData(data: unknown, id: string, token: string): Promise<Bull | undefined>;
+      };
+      const bull = await worker.nextJobFromJobData(next[0], next[1] as string, held.token);
+      if (bull) {
+        if (this.#closing) await bull.moveToWait(held.token).catch(() => {});
+        else this.#ready.push({ bull, token: held.token });
+      }
+    }
+    return true;
+  }
+
+  async fail(
+    job: Job,
+    _owner: string,
+    error: { message: string; code?: string },
+    permanent: boolean,
+  ): Promise<FailOutcome> {
+    const held = this.#held.get(job.id);
+    if (!held) return 'lost';
+    this.#held.delete(job.id);
+    const { bull, token } = held;
+    const dead = permanent || bull.attemptsMade + 1 >= (bull.opts.attempts ?? 1);
+    try {
+      if (error.code) await bull.updateData({ ...bull.data, errorCode: error.code });
+      else if (bull.data.errorCode) await bull.updateData({ fileId: bull.data.fileId, kind: bull.data.kind });
+      if (permanent) bull.discard();
+      await bull.moveToFailed(new Error(error.message), token, false);
+    } catch (err) {
+      if (lockLost(err)) return 'lost';
+      throw err;
+    }
+    return dead ? 'dead' : 'retrying';
+  }
+
+  async release(job: Job, _owner: string): Promise<boolean> {
+    const held = this.#held.get(job.id);
+    if (!held) return false;
+    this.#held.delete(job.id);
+    try {
+      await held.bull.moveToWait(held.token);
+      return true;
+    } catch (err) {
+      if (lockLost(err)) return false;
+      throw err;
+    }
+  }
+
+  async retry(id: number): Promise<Job | undefined> {
+    const bull = (await BullJob.fromId(this.#queue, String(id))) as Bull | undefined;
+    if (!bull || (await bull.getState()) !== 'failed') return undefined;
+    await bull.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true });
+    return this.get(id);
+  }
+
+  async get(id: number): Promise<Job | undefined> {
+    if (!Number.isSafeInteger(id) || id < 1) return undefined;
+    const bull = (await BullJob.fromId(this.#queue, String(id))) as Bull | undefined;
+    if (!bull) return undefined;
+    const job = toJob(bull, STATE_OF[await bull.getState()] ?? 'queued');
+    await this.#withOwners([job]);
+    return job;
+  }
+
+  /**
+   * Fills in which process holds each active job: the lock's token is `<owner>:<n>`. Operators (and the two-node
+   * test) see which machine and pid is running what.
+   */
+  async #withOwners(jobs: Job[]): Promise<Job[]> {
+    const active = jobs.filter((j) => j.state === 'active');
+    if (active.length === 0) return jobs;
+    const tokens = await this.#redis.mget(...active.map((j) => `${this.#prefix}:${this.name}:${j.id}:lock`));
+    active.forEach((j, i) => {
+      const token = tokens[i];
+      j.leaseOwner = token ? token.slice(0, token.lastIndexOf(':')) : null;
+    });
+    return jobs;
+  }
+
+  async list(filter: { state?: JobState; fileId?: string; limit?: number; before?: number }): Promise<Job[]> {
+    const limit = filter.limit ?? 100;
+    let jobs: Job[];
+    if (filter.fileId) {
+      const ids = await this.#redis.smembers(this.#fileKey(filter.fileId));
+      jobs = (await Promise.all(ids.map((id) => this.get(Number(id))))).filter(
+        (j): j is Job => j !== undefined,
+      );
+      if (filter.state) jobs = jobs.filter((j) => j.state === filter.state);
+    } else {
+      const states = filter.state ? [filter.state] : JOB_STATES;
+      // Each BullMQ list is read newest first; `before` pages by id, so read enough to reach past it.
+      const depth = filter.before === undefined ? limit : limit + 1_000;
+      const lists = await Promise.all(
+        states.map(async (state) => {
+          const bulls = (await this.#queue.getJobs(TYPES_OF[state], 0, depth - 1, false)) as Bull[];
+          return bulls.filter(Boolean).map((b) => toJob(b, state));
+        }),
+      );
+      jobs = lists.flat();
+    }
+    if (filter.before !== undefined) jobs = jobs.filter((j) => j.id < filter.before!);
+    return this.#withOwners(jobs.sort((a, b) => b.id - a.id).slice(0, limit));
+  }
+
+  async counts(): Promise<JobCounts> {
+    const c = await this.#queue.getJobCounts(
+      'waiting',
+      'prioritized',
+      'paused',
+      'waiting-children',
+      'active',
+      'delayed',
+      'completed',
+      'failed',
+    );
+    const counts = Object.fromEntries(JOB_STATES.map((s) => [s, 0])) as JobCounts;
+    for (const [type, n] of Object.entries(c)) {
+      const state = STATE_OF[type];
+      if (state) counts[state] += n;
+    }
+    return counts;
+  }
+
+  /** Wakes `listener` when BullMQ reports a job waiting (added on any node, or back from a retry's delay). */
+  onReady(listener: () => void): () => void {
+    this.#events ??= new QueueEvents(this.name, {
+      connection: this.#connection,
+      prefix: this.#prefix,
+      blockingTimeout: 1_000,
+    });
+    this.#events.on('error', () => {});
+    this.#events.on('waiting', listener);
+    return () => this.#events?.off('waiting', listener);
+  }
+
+  /** Gives prefetched jobs back, then closes BullMQ's and this class's connections. Idempotent. */
+  close(): Promise<void> {
+    this.#closed ??= (async () => {
+      this.#closing = true;
+      for (const h of this.#ready.splice(0)) await h.bull.moveToWait(h.token).catch(() => {});
+      await Promise.allSettled([this.#worker.close(true), this.#queue.close(), this.#events?.close()]);
+      this.#redis.disconnect();
+    })();
+    return this.#closed;
+  }
+
+  /** Deletes the queue and everything in it (tests and benchmarks). */
+  async obliterate(): Promise<void> {
+    await this.#queue.obliterate({ force: true });
+    const keys = await this.#redis.keys(`${this.#prefix}:${this.name}:weft-file:*`);
+    if (keys.length) await this.#redis.del(...keys);
+  }
+}
+
+function toJob(b: Bull, state: JobState, owner?: string, leaseMs?: number): Job {
+  const now = Date.now();
+  const attempts = state === 'active' ? b.attemptsMade + 1 : b.attemptsMade;
+  const finished = state === 'completed' || state === 'dead';
+  return {
+    id: Number(b.id),
+    fileId: b.data.fileId,
+    kind: b.data.kind ?? b.name,
+    state,
+    attempts,
+    maxAttempts: b.opts.attempts ?? 1,
+    runAt: b.timestamp + (b.delay ?? 0),
+    leaseOwner: owner ?? null,
+    leaseUntil: owner && leaseMs ? now + leaseMs : null,
+    lastError: b.failedReason || null,
+    errorCode: state === 'dead' || state === 'retrying' ? (b.data.errorCode ?? null) : null,
+    result: state === 'completed' ? (b.returnvalue ?? null) : null,
+    createdAt: b.timestamp,
+    updatedAt: b.finishedOn ?? b.processedOn ?? b.timestamp,
+    startedAt: b.processedOn ?? null,
+    finishedAt: finished ? (b.finishedOn ?? null) : null,
+  };
+}
+
+/** BullMQ's scripts refuse a move whose lock token does not match (or whose job is gone) with these messages. */
+function lockLost(err: unknown): boolean {
+  const message = (err as Error)?.message ?? '';
+  return /Missing lock|Lock mismatch|Missing key|not in the active state/i.test(message);
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    promise,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}

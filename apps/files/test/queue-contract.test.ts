@@ -1,0 +1,333 @@
+// The JobQueue contract, run against the embedded SQLite queue and the BullMQ adapter alike: two instances on one
+// store stand for two processes (or machines). Leases, stalled-job recovery, retries with backoff, dead letters,
+// release, retry, listing and counts. Time is real here (BullMQ keeps its own clock in Redis), so leases and retry
+// delays are short and every wait polls a condition with a deadline.
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { openDatabase } from '../src/db.ts';
+import { BullQueue, parseQueueUrl } from '../src/queue/bullmq.ts';
+import { SqliteQueue } from '../src/queue/sqlite.ts';
+import type { JobQueue } from '../src/queue/types.ts';
+import { REDIS_URL, serviceSkip } from './services.ts';
+
+const LEASE = 600;
+const RETRY = 100;
+
+interface Pair {
+  a: JobQueue;
+  b: JobQueue;
+  close(): Promise<void>;
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'files-contract-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+async function sqlitePair(): Promise<Pair> {
+  const path = join(dir, `${randomUUID()}.db`);
+  const dbs = [openDatabase(path), openDatabase(path)];
+  const options = { leaseMs: LEASE, retryDelayMs: RETRY };
+  return {
+    a: new SqliteQueue(dbs[0]!, options),
+    b: new SqliteQueue(dbs[1]!, options),
+    async close() {
+      for (const db of dbs) db.close();
+    },
+  };
+}
+
+async function bullPair(): Promise<Pair> {
+  const url = `${REDIS_URL}?queue=contract-${randomUUID()}`;
+  const options = { url, leaseMs: LEASE, retryDelayMs: RETRY, stalledIntervalMs: LEASE / 2 };
+  const a = await BullQueue.open(options);
+  const b = await BullQueue.open(options);
+  return {
+    a,
+    b,
+    async close() {
+      // A test may have closed `a`: a fresh connection deletes the queue.
+      const cleaner = await BullQueue.open(options);
+      await cleaner.obliterate();
+      await Promise.all([cleaner.close(), a.close(), b.close()]);
+    },
+  };
+}
+
+/** Polls `check` until it returns a value other than undefined; fails naming `what` after `ms`. */
+async function until<T>(what: string, check: () => Promise<T | undefined>, ms = 10_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+const claimOne = (q: JobQueue, owner: string, what: string, ms?: number) =>
+  until(what, async () => (await q.claim(owner, 1))[0], ms);
+
+function contract(name: string, make: () => Promise<Pair>, skip: string | false) {
+  describe(`JobQueue contract: ${name}`, { skip }, () => {
+    const withPair = (fn: (p: Pair) => Promise<void>) => async () => {
+      const p = await make();
+      try {
+        await fn(p);
+      } finally {
+        await p.close();
+      }
+    };
+
+    it(
+      'hands each job to one process only, oldest first',
+      withPair(async ({ a, b }) => {
+        for (let i = 0; i < 5; i++) await a.add(`f${i}`, ['image'], 3);
+        const first = await a.claim('A', 3);
+        const second = await b.claim('B', 10);
+        assert.deepEqual(
+          first.map((j) => j.fileId),
+          ['f0', 'f1', 'f2'],
+        );
+        assert.deepEqual(
+          second.map((j) => j.fileId),
+          ['f3', 'f4'],
+        );
+        assert.ok(first.every((j) => j.state === 'active' && j.attempts === 1 && j.leaseOwner === 'A'));
+        assert.deepEqual(await a.claim('A', 5), []);
+        const counts = await b.counts();
+        assert.equal(counts.active, 5);
+        assert.equal(await a.waiting(), 0);
+      }),
+    );
+
+    it(
+      'completes a job for its owner only, with its result',
+      withPair(async ({ a, b }) => {
+        const [added] = await a.add('f', ['csv'], 3);
+        assert.equal(added?.state, 'queued');
+        assert.equal(added?.kind, 'csv');
+        assert.equal(await a.waiting(), 1);
+        const [job] = await a.claim('A', 1);
+        assert.ok(job);
+        assert.equal(await b.complete(job, 'B', { rows: 1 }), false, 'another process cannot complete it');
+        assert.equal(await a.complete(job, 'A', { rows: 2 }), true);
+        const done = await b.get(job.id);
+        assert.equal(done?.state, 'completed');
+        assert.deepEqual(done?.result, { rows: 2 });
+        assert.equal(done?.attempts, 1);
+        assert.ok(done?.finishedAt);
+        assert.equal(await a.complete(job, 'A', {}), false, 'twice is refused');
+      }),
+    );
+
+    it(
+      'keeps a job leased while its owner beats, and gives it to another process once the beats stop',
+      withPair(async ({ a, b }) => {
+        await a.add('f', ['image'], 3);
+        const [job] = await a.claim('A', 1);
+        assert.ok(job);
+        // Beat for twice the lease: nobody else gets it meanwhile.
+        const end = Date.now() + 2 * LEASE;
+        while (Date.now() < end) {
+          assert.deepEqual(await a.heartbeat('A', [job.id]), []);
+          assert.deepEqual(await b.claim('B', 1), []);
+          await new Promise((r) => setTimeout(r, LEASE / 4));
+        }
+        // "Process A dies": no more beats. B gets the job back, on its second attempt.
+        const again = await claimOne(b, 'B', 'the stalled job to come back to another process');
+        assert.equal(again.id, job.id);
+        assert.equal(again.leaseOwner, 'B');
+        assert.equal(await a.complete(job, 'A', {}), false, 'the old owner lost it');
+        assert.ok((await a.heartbeat('A', [job.id])).includes(job.id), 'its heartbeat says so');
+        assert.equal(await b.complete(again, 'B', { ok: true }), true);
+        assert.equal((await a.get(job.id))?.state, 'completed');
+      }),
+    );
+
+    it(
+      'retries a failed attempt after a backoff, then dead-letters it with its error when attempts run out',
+      withPair(async ({ a, b }) => {
+        await a.add('f', ['image'], 2);
+        const [job] = await a.claim('A', 1);
+        assert.ok(job);
+        assert.equal(await a.fail(job, 'A', { message: 'flaky', code: 'E_FLAKY' }, false), 'retrying');
+        const waitingRetry = await b.get(job.id);
+        assert.equal(waitingRetry?.state, 'retrying');
+        assert.equal(waitingRetry?.lastError, 'flaky');
+        assert.equal(await b.waiting(), 1, 'a job waiting for its retry counts as waiting');
+        const second = await claimOne(b, 'B', 'the retry after its backoff');
+        assert.equal(second.id, job.id);
+        assert.equal(second.attempts, 2);
+        assert.equal(await b.fail(second, 'B', { message: 'flaky again', code: 'E_FLAKY' }, false), 'dead');
+        const dead = await a.get(job.id);
+        assert.equal(dead?.state, 'dead');
+        assert.equal(dead?.lastError, 'flaky again');
+        assert.equal(dead?.errorCode, 'E_FLAKY');
+        assert.deepEqual(
+          (await a.list({ state: 'dead' })).map((j) => j.id),
+          [job.id],
+        );
+        assert.equal((await a.counts()).dead, 1);
+        assert.equal(
+          await a.fail(second, 'B', { message: 'x' }, false),
+          'lost',
+          'a finished job cannot fail',
+        );
+      }),
+    );
+
+    it(
+      'dead-letters a permanent error at once, and retry() puts it back with fresh attempts',
+      withPair(async ({ a }) => {
+        await a.add('f', ['image'], 5);
+        const [job] = await a.claim('A', 1);
+        assert.ok(job);
+        assert.equal(await a.fail(job, 'A', { message: 'bad image', code: 'E_BAD' }, true), 'dead');
+        assert.equal((await a.get(job.id))?.state, 'dead');
+        const again = await a.retry(job.id);
+        assert.equal(again?.state, 'queued');
+        assert.equal(again?.attempts, 0);
+        assert.equal(await a.retry(job.id), undefined, 'only a dead job can be retried');
+        assert.equal(await a.retry(999_999), undefined);
+        const [next] = await a.claim('A', 1);
+        assert.equal(next?.id, job.id);
+        assert.equal(next?.attempts, 1);
+      }),
+    );
+
+    it(
+      'releases a job at shutdown without counting the attempt',
+      withPair(async ({ a, b }) => {
+        await a.add('f', ['image'], 3);
+        const [job] = await a.claim('A', 1);
+        assert.ok(job);
+        assert.equal(await b.release(job, 'B'), false, 'not its to release');
+        assert.equal(await a.release(job, 'A'), true);
+        assert.equal((await a.get(job.id))?.state, 'queued');
+        const [again] = await b.claim('B', 1);
+        assert.equal(again?.id, job.id);
+        assert.equal(again?.attempts, 1, 'the released attempt did not count');
+      }),
+    );
+
+    it(
+      "lists jobs by state and by file, newest first, pages with `before`, and removes a file's jobs",
+      withPair(async ({ a, b }) => {
+        const [x1, x2] = await a.add('x', ['image', 'csv'], 3);
+        const [y1] = await b.add('y', ['image'], 3);
+        assert.ok(x1 && x2 && y1);
+        assert.deepEqual((await a.list({ fileId: 'x' })).map((j) => j.kind).sort(), ['csv', 'image']);
+        assert.deepEqual(
+          (await a.list({ state: 'queued' })).map((j) => j.id),
+          [y1.id, x2.id, x1.id],
+        );
+        assert.deepEqual(
+          (await a.list({ limit: 2 })).map((j) => j.id),
+          [y1.id, x2.id],
+        );
+        assert.deepEqual(
+          (await a.list({ before: x2.id })).map((j) => j.id),
+          [x1.id],
+        );
+        assert.equal(await a.get(123_456_789), undefined);
+        await a.removeForFile('x');
+        assert.deepEqual(await a.list({ fileId: 'x' }), []);
+        assert.equal(await a.get(x1.id), undefined);
+        assert.equal((await b.counts()).queued, 1);
+        assert.equal(await a.waiting(), 1);
+      }),
+    );
+
+    it(
+      'closes idempotently',
+      withPair(async ({ a }) => {
+        await Promise.all([a.close(), a.close()]);
+      }),
+    );
+  });
+}
+
+const redisSkip = await serviceSkip({ redis: REDIS_URL });
+contract('SQLite (embedded)', sqlitePair, false);
+contract('BullMQ on Redis', bullPair, redisSkip);
+
+describe('BullQueue specifics', { skip: redisSkip }, () => {
+  it('wakes an idle node when another node queues a job (onReady)', async () => {
+    const { a, b, close } = await bullPair();
+    try {
+      let fired = 0;
+      const off = a.onReady?.(() => fired++);
+      assert.ok(off, 'the BullMQ queue has onReady');
+      // QueueEvents reads only events newer than its first read: queue one job at a time until one wakes A.
+      const woke = await until(
+        'onReady to fire for a job queued by another node',
+        async () => {
+          await b.add(`f${Date.now()}`, ['image'], 1);
+          const deadline = Date.now() + 500;
+          while (fired === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+          return fired > 0 ? fired : undefined;
+        },
+        5_000,
+      );
+      assert.ok(woke >= 1);
+      off();
+    } finally {
+      await close();
+    }
+  });
+
+  it('hands out the job fetched with a completion first, and gives it back at close', async () => {
+    const { a, b, close } = await bullPair();
+    try {
+      await a.add('f1', ['image'], 3);
+      await a.add('f2', ['image'], 3);
+      const [first] = await a.claim('A', 1);
+      assert.ok(first);
+      assert.equal(await a.complete(first, 'A', null), true);
+      // f2 was taken with the completion: B cannot have it, A's next claim has it without asking Redis.
+      assert.deepEqual(await b.claim('B', 1), []);
+      assert.equal((await a.counts()).active, 1);
+      await a.close();
+      const [second] = await b.claim('B', 1);
+      assert.equal(second?.fileId, 'f2');
+      assert.equal(second?.attempts, 1, 'a job given back at close was not an attempt');
+    } finally {
+      await close();
+    }
+  });
+
+  it('fails with ERR_WEFT_FILES_REDIS, without the password, when Redis does not answer', async () => {
+    const started = Date.now();
+    await assert.rejects(
+      BullQueue.open({ url: 'redis://user:s3cret@127.0.0.1:1', leaseMs: 1_000, retryDelayMs: 100 }, 1_500),
+      (err: Error & { code?: string }) => {
+        assert.equal(err.code, 'ERR_WEFT_FILES_REDIS');
+        assert.match(err.message, /127\.0\.0\.1:1/);
+        assert.doesNotMatch(err.message, /s3cret/);
+        return true;
+      },
+    );
+    assert.ok(Date.now() - started < 5_000, 'gave up in bounded time');
+  });
+});
+
+describe('parseQueueUrl', () => {
+  it('reads host, port, db, credentials, queue name and prefix', () => {
+    const p = parseQueueUrl('redis://u:p%40ss@redis.internal:6380/2?queue=files&prefix=wf');
+    assert.deepEqual(p, {
+      connection: { host: 'redis.internal', port: 6380, db: 2, username: 'u', password: 'p@ss' },
+      name: 'files',
+      prefix: 'wf',
+    });
+    assert.equal(parseQueueUrl('redis://127.0.0.1').name, 'weft-files');
+  });
+
+  it('refuses what is not a Redis URL with ERR_WEFT_FILES_CONFIG', () => {
+    for (const url of ['http://x', 'not a url', 'redis://h/abc']) {
+      assert.throws(() => parseQueueUrl(url), { code: 'ERR_WEFT_FILES_CONFIG' });
+    }
+  });
+});

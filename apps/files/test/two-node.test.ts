@@ -1,0 +1,263 @@
+// Two "machines": two `weft start` supervisors on different ports sharing Redis (BullMQ queue and event bus),
+// PostgreSQL (file records, CSV tables) and an S3-compatible server (s3rver on loopback). 200 files are uploaded
+// over both; one whole supervisor is killed with SIGKILL mid-run; every job still completes exactly once, every file
+// is readable from either node (the dead one restarted), and a rolling reload of a node under upload load fails no
+// upload. Needs Redis and PostgreSQL: skipped with the reason without them, failing under WEFT_REQUIRE_SERVICES=1.
+import assert from 'node:assert/strict';
+import { createHash, randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
+import S3rver from 's3rver';
+import type { FilesEvent } from '../src/events.ts';
+import { RedisEventBus } from '../src/events-redis.ts';
+import { type Cluster, startCluster, until, uploadLoad, weft } from './cluster-helpers.ts';
+import { makeImage } from './helpers.ts';
+import { DATABASE_URL, REDIS_URL, serviceSkip } from './services.ts';
+
+const skip = await serviceSkip({ redis: REDIS_URL, postgres: DATABASE_URL });
+
+interface Uploaded {
+  id: string;
+  sha256: string;
+  kind: 'image' | 'csv';
+  jobs: number[];
+}
+
+interface JobView {
+  id: number;
+  kind: string;
+  state: string;
+  attempts: number;
+  leaseOwner: string | null;
+}
+
+const FILES = 200;
+const CSVS = 20;
+
+describe('two nodes sharing Redis, PostgreSQL and S3', { skip }, () => {
+  const id = randomUUID().slice(0, 8);
+  const schema = `twonode_${id}`;
+  const queue = `twonode-${id}`;
+  const s3dir = mkdtempSync(join(tmpdir(), 'files-two-node-s3-'));
+  const s3 = new S3rver({
+    port: 0,
+    address: '127.0.0.1',
+    silent: true,
+    directory: s3dir,
+    configureBuckets: [{ name: 'media' }],
+  });
+  const admin = new pg.Client({ connectionString: DATABASE_URL });
+  let env: Record<string, string>;
+  let bus: RedisEventBus;
+  let a: Cluster;
+  let b: Cluster;
+  const uploaded: Uploaded[] = [];
+
+  before(async () => {
+    const { port } = await s3.run();
+    await admin.connect();
+    await admin.query(`CREATE SCHEMA ${schema}`);
+    const database = new URL(DATABASE_URL);
+    database.searchParams.set('options', `-c search_path=${schema}`);
+    env = {
+      QUEUE_URL: `${REDIS_URL}?queue=${queue}`,
+      DATABASE_URL: database.href,
+      STORAGE_URL: `s3://S3RVER:S3RVER@media/${id}?endpoint=http://127.0.0.1:${port}`,
+      // A dead node's jobs come back after their lease; short here so the test does not wait 30 s.
+      FILES_LEASE: '2s',
+      // Two supervisors and this test share 2 cores: event-loop delay is not what this test is about.
+      FILES_MAX_EVENT_LOOP_DELAY: '10s',
+      FILES_CONCURRENCY: '1',
+    };
+    bus = await RedisEventBus.open(REDIS_URL, { stream: `bull:${queue}:weft-events` });
+    [a, b] = await Promise.all([startCluster(env), startCluster(env)]);
+  });
+
+  after(async () => {
+    await bus?.close();
+    for (const c of [a, b]) {
+      if (c && c.child.exitCode === null && c.child.signalCode === null) await weft(c, ['stop']);
+    }
+    // The queue's keys, then the schema, the bucket and its directory.
+    const { BullQueue } = await import('../src/queue/bullmq.ts');
+    const q = await BullQueue.open({ url: env.QUEUE_URL!, leaseMs: 1_000, retryDelayMs: 100 });
+    await q.obliterate();
+    await q.close();
+    const { Redis } = await import('ioredis');
+    const redis = new Redis(REDIS_URL);
+    await redis.del(`bull:${queue}:weft-events`, `bull:${queue}:weft-events:seq`);
+    redis.disconnect();
+    await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+    await admin.end();
+    await s3.close();
+    rmSync(s3dir, { recursive: true, force: true });
+  });
+
+  it('kill -9 of a whole node mid-run: every job completes exactly once, every file readable from both', async () => {
+    // 180 small images and 20 CSVs, alternately to each node, 8 at a time.
+    const bodies = await Promise.all(
+      Array.from({ length: FILES }, async (_, i) =>
+        i % (FILES / CSVS) === 0
+          ? { name: `t${i}.csv`, kind: 'csv' as const, body: Buffer.from(csv(i)) }
+          : { name: `p${i}.png`, kind: 'image' as const, body: await makeImage('png', 160 + i, 120) },
+      ),
+    );
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 8 }, async () => {
+        while (next < bodies.length) {
+          const i = next++;
+          const f = bodies[i]!;
+          const node = i % 2 === 0 ? a : b;
+          const res = await fetch(`${node.url}/files?name=${f.name}`, { method: 'POST', body: f.body });
+          assert.equal(res.status, 201, `upload ${f.name} to ${node.url}`);
+          const up = (await res.json()) as { id: string; sha256: string; jobs: { id: number }[] };
+          assert.equal(up.sha256, sha(f.body));
+          uploaded.push({ id: up.id, sha256: up.sha256, kind: f.kind, jobs: up.jobs.map((j) => j.id) });
+        }
+      }),
+    );
+    assert.equal(uploaded.length, FILES);
+    const jobIds = uploaded.flatMap((u) => u.jobs);
+    assert.equal(jobIds.length, FILES, 'one job per file');
+
+    // Mid-run: node A holds a job while others are done. Then the whole of A dies at once.
+    const pidsOfA = await workerPids(a);
+    const heldByA = await until(
+      async () => ({ counts: await counts(b), active: await activeJobs(b) }),
+      (v) =>
+        v.counts.completed >= 20 &&
+        v.active.some((j) => pidsOfA.includes(ownerPid(j.leaseOwner))) &&
+        v.counts.completed < FILES - 20,
+      60_000,
+      'node A to hold a job mid-run',
+    );
+    process.kill(-a.child.pid!, 'SIGKILL');
+    await a.exit;
+    const orphans = heldByA.active.filter((j) => pidsOfA.includes(ownerPid(j.leaseOwner))).map((j) => j.id);
+    assert.ok(orphans.length > 0);
+
+    // B takes over A's jobs once their leases expire, and finishes everything.
+    const end = await until(
+      () => counts(b),
+      (k) => k.completed === FILES,
+      120_000,
+      'every job to complete on the surviving node',
+    );
+    assert.deepEqual(end, { queued: 0, active: 0, retrying: 0, completed: FILES, dead: 0 });
+
+    // Exactly once: one completion event per job, across both nodes; A's orphans were completed by B.
+    const events = (await bus.since(0, 100_000)).filter(
+      (e): e is Extract<FilesEvent, { type: 'job.completed' }> => e.type === 'job.completed',
+    );
+    const perJob = new Map<number, FilesEvent[]>();
+    for (const e of events) perJob.set(e.data.jobId, [...(perJob.get(e.data.jobId) ?? []), e]);
+    assert.deepEqual(
+      [...perJob.entries()].filter(([, list]) => list.length > 1).map(([job]) => job),
+      [],
+      'no job completed twice',
+    );
+    const pidsOfB = await workerPids(b);
+    for (const orphan of orphans) {
+      const by = perJob.get(orphan)?.[0]?.pid;
+      assert.ok(
+        by !== undefined && pidsOfB.includes(by),
+        `job ${orphan}, held by A when it died, completed on B`,
+      );
+    }
+    assert.ok(perJob.size >= FILES - orphans.length, 'every job reported its completion');
+
+    // The machine comes back on its port; every file is readable from either node, with its outputs.
+    a = await startCluster(env, { port: Number(new URL(a.url).port) });
+    for (const node of [a, b]) {
+      for (const u of uploaded) {
+        const meta = (await (await fetch(`${node.url}/files/${u.id}`)).json()) as {
+          jobs: JobView[];
+          derived: { name: string }[];
+        };
+        assert.deepEqual(
+          meta.jobs.map((j) => [j.kind, j.state]),
+          [[u.kind, 'completed']],
+          `file ${u.id}: its one job, completed`,
+        );
+        const content = Buffer.from(await (await fetch(`${node.url}/files/${u.id}/content`)).arrayBuffer());
+        assert.equal(sha(content), u.sha256, `file ${u.id} whole from ${node.url}`);
+        if (u.kind === 'image') {
+          assert.deepEqual(meta.derived.map((d) => d.name).sort(), ['display.webp', 'thumbnail.webp']);
+          const thumb = await fetch(`${node.url}/files/${u.id}/derived/thumbnail.webp`);
+          assert.equal(thumb.status, 200);
+          await thumb.arrayBuffer();
+        }
+      }
+    }
+    // The CSV tables are in PostgreSQL, each loaded once.
+    for (const u of uploaded.filter((x) => x.kind === 'csv')) {
+      const table = `csv_${u.id.replaceAll('-', '')}`;
+      const { rows } = await admin.query(`SELECT count(*)::int AS n FROM ${schema}.${table}`);
+      assert.equal(rows[0].n, 50, `table ${table} has each row once`);
+    }
+  });
+
+  it('rolling reload of a node under upload load: no failed upload', async () => {
+    const stop = new AbortController();
+    const load = uploadLoad(b.url, 4, stop.signal);
+    const reload = await weft(b, ['reload']);
+    assert.equal(reload.code, 0, reload.stderr);
+    assert.match(reload.stdout, /reloaded: 2 workers replaced/);
+    stop.abort();
+    const results = await load;
+    assert.deepEqual(
+      results.filter((r) => r.status !== 201),
+      [],
+      'every upload during the reload succeeded',
+    );
+    assert.ok(results.length >= 10, `uploads kept flowing (${results.length})`);
+    // What was accepted during the reload is readable from the other node.
+    for (const r of results) {
+      const content = Buffer.from(await (await fetch(`${a.url}/files/${r.id}/content`)).arrayBuffer());
+      assert.equal(sha(content), r.sent, `upload ${r.id} whole from the other node`);
+    }
+  });
+});
+
+function sha(body: Buffer): string {
+  return createHash('sha256').update(body).digest('hex');
+}
+
+function csv(i: number): string {
+  const rows = Array.from({ length: 50 }, (_, r) => `${r},item ${i}-${r},${(r * 1.5).toFixed(1)}`);
+  return `n,name,price\n${rows.join('\n')}\n`;
+}
+
+interface Counts {
+  queued: number;
+  active: number;
+  retrying: number;
+  completed: number;
+  dead: number;
+}
+
+async function counts(c: Cluster): Promise<Counts> {
+  return ((await (await fetch(`${c.url}/jobs?limit=1`)).json()) as { counts: Counts }).counts;
+}
+
+async function activeJobs(c: Cluster): Promise<JobView[]> {
+  return ((await (await fetch(`${c.url}/jobs?state=active`)).json()) as { jobs: JobView[] }).jobs;
+}
+
+/** The worker pids of a supervisor, from `weft status --json`. */
+async function workerPids(c: Cluster): Promise<number[]> {
+  const status = await weft(c, ['status', '--json']);
+  assert.equal(status.code, 0, status.stderr);
+  return (JSON.parse(status.stdout) as { slots: { pid?: number }[] }).slots
+    .map((s) => s.pid)
+    .filter((p): p is number => p !== undefined);
+}
+
+/** A lease owner is `<host>:<pid>:<id>`. */
+function ownerPid(owner: string | null): number {
+  return Number(owner?.split(':')[1] ?? Number.NaN);
+}
