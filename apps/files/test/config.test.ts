@@ -63,6 +63,21 @@ describe('configuration', () => {
     );
     assert.throws(() => loadConfig({ FILES_CONFIG: 'missing.json' }, dir), configError(/Cannot read/));
   });
+
+  it('takes a Redis queue and a PostgreSQL database by URL, and refuses other schemes without their password', () => {
+    const c = loadConfig({ QUEUE_URL: 'redis://h:6379/1?queue=q', DATABASE_URL: 'postgresql://u@h/db' }, dir);
+    assert.equal(c.queueUrl, 'redis://h:6379/1?queue=q');
+    assert.equal(c.databaseUrl, 'postgresql://u@h/db');
+    assert.equal(loadConfig({}, dir).queueUrl, undefined);
+    const refused = (env: NodeJS.ProcessEnv, re: RegExp) =>
+      assert.throws(
+        () => loadConfig(env, dir),
+        (err: Error & { code?: string }) =>
+          err.code === 'ERR_WEFT_FILES_CONFIG' && re.test(err.message) && !err.message.includes('s3cret'),
+      );
+    refused({ QUEUE_URL: 'amqp://u:s3cret@h' }, /"queueUrl".*redis:\/\//);
+    refused({ DATABASE_URL: 'mysql://u:s3cret@h/db' }, /"databaseUrl".*postgres:\/\//);
+  });
 });
 
 describe('uploads: names and types', () => {

@@ -1,0 +1,200 @@
+// The service in-process on the remote backends (QUEUE_URL on Redis, DATABASE_URL on PostgreSQL, STORAGE_URL on
+// s3rver): two instances are two machines. What one records, the other serves; events cross between them; the
+// queue depth feeds load shedding; a backend that does not answer stops the start with its own code.
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import S3rver from 's3rver';
+import { loadConfig } from '../src/config.ts';
+import type { FilesEvent } from '../src/events.ts';
+import { silentLogger } from '../src/logger.ts';
+import { BullQueue } from '../src/queue/bullmq.ts';
+import { createService } from '../src/service.ts';
+import { makeImage, type Running, startService, waitFor } from './helpers.ts';
+import { DATABASE_URL, REDIS_URL, serviceSkip } from './services.ts';
+
+const skip = await serviceSkip({ redis: REDIS_URL, postgres: DATABASE_URL });
+
+describe('two services on Redis, PostgreSQL and S3', { skip }, () => {
+  const id = randomUUID().slice(0, 8);
+  const schema = `remote_${id}`;
+  const queueUrl = `${REDIS_URL}?queue=remote-${id}`;
+  const s3dir = mkdtempSync(join(tmpdir(), 'files-remote-s3-'));
+  const s3 = new S3rver({
+    port: 0,
+    address: '127.0.0.1',
+    silent: true,
+    directory: s3dir,
+    configureBuckets: [{ name: 'media' }],
+  });
+  const admin = new pg.Client({ connectionString: DATABASE_URL });
+  let a: Running;
+  let b: Running;
+  let remote: { queueUrl: string; databaseUrl: string; storageUrl: string };
+
+  before(async () => {
+    const { port } = await s3.run();
+    await admin.connect();
+    await admin.query(`CREATE SCHEMA ${schema}`);
+    const database = new URL(DATABASE_URL);
+    database.searchParams.set('options', `-c search_path=${schema}`);
+    remote = {
+      queueUrl,
+      databaseUrl: database.href,
+      storageUrl: `s3://S3RVER:S3RVER@media/${id}?endpoint=http://127.0.0.1:${port}`,
+    };
+    a = await startService(remote);
+    b = await startService(remote);
+  });
+
+  after(async () => {
+    await a?.stop();
+    await b?.stop();
+    const q = await BullQueue.open({ url: queueUrl, leaseMs: 1_000, retryDelayMs: 100 });
+    await q.obliterate();
+    await q.close();
+    const redis = new Redis(REDIS_URL);
+    await redis.del(`bull:remote-${id}:weft-events`, `bull:remote-${id}:weft-events:seq`);
+    redis.disconnect();
+    await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+    await admin.end();
+    await s3.close();
+    rmSync(s3dir, { recursive: true, force: true });
+  });
+
+  it('uses no SQLite file when the queue and the catalog are remote', () => {
+    assert.equal(a.db, undefined);
+    assert.equal(a.catalog.csvDatabase, remote.databaseUrl);
+  });
+
+  it('an upload to one node: the other sees its events, serves its record, content and outputs', async () => {
+    const seenOnB: FilesEvent[] = [];
+    const off = b.bus.on('*', (e) => seenOnB.push(e));
+    // The tail starts from the newest event once the bus has answered a command after on().
+    await b.bus.since(Number.MAX_SAFE_INTEGER, 1);
+    const jpeg = await makeImage('jpeg', 800, 600);
+    const res = await fetch(`${a.url}/files?name=cross.jpg`, { method: 'POST', body: jpeg });
+    assert.equal(res.status, 201);
+    const up = (await res.json()) as { id: string; jobs: { id: number }[] };
+    const done = await waitFor(
+      b.bus,
+      (e): e is Extract<FilesEvent, { type: 'job.completed' }> =>
+        e.type === 'job.completed' && e.data.jobId === up.jobs[0]!.id,
+      30_000,
+      'the image job to complete, seen from B',
+    );
+    assert.equal(done.data.fileId, up.id);
+    off();
+    assert.ok(
+      seenOnB.some((e) => e.type === 'file.uploaded' && e.data.fileId === up.id),
+      "B's listener got A's file.uploaded",
+    );
+    const meta = (await (await fetch(`${b.url}/files/${up.id}`)).json()) as {
+      name: string;
+      jobs: { state: string }[];
+      derived: { name: string }[];
+    };
+    assert.equal(meta.name, 'cross.jpg');
+    assert.deepEqual(
+      meta.jobs.map((j) => j.state),
+      ['completed'],
+    );
+    assert.deepEqual(meta.derived.map((d) => d.name).sort(), ['display.webp', 'thumbnail.webp']);
+    const content = Buffer.from(await (await fetch(`${b.url}/files/${up.id}/content`)).arrayBuffer());
+    assert.ok(content.equals(jpeg), 'B serves the bytes A stored');
+    const thumb = await fetch(`${b.url}/files/${up.id}/derived/thumbnail.webp`);
+    assert.equal(thumb.status, 200);
+    await thumb.arrayBuffer();
+
+    // Deleted on B: gone for A too, with its jobs.
+    assert.equal((await fetch(`${b.url}/files/${up.id}`, { method: 'DELETE' })).status, 204);
+    assert.equal((await fetch(`${a.url}/files/${up.id}`)).status, 404);
+    assert.deepEqual(await a.queue.list({ fileId: up.id }), []);
+  });
+
+  it('loads a CSV into PostgreSQL, once, whichever node runs it', async () => {
+    const body = 'city,people\nLyon,522000\nNantes,320000\n';
+    const res = await fetch(`${b.url}/files?name=cities.csv`, { method: 'POST', body });
+    assert.equal(res.status, 201);
+    const up = (await res.json()) as { id: string; jobs: { id: number }[] };
+    const done = await waitFor(
+      a.bus,
+      (e): e is Extract<FilesEvent, { type: 'job.completed' | 'job.failed' }> =>
+        (e.type === 'job.completed' || e.type === 'job.failed') && e.data.jobId === up.jobs[0]!.id,
+      30_000,
+      'the CSV job',
+    );
+    assert.equal(done.type, 'job.completed');
+    const table = `csv_${up.id.replaceAll('-', '')}`;
+    const { rows } = await admin.query(`SELECT city, people FROM ${schema}.${table} ORDER BY _line`);
+    assert.deepEqual(rows, [
+      { city: 'Lyon', people: '522000' },
+      { city: 'Nantes', people: '320000' },
+    ]);
+    assert.equal((await fetch(`${a.url}/files/${up.id}`, { method: 'DELETE' })).status, 204);
+    const gone = await admin.query('SELECT to_regclass($1) AS t', [`${schema}.${table}`]);
+    assert.equal(gone.rows[0].t, null, 'the CSV table went with the file');
+  });
+
+  it("feeds the shared queue's depth to load shedding", async () => {
+    // A third node that runs no jobs sees what waits in the shared queue, within its 1 s refresh.
+    const c = await startService(remote, { runJobs: false });
+    const paused = await BullQueue.open({ url: queueUrl, leaseMs: 1_000, retryDelayMs: 100 });
+    try {
+      // Jobs of files that do not exist: what matters is that they wait. They are removed before A or B runs them.
+      await a.runner.close();
+      await b.runner.close();
+      await paused.add('nofile-1', ['image'], 1);
+      await paused.add('nofile-2', ['csv'], 1);
+      const deadline = Date.now() + 5_000;
+      while (c.queued() < 2) {
+        if (Date.now() > deadline) throw new Error(`queued() stayed at ${c.queued()}, expected 2`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.equal(c.queued(), 2);
+    } finally {
+      await paused.removeForFile('nofile-1');
+      await paused.removeForFile('nofile-2');
+      await paused.close();
+      await c.stop();
+    }
+  });
+});
+
+describe('a remote backend that does not answer', () => {
+  const base = () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'files-remote-down-'));
+    return { ...loadConfig({ FILES_DATA_DIR: dataDir }, dataDir), dataDir };
+  };
+
+  it('stops the start with ERR_WEFT_FILES_REDIS, without the password', async () => {
+    const config = { ...base(), queueUrl: 'redis://app:hunter2@127.0.0.1:1' };
+    try {
+      await assert.rejects(createService(config, { log: silentLogger }), (err: Error & { code?: string }) => {
+        assert.equal(err.code, 'ERR_WEFT_FILES_REDIS');
+        assert.doesNotMatch(err.message, /hunter2/);
+        return true;
+      });
+    } finally {
+      rmSync(config.dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it('stops the start with ERR_WEFT_FILES_DATABASE, without the password', async () => {
+    const config = { ...base(), databaseUrl: 'postgres://app:hunter2@127.0.0.1:1/files' };
+    try {
+      await assert.rejects(createService(config, { log: silentLogger }), (err: Error & { code?: string }) => {
+        assert.equal(err.code, 'ERR_WEFT_FILES_DATABASE');
+        assert.doesNotMatch(err.message, /hunter2/);
+        return true;
+      });
+    } finally {
+      rmSync(config.dataDir, { recursive: true, force: true });
+    }
+  });
+});
