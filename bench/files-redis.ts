@@ -227,6 +227,7 @@ export async function run({ rounds, log }: AreaOptions): Promise<string> {
     const two = [await startService(twoEnv), await startService(twoEnv)];
     groups.push(...two);
 
+    mkdirSync(join(scratch, 'photos'));
     const photos = await makeJpegs(join(scratch, 'photos'), PHOTOS, ...SIZES.photo);
     log(`  (2) ${PHOTOS} photos of ${SIZES.photo.join('×')}: two nodes against one`);
     const thumbs = await alternate(

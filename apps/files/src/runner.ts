@@ -57,6 +57,7 @@ export class JobRunner {
   readonly #running = new Map<number, Running>();
   #closing = false;
   #wake: (() => void) | undefined;
+  #nudged = false;
   #loop: Promise<void> | undefined;
   #heartbeat: NodeJS.Timeout | undefined;
   #closed: Promise<void> | undefined;
@@ -82,12 +83,15 @@ export class JobRunner {
 
   /** Looks for jobs now rather than at the next poll (a local upload just queued some). */
   wake(): void {
+    // Remembered when the loop is busy claiming: it looks again instead of sleeping through a freed slot.
+    this.#nudged = true;
     this.#wake?.();
   }
 
   async #claimLoop(): Promise<void> {
     const { concurrency, pollMs } = this.#d.config;
     while (!this.#closing) {
+      this.#nudged = false;
       const free = concurrency - this.#running.size;
       let claimed = 0;
       if (free > 0) {
@@ -99,7 +103,7 @@ export class JobRunner {
           this.#d.log.error({ err }, 'claiming jobs failed');
         }
       }
-      if (claimed > 0 && claimed === free) continue;
+      if ((claimed > 0 && claimed === free) || this.#nudged) continue;
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, pollMs);
         this.#wake = () => {
