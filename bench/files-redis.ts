@@ -30,7 +30,7 @@ import { fmt, median, table, times } from './lib/stats.ts';
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
-const NOOP_JOBS = 5_000;
+const NOOP_JOBS = 20_000;
 const CONCURRENCY = 8;
 const PHOTOS = 24;
 

@@ -299,6 +299,16 @@ describe('BullQueue specifics', { skip: redisSkip }, () => {
     }
   });
 
+  it('refuses new jobs with ERR_WEFT_FILES_REDIS once its connections are gone', async () => {
+    const { a, close } = await bullPair();
+    try {
+      await a.close();
+      await assert.rejects(a.add('f', ['image'], 1), { code: 'ERR_WEFT_FILES_REDIS' });
+    } finally {
+      await close();
+    }
+  });
+
   it('fails with ERR_WEFT_FILES_REDIS, without the password, when Redis does not answer', async () => {
     const started = Date.now();
     await assert.rejects(

@@ -230,7 +230,25 @@ export class BullQueue implements JobQueue {
     return `${this.#prefix}:${this.name}:weft-file:${fileId}`;
   }
 
+  /**
+   * Fails with `ERR_WEFT_FILES_REDIS` (503) when Redis does not take the jobs: the upload is then not recorded
+   * (see `recordThenQueue`) and the client is told to try again.
+   */
   async add(fileId: string, kinds: readonly JobKind[], maxAttempts: number): Promise<Job[]> {
+    try {
+      return await this.#add(fileId, kinds, maxAttempts);
+    } catch (err) {
+      throw new FilesError(
+        'ERR_WEFT_FILES_REDIS',
+        `The job queue (Redis) did not take the jobs: ${(err as Error).message}`,
+        {
+          cause: err,
+        },
+      );
+    }
+  }
+
+  async #add(fileId: string, kinds: readonly JobKind[], maxAttempts: number): Promise<Job[]> {
     const jobs = (await this.#queue.addBulk(
       kinds.map((kind) => ({
         name: kind,
