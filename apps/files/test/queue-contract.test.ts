@@ -48,10 +48,11 @@ async function bullPair(): Promise<Pair> {
     a,
     b,
     async close() {
-      // A test may have closed `a`: a fresh connection deletes the queue.
+      // Both closed first (closing gives prefetched jobs back), then a fresh connection deletes the queue.
+      await Promise.all([a.close(), b.close()]);
       const cleaner = await BullQueue.open(options);
       await cleaner.obliterate();
-      await Promise.all([cleaner.close(), a.close(), b.close()]);
+      await cleaner.close();
     },
   };
 }

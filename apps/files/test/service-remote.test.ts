@@ -2,74 +2,40 @@
 // s3rver): two instances are two machines. What one records, the other serves; events cross between them; the
 // queue depth feeds load shedding; a backend that does not answer stops the start with its own code.
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { Redis } from 'ioredis';
-import pg from 'pg';
-import S3rver from 's3rver';
 import { loadConfig } from '../src/config.ts';
 import type { FilesEvent } from '../src/events.ts';
 import { silentLogger } from '../src/logger.ts';
 import { BullQueue } from '../src/queue/bullmq.ts';
 import { createService } from '../src/service.ts';
 import { makeImage, type Running, startService, waitFor } from './helpers.ts';
-import { DATABASE_URL, REDIS_URL, serviceSkip } from './services.ts';
+import { DATABASE_URL, REDIS_URL, type SharedBackends, serviceSkip, sharedBackends } from './services.ts';
 
 const skip = await serviceSkip({ redis: REDIS_URL, postgres: DATABASE_URL });
 
 describe('two services on Redis, PostgreSQL and S3', { skip }, () => {
-  const id = randomUUID().slice(0, 8);
-  const schema = `remote_${id}`;
-  const queueUrl = `${REDIS_URL}?queue=remote-${id}`;
-  const s3dir = mkdtempSync(join(tmpdir(), 'files-remote-s3-'));
-  const s3 = new S3rver({
-    port: 0,
-    address: '127.0.0.1',
-    silent: true,
-    directory: s3dir,
-    configureBuckets: [{ name: 'media' }],
-  });
-  const admin = new pg.Client({ connectionString: DATABASE_URL });
+  let shared: SharedBackends;
   let a: Running;
   let b: Running;
-  let remote: { queueUrl: string; databaseUrl: string; storageUrl: string };
 
   before(async () => {
-    const { port } = await s3.run();
-    await admin.connect();
-    await admin.query(`CREATE SCHEMA ${schema}`);
-    const database = new URL(DATABASE_URL);
-    database.searchParams.set('options', `-c search_path=${schema}`);
-    remote = {
-      queueUrl,
-      databaseUrl: database.href,
-      storageUrl: `s3://S3RVER:S3RVER@media/${id}?endpoint=http://127.0.0.1:${port}`,
-    };
-    a = await startService(remote);
-    b = await startService(remote);
+    shared = await sharedBackends('remote');
+    a = await startService(shared.urls);
+    b = await startService(shared.urls);
   });
 
   after(async () => {
     await a?.stop();
     await b?.stop();
-    const q = await BullQueue.open({ url: queueUrl, leaseMs: 1_000, retryDelayMs: 100 });
-    await q.obliterate();
-    await q.close();
-    const redis = new Redis(REDIS_URL);
-    await redis.del(`bull:remote-${id}:weft-events`, `bull:remote-${id}:weft-events:seq`);
-    redis.disconnect();
-    await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-    await admin.end();
-    await s3.close();
-    rmSync(s3dir, { recursive: true, force: true });
+    await shared?.cleanup();
   });
 
   it('uses no SQLite file when the queue and the catalog are remote', () => {
     assert.equal(a.db, undefined);
-    assert.equal(a.catalog.csvDatabase, remote.databaseUrl);
+    assert.equal(a.catalog.csvDatabase, shared.urls.databaseUrl);
   });
 
   it('an upload to one node: the other sees its events, serves its record, content and outputs', async () => {
@@ -131,20 +97,22 @@ describe('two services on Redis, PostgreSQL and S3', { skip }, () => {
     );
     assert.equal(done.type, 'job.completed');
     const table = `csv_${up.id.replaceAll('-', '')}`;
-    const { rows } = await admin.query(`SELECT city, people FROM ${schema}.${table} ORDER BY _line`);
+    const { rows } = await shared.admin.query(
+      `SELECT city, people FROM ${shared.schema}.${table} ORDER BY _line`,
+    );
     assert.deepEqual(rows, [
       { city: 'Lyon', people: '522000' },
       { city: 'Nantes', people: '320000' },
     ]);
     assert.equal((await fetch(`${a.url}/files/${up.id}`, { method: 'DELETE' })).status, 204);
-    const gone = await admin.query('SELECT to_regclass($1) AS t', [`${schema}.${table}`]);
+    const gone = await shared.admin.query('SELECT to_regclass($1) AS t', [`${shared.schema}.${table}`]);
     assert.equal(gone.rows[0].t, null, 'the CSV table went with the file');
   });
 
   it("feeds the shared queue's depth to load shedding", async () => {
     // A third node that runs no jobs sees what waits in the shared queue, within its 1 s refresh.
-    const c = await startService(remote, { runJobs: false });
-    const paused = await BullQueue.open({ url: queueUrl, leaseMs: 1_000, retryDelayMs: 100 });
+    const c = await startService(shared.urls, { runJobs: false });
+    const paused = await BullQueue.open({ url: shared.urls.queueUrl, leaseMs: 1_000, retryDelayMs: 100 });
     try {
       // Jobs of files that do not exist: what matters is that they wait. They are removed before A or B runs them.
       await a.runner.close();

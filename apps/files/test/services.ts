@@ -1,9 +1,16 @@
 /**
  * The external services some tests need (Redis, PostgreSQL): their URLs come from the environment, defaulting to
- * this machine's local ports. When one does not answer, `serviceSkip` returns the reason to skip (printed once),
+ * this machine's local ports; `sharedBackends` gives the nodes of a test a queue, a schema and a bucket of their own. When one does not answer, `serviceSkip` returns the reason to skip (printed once),
  * unless `WEFT_REQUIRE_SERVICES=1` (CI), where it throws and the test file fails.
  */
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import S3rver from 's3rver';
 
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 export const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -47,4 +54,76 @@ export async function serviceSkip(services: Record<string, string>): Promise<str
   if (required) throw new Error(`${reason}; WEFT_REQUIRE_SERVICES=1 forbids skipping`);
   console.log(`# skipped: ${reason} (set REDIS_URL / DATABASE_URL to point elsewhere)`);
   return reason;
+}
+
+/** What several nodes share in a test: a Redis queue, a PostgreSQL schema and an s3rver bucket, all its own. */
+export interface SharedBackends {
+  /** For in-process services (`startService` overrides). */
+  urls: { queueUrl: string; databaseUrl: string; storageUrl: string };
+  /** The same as environment variables, for `weft start`. */
+  env: { QUEUE_URL: string; DATABASE_URL: string; STORAGE_URL: string };
+  /** The queue's name; its event stream is `bull:<queue>:weft-events`. */
+  queue: string;
+  /** The PostgreSQL schema the nodes use (their `search_path`). */
+  schema: string;
+  /** A connection for the test's own queries. */
+  admin: pg.Client;
+  /** Deletes the queue's keys, the schema, the bucket and its directory; closes the connection. */
+  cleanup(): Promise<void>;
+}
+
+/**
+ * Starts s3rver on loopback and makes a fresh PostgreSQL schema and Redis queue name, tagged `tag`.
+ *
+ * @example
+ * ```ts
+ * const shared = await sharedBackends('twonode');
+ * const a = await startService(shared.urls);
+ * // ...
+ * await shared.cleanup();
+ * ```
+ */
+export async function sharedBackends(tag: string): Promise<SharedBackends> {
+  const id = randomUUID().slice(0, 8);
+  const queue = `${tag}-${id}`;
+  const schema = `${tag}_${id}`;
+  const dir = mkdtempSync(join(tmpdir(), `files-${tag}-s3-`));
+  const s3 = new S3rver({
+    port: 0,
+    address: '127.0.0.1',
+    silent: true,
+    directory: dir,
+    configureBuckets: [{ name: 'media' }],
+  });
+  const { port } = await s3.run();
+  const admin = new pg.Client({ connectionString: DATABASE_URL });
+  await admin.connect();
+  await admin.query(`CREATE SCHEMA ${schema}`);
+  const database = new URL(DATABASE_URL);
+  database.searchParams.set('options', `-c search_path=${schema}`);
+  const urls = {
+    queueUrl: `${REDIS_URL}?queue=${queue}`,
+    databaseUrl: database.href,
+    storageUrl: `s3://S3RVER:S3RVER@media/${id}?endpoint=http://127.0.0.1:${port}`,
+  };
+  return {
+    urls,
+    env: { QUEUE_URL: urls.queueUrl, DATABASE_URL: urls.databaseUrl, STORAGE_URL: urls.storageUrl },
+    queue,
+    schema,
+    admin,
+    async cleanup() {
+      const { BullQueue } = await import('../src/queue/bullmq.ts');
+      const q = await BullQueue.open({ url: urls.queueUrl, leaseMs: 1_000, retryDelayMs: 100 });
+      await q.obliterate();
+      await q.close();
+      const redis = new Redis(REDIS_URL);
+      await redis.del(`bull:${queue}:weft-events`, `bull:${queue}:weft-events:seq`);
+      redis.disconnect();
+      await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+      await admin.end();
+      await s3.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }

@@ -4,18 +4,13 @@
 // is readable from either node (the dead one restarted), and a rolling reload of a node under upload load fails no
 // upload. Needs Redis and PostgreSQL: skipped with the reason without them, failing under WEFT_REQUIRE_SERVICES=1.
 import assert from 'node:assert/strict';
-import { createHash, randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import pg from 'pg';
-import S3rver from 's3rver';
 import type { FilesEvent } from '../src/events.ts';
 import { RedisEventBus } from '../src/events-redis.ts';
 import { type Cluster, startCluster, until, uploadLoad, weft } from './cluster-helpers.ts';
 import { makeImage } from './helpers.ts';
-import { DATABASE_URL, REDIS_URL, serviceSkip } from './services.ts';
+import { DATABASE_URL, REDIS_URL, type SharedBackends, serviceSkip, sharedBackends } from './services.ts';
 
 const skip = await serviceSkip({ redis: REDIS_URL, postgres: DATABASE_URL });
 
@@ -38,18 +33,7 @@ const FILES = 200;
 const CSVS = 20;
 
 describe('two nodes sharing Redis, PostgreSQL and S3', { skip }, () => {
-  const id = randomUUID().slice(0, 8);
-  const schema = `twonode_${id}`;
-  const queue = `twonode-${id}`;
-  const s3dir = mkdtempSync(join(tmpdir(), 'files-two-node-s3-'));
-  const s3 = new S3rver({
-    port: 0,
-    address: '127.0.0.1',
-    silent: true,
-    directory: s3dir,
-    configureBuckets: [{ name: 'media' }],
-  });
-  const admin = new pg.Client({ connectionString: DATABASE_URL });
+  let shared: SharedBackends;
   let env: Record<string, string>;
   let bus: RedisEventBus;
   let a: Cluster;
@@ -57,22 +41,16 @@ describe('two nodes sharing Redis, PostgreSQL and S3', { skip }, () => {
   const uploaded: Uploaded[] = [];
 
   before(async () => {
-    const { port } = await s3.run();
-    await admin.connect();
-    await admin.query(`CREATE SCHEMA ${schema}`);
-    const database = new URL(DATABASE_URL);
-    database.searchParams.set('options', `-c search_path=${schema}`);
+    shared = await sharedBackends('twonode');
     env = {
-      QUEUE_URL: `${REDIS_URL}?queue=${queue}`,
-      DATABASE_URL: database.href,
-      STORAGE_URL: `s3://S3RVER:S3RVER@media/${id}?endpoint=http://127.0.0.1:${port}`,
+      ...shared.env,
       // A dead node's jobs come back after their lease; short here so the test does not wait 30 s.
       FILES_LEASE: '2s',
       // Two supervisors and this test share 2 cores: event-loop delay is not what this test is about.
       FILES_MAX_EVENT_LOOP_DELAY: '10s',
       FILES_CONCURRENCY: '1',
     };
-    bus = await RedisEventBus.open(REDIS_URL, { stream: `bull:${queue}:weft-events` });
+    bus = await RedisEventBus.open(REDIS_URL, { stream: `bull:${shared.queue}:weft-events` });
     [a, b] = await Promise.all([startCluster(env), startCluster(env)]);
   });
 
@@ -81,19 +59,7 @@ describe('two nodes sharing Redis, PostgreSQL and S3', { skip }, () => {
     for (const c of [a, b]) {
       if (c && c.child.exitCode === null && c.child.signalCode === null) await weft(c, ['stop']);
     }
-    // The queue's keys, then the schema, the bucket and its directory.
-    const { BullQueue } = await import('../src/queue/bullmq.ts');
-    const q = await BullQueue.open({ url: env.QUEUE_URL!, leaseMs: 1_000, retryDelayMs: 100 });
-    await q.obliterate();
-    await q.close();
-    const { Redis } = await import('ioredis');
-    const redis = new Redis(REDIS_URL);
-    await redis.del(`bull:${queue}:weft-events`, `bull:${queue}:weft-events:seq`);
-    redis.disconnect();
-    await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-    await admin.end();
-    await s3.close();
-    rmSync(s3dir, { recursive: true, force: true });
+    await shared?.cleanup();
   });
 
   it('kill -9 of a whole node mid-run: every job completes exactly once, every file readable from both', async () => {
@@ -196,7 +162,7 @@ describe('two nodes sharing Redis, PostgreSQL and S3', { skip }, () => {
     // The CSV tables are in PostgreSQL, each loaded once.
     for (const u of uploaded.filter((x) => x.kind === 'csv')) {
       const table = `csv_${u.id.replaceAll('-', '')}`;
-      const { rows } = await admin.query(`SELECT count(*)::int AS n FROM ${schema}.${table}`);
+      const { rows } = await shared.admin.query(`SELECT count(*)::int AS n FROM ${shared.schema}.${table}`);
       assert.equal(rows[0].n, 50, `table ${table} has each row once`);
     }
   });
