@@ -389,11 +389,15 @@ export class BullQueue implements JobQueue {
 
   async get(id: number): Promise<Job | undefined> {
     if (!Number.isSafeInteger(id) || id < 1) return undefined;
-    const bull = (await BullJob.fromId(this.#queue, String(id))) as Bull | undefined;
-    if (!bull) return undefined;
-    const job = toJob(bull, STATE_OF[await bull.getState()] ?? 'queued');
-    await this.#withOwners([job]);
+    const job = await this.#read(id);
+    if (job) await this.#withOwners([job]);
     return job;
+  }
+
+  /** One job as stored, without its lock's owner. */
+  async #read(id: number): Promise<Job | undefined> {
+    const bull = (await BullJob.fromId(this.#queue, String(id))) as Bull | undefined;
+    return bull ? toJob(bull, STATE_OF[await bull.getState()] ?? 'queued') : undefined;
   }
 
   /**
@@ -416,7 +420,7 @@ export class BullQueue implements JobQueue {
     let jobs: Job[];
     if (filter.fileId) {
       const ids = await this.#redis.smembers(this.#fileKey(filter.fileId));
-      jobs = (await Promise.all(ids.map((id) => this.get(Number(id))))).filter(
+      jobs = (await Promise.all(ids.map((id) => this.#read(Number(id))))).filter(
         (j): j is Job => j !== undefined,
       );
       if (filter.state) jobs = jobs.filter((j) => j.state === filter.state);
