@@ -1,6 +1,6 @@
 // The committed lockfile must be complete for every platform: npm writes only the optional platform packages its
 // registry serves, so a lockfile missing some is rewritten by `npm install` and refused by `npm ci` on a machine
-// whose registry serves them (npm/cli#9846). See the note in .ci/run.
+// whose registry serves them (npm/cli#9846). See the note in .ci/run; `node scripts/complete-lockfile.mjs` mends it.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
@@ -9,6 +9,7 @@ interface LockEntry {
   version?: string;
   integrity?: string;
   link?: boolean;
+  libc?: string[];
   optionalDependencies?: Record<string, string>;
 }
 
@@ -42,7 +43,11 @@ test('the lockfile has an entry, with its integrity hash, for every optional dep
         assert.match(target.integrity ?? '', /^sha512-/, `${name} has no sha512 integrity`);
     }
   }
-  assert.deepEqual(missing, [], `platform packages missing from package-lock.json:\n${missing.join('\n')}`);
+  assert.deepEqual(
+    missing,
+    [],
+    `platform packages missing from package-lock.json (run node scripts/complete-lockfile.mjs):\n${missing.join('\n')}`,
+  );
   // Biome, sharp and msgpackr-extract each ship one package per platform: the check must have seen them.
   assert.ok(checked >= 30, `only ${checked} optional dependencies checked`);
 });
@@ -55,4 +60,11 @@ test('the platform packages of Biome, sharp and msgpackr-extract are the exact v
       assert.equal(resolveFrom(`node_modules/${parent}`, name)?.version, range, `${name} matches ${parent}`);
     }
   }
+});
+
+test('no entry carries a libc field, which npm 10 (Node 22) drops and npm 11 writes', () => {
+  const withLibc = Object.entries(lock.packages)
+    .filter(([, entry]) => entry.libc !== undefined)
+    .map(([path]) => path);
+  assert.deepEqual(withLibc, [], 'run `node scripts/complete-lockfile.mjs` to make the lockfile portable');
 });
