@@ -166,22 +166,36 @@ export class PgCatalog implements Catalog {
     return rows.map(toFile);
   }
 
-  async setDerived(fileId: string, outputs: DerivedRecord[]): Promise<void> {
+  async setDerived(fileId: string, outputs: DerivedRecord[]): Promise<boolean> {
     // One statement cannot update a row twice (ON CONFLICT would fail): of repeated names the last one wins, as
     // with SQLite's INSERT OR REPLACE run row by row.
     const unique = [...new Map(outputs.map((o) => [o.name, o])).values()];
-    if (unique.length === 0) return;
     const values: unknown[] = [fileId];
     const tuples = unique.map((o) => {
       const at = values.push(o.name, o.type, o.size, o.width, o.height) - 5;
       return `($1, $${at + 1}, $${at + 2}, $${at + 3}, $${at + 4}, $${at + 5})`;
     });
-    await this.#pool.query(
-      `INSERT INTO weft_derived (file_id, name, type, size, width, height) VALUES ${tuples.join(', ')}
-       ON CONFLICT (file_id, name) DO UPDATE
-       SET type = EXCLUDED.type, size = EXCLUDED.size, width = EXCLUDED.width, height = EXCLUDED.height`,
-      values,
-    );
+    const client = await this.#pool.connect();
+    try {
+      await client.query('BEGIN');
+      // FOR SHARE: a delete running now either finished first (no row: nothing is recorded) or waits for this
+      // transaction and then removes these rows with the file's.
+      const { rowCount } = await client.query('SELECT 1 FROM weft_files WHERE id = $1 FOR SHARE', [fileId]);
+      if (rowCount === 1 && tuples.length > 0) {
+        await client.query(
+          `INSERT INTO weft_derived (file_id, name, type, size, width, height) VALUES ${tuples.join(', ')}
+           ON CONFLICT (file_id, name) DO UPDATE
+           SET type = EXCLUDED.type, size = EXCLUDED.size, width = EXCLUDED.width, height = EXCLUDED.height`,
+          values,
+        );
+      }
+      await client.query('COMMIT');
+      client.release();
+      return rowCount === 1;
+    } catch (err) {
+      client.release(err instanceof Error ? err : true);
+      throw err;
+    }
   }
 
   async derived(fileId: string): Promise<DerivedRecord[]> {

@@ -45,8 +45,11 @@ export interface Catalog {
   get(id: string): Promise<FileRecord | undefined>;
   /** Newest first; `before` pages by creation time. */
   list(limit?: number, before?: number): Promise<FileRecord[]>;
-  /** Replaces the derived outputs of a file with these (a re-run overwrites, never duplicates). */
-  setDerived(fileId: string, outputs: DerivedRecord[]): Promise<void>;
+  /**
+   * Replaces the derived outputs of a file with these (a re-run overwrites, never duplicates). Records nothing and
+   * resolves false when the file is gone (deleted while its job ran): the caller removes the outputs it stored.
+   */
+  setDerived(fileId: string, outputs: DerivedRecord[]): Promise<boolean>;
   derived(fileId: string): Promise<DerivedRecord[]>;
   /** Removes the file's record, its derived rows and its CSV table (not its jobs: see `JobQueue.removeForFile`). */
   delete(id: string): Promise<boolean>;
@@ -125,11 +128,16 @@ export class SqliteCatalog implements Catalog {
     return rows.map(toFile);
   }
 
-  async setDerived(fileId: string, outputs: DerivedRecord[]): Promise<void> {
-    const put = this.#db.prepare(
-      'INSERT OR REPLACE INTO derived (file_id, name, type, size, width, height) VALUES (?, ?, ?, ?, ?, ?)',
-    );
-    for (const o of outputs) put.run(fileId, o.name, o.type, o.size, o.width, o.height);
+  async setDerived(fileId: string, outputs: DerivedRecord[]): Promise<boolean> {
+    // One transaction with the check: a delete (also a write transaction) runs wholly before or after it.
+    return transaction(this.#db, () => {
+      if (!this.#db.prepare('SELECT 1 FROM files WHERE id = ?').get(fileId)) return false;
+      const put = this.#db.prepare(
+        'INSERT OR REPLACE INTO derived (file_id, name, type, size, width, height) VALUES (?, ?, ?, ?, ?, ?)',
+      );
+      for (const o of outputs) put.run(fileId, o.name, o.type, o.size, o.width, o.height);
+      return true;
+    });
   }
 
   async derived(fileId: string): Promise<DerivedRecord[]> {

@@ -40,6 +40,14 @@ export interface FilesConfig {
   concurrency: number;
   /** Deadline of a graceful stop. Default 30 s. */
   shutdownTimeout: number;
+  /** An upload whose body sends nothing for this long is answered 408 and its connection closed. Default 30 s. */
+  uploadIdleTimeout: number;
+  /** Longest an upload's body may take in all; then 408 and the connection is closed. Default 1 h. */
+  uploadTimeout: number;
+  /** Longest a request waits for the SQLite database while another process holds its lock; then 503. Default 5 s. */
+  dbBusyTimeout: number;
+  /** Longest Redis (`queueUrl`) may take to take an upload's jobs; then 503 and the upload is not kept. Default 5 s. */
+  queueTimeout: number;
   /** `s3://bucket/prefix?endpoint=…`: keep file bytes in S3-compatible storage instead of `dataDir`. */
   storageUrl: string | undefined;
   /** `redis://host:6379[/db][?queue=name]`: the job queue on Redis (BullMQ), and events across machines. */
@@ -68,6 +76,10 @@ const SETTINGS: Record<keyof FilesConfig, { env: string[]; kind: Kind }> = {
   limitInputPixels: { env: ['FILES_LIMIT_INPUT_PIXELS'], kind: 'int' },
   concurrency: { env: ['FILES_CONCURRENCY'], kind: 'int' },
   shutdownTimeout: { env: ['FILES_SHUTDOWN_TIMEOUT'], kind: 'duration' },
+  uploadIdleTimeout: { env: ['FILES_UPLOAD_IDLE_TIMEOUT'], kind: 'duration' },
+  uploadTimeout: { env: ['FILES_UPLOAD_TIMEOUT'], kind: 'duration' },
+  dbBusyTimeout: { env: ['FILES_DB_BUSY_TIMEOUT'], kind: 'duration' },
+  queueTimeout: { env: ['FILES_QUEUE_TIMEOUT'], kind: 'duration' },
   storageUrl: { env: ['STORAGE_URL'], kind: 'string' },
   queueUrl: { env: ['QUEUE_URL'], kind: 'string' },
   databaseUrl: { env: ['DATABASE_URL'], kind: 'string' },
@@ -92,6 +104,10 @@ function defaults(env: NodeJS.ProcessEnv): FilesConfig {
     limitInputPixels: 100_000_000,
     concurrency: Number.isInteger(threads) && threads > 0 ? threads : 1,
     shutdownTimeout: 30_000,
+    uploadIdleTimeout: 30_000,
+    uploadTimeout: 3_600_000,
+    dbBusyTimeout: 5_000,
+    queueTimeout: 5_000,
     storageUrl: undefined,
     queueUrl: undefined,
     databaseUrl: undefined,
@@ -203,6 +219,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     'concurrency',
     'jobTimeoutMs',
     'pollMs',
+    'uploadIdleTimeout',
+    'uploadTimeout',
+    'queueTimeout',
   ] as const) {
     if (config[key] < 1) throw bad(key, 'config', 'at least 1', config[key]);
   }

@@ -1,10 +1,18 @@
 /**
  * The embedded database: one SQLite file in WAL mode, opened by every worker process at once. WAL lets readers run
- * beside the one writer; `busy_timeout` makes a writer wait for another process's write instead of failing.
+ * beside the one writer. node:sqlite is synchronous, so SQLite's own busy handler would sleep on the event loop:
+ * `busy_timeout` is kept to a few ms (the time a normal write of another process takes), and a longer wait (a
+ * backup, an operator's `sqlite3` holding the write lock) is retried asynchronously by {@link retryBusy}, at the
+ * adapters' port, until a bound, then answered `ERR_WEFT_FILES_BUSY` (503).
  */
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { FilesError } from './errors.ts';
+
+/** How long SQLite's own (blocking) busy handler may wait, ms: a bound on how long one statement blocks the loop. */
+export const BUSY_TIMEOUT_MS = 20;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS files (
@@ -64,10 +72,17 @@ CREATE TABLE IF NOT EXISTS events (
 export function openDatabase(path: string): DatabaseSync {
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
   const db = new DatabaseSync(path);
-  db.exec('PRAGMA busy_timeout = 10000');
-  db.exec('PRAGMA journal_mode = WAL');
-  db.exec('PRAGMA synchronous = NORMAL');
+  db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
+  // Switching to WAL needs the write lock even when the file already is in WAL: ask first (a read).
+  const mode = db.prepare('PRAGMA journal_mode').get() as { journal_mode: string };
+  if (mode.journal_mode !== 'wal') db.exec('PRAGMA journal_mode = WAL');
+  // FULL, not NORMAL: in WAL mode NORMAL does not fsync the WAL at each commit, so a power cut or an OS crash can
+  // lose the last transactions, uploads already answered 201. FULL fsyncs before COMMIT returns (docs/files.md).
+  db.exec('PRAGMA synchronous = FULL');
   db.exec('PRAGMA foreign_keys = ON');
+  // A worker that starts while another process holds the write lock must not need it: the schema is only written
+  // when something is missing (a read tells).
+  if (schemaReady(db)) return db;
   // Two processes starting at once both run the schema; IF NOT EXISTS inside one write transaction makes that safe.
   transaction(db, () => {
     db.exec(SCHEMA);
@@ -79,6 +94,17 @@ export function openDatabase(path: string): DatabaseSync {
   return db;
 }
 
+function schemaReady(db: DatabaseSync): boolean {
+  const tables = db
+    .prepare(
+      "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('files', 'jobs', 'derived', 'events')",
+    )
+    .all();
+  if (tables.length < 4) return false;
+  const columns = db.prepare('PRAGMA table_info(jobs)').all() as { name: string }[];
+  return columns.some((c) => c.name === 'started_at');
+}
+
 /** Runs `fn` in one write transaction (`BEGIN IMMEDIATE`: the write lock is taken up front, so no upgrade deadlock). */
 export function transaction<T>(db: DatabaseSync, fn: () => T): T {
   db.exec('BEGIN IMMEDIATE');
@@ -87,7 +113,100 @@ export function transaction<T>(db: DatabaseSync, fn: () => T): T {
     db.exec('COMMIT');
     return result;
   } catch (err) {
-    db.exec('ROLLBACK');
+    // SQLite rolls the transaction back by itself on some errors (SQLITE_FULL, SQLITE_IOERR, SQLITE_NOMEM): a
+    // ROLLBACK then fails with "no transaction is active" and would replace the error that matters.
+    if (db.isTransaction) {
+      try {
+        db.exec('ROLLBACK');
+      } catch {}
+    }
     throw err;
   }
+}
+
+/** SQLite's primary result code of a node:sqlite error (`errcode` may be an extended code), else undefined. */
+function sqliteCode(err: unknown): number | undefined {
+  const e = err as { code?: unknown; errcode?: unknown };
+  return e?.code === 'ERR_SQLITE_ERROR' && typeof e.errcode === 'number' ? e.errcode & 0xff : undefined;
+}
+
+const SQLITE_BUSY = 5;
+const SQLITE_LOCKED = 6;
+const SQLITE_FULL = 13;
+
+/** True for "database is locked" (another connection holds the lock beyond `busy_timeout`). */
+export function isBusy(err: unknown): boolean {
+  const code = sqliteCode(err);
+  return code === SQLITE_BUSY || code === SQLITE_LOCKED;
+}
+
+/** SQLite's "database or disk is full" as the service's 507, keeping the original as `cause`; other errors as they are. */
+export function sqliteError(err: unknown): unknown {
+  if (sqliteCode(err) === SQLITE_FULL) {
+    return new FilesError('ERR_WEFT_FILES_NO_SPACE', `The database cannot grow: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+  return err;
+}
+
+export interface BusyPolicy {
+  /** Longest a call keeps retrying a locked database before it fails with `ERR_WEFT_FILES_BUSY`, ms. */
+  timeoutMs: number;
+  /** First wait between tries, doubled each time up to `maxDelayMs`. Default 10 ms. */
+  delayMs?: number;
+  /** Default 250 ms. */
+  maxDelayMs?: number;
+  clock?: () => number;
+}
+
+/**
+ * Wraps an adapter over the SQLite database (catalog, queue, event bus) once, at its port: each of its methods that
+ * returns a promise is tried again after an asynchronous backoff while the database is locked, up to
+ * `policy.timeoutMs`, then fails with `ERR_WEFT_FILES_BUSY` (503, retry later); "disk full" becomes
+ * `ERR_WEFT_FILES_NO_SPACE` (507). Synchronous methods pass through. Retrying a whole method is safe: every
+ * method is one statement or one transaction, and a locked database fails before anything is written.
+ *
+ * @example
+ * ```ts
+ * const queue = retryBusy(new SqliteQueue(db, options), { timeoutMs: 5_000 });
+ * await queue.claim(owner, 2); // waits (without blocking the event loop) while a backup holds the lock
+ * ```
+ */
+export function retryBusy<T extends object>(adapter: T, policy: BusyPolicy): T {
+  const { timeoutMs, delayMs = 10, maxDelayMs = 250, clock = Date.now } = policy;
+  const retried = async (call: () => unknown): Promise<unknown> => {
+    const deadline = clock() + timeoutMs;
+    for (let wait = delayMs; ; wait = Math.min(maxDelayMs, wait * 2)) {
+      try {
+        return await call();
+      } catch (err) {
+        if (!isBusy(err)) throw sqliteError(err);
+        const left = deadline - clock();
+        if (left <= 0) {
+          throw new FilesError(
+            'ERR_WEFT_FILES_BUSY',
+            `The database stayed locked by another process for ${timeoutMs} ms`,
+            { cause: err },
+          );
+        }
+        await sleep(Math.min(wait, left));
+      }
+    }
+  };
+  return new Proxy(adapter, {
+    get(target, key) {
+      const value = Reflect.get(target, key, target);
+      if (typeof value !== 'function') return value;
+      // Bound to the adapter itself: its #private fields are not reachable through the proxy.
+      return (...args: unknown[]) => {
+        const first: unknown = value.apply(target, args); // a synchronous method throws as it always did
+        if (!(first instanceof Promise)) return first;
+        return first.catch((err: unknown) => {
+          if (!isBusy(err)) throw sqliteError(err);
+          return retried(() => value.apply(target, args));
+        });
+      };
+    },
+  });
 }

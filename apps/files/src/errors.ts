@@ -16,7 +16,10 @@ export type FilesErrorCode =
   | 'ERR_WEFT_FILES_ABORTED'
   | 'ERR_WEFT_FILES_JOB_TIMEOUT'
   | 'ERR_WEFT_FILES_DATABASE'
-  | 'ERR_WEFT_FILES_REDIS';
+  | 'ERR_WEFT_FILES_REDIS'
+  | 'ERR_WEFT_FILES_BUSY'
+  | 'ERR_WEFT_FILES_NO_SPACE'
+  | 'ERR_WEFT_FILES_TIMEOUT';
 
 const STATUS: Record<FilesErrorCode, number> = {
   ERR_WEFT_FILES_CONFIG: 500,
@@ -31,7 +34,16 @@ const STATUS: Record<FilesErrorCode, number> = {
   ERR_WEFT_FILES_JOB_TIMEOUT: 500,
   ERR_WEFT_FILES_DATABASE: 503,
   ERR_WEFT_FILES_REDIS: 503,
+  ERR_WEFT_FILES_BUSY: 503,
+  ERR_WEFT_FILES_NO_SPACE: 507,
+  ERR_WEFT_FILES_TIMEOUT: 408,
 };
+
+/** No space left on the device (or over quota): the storage adapters' errors that become `ERR_WEFT_FILES_NO_SPACE`. */
+export function isNoSpace(err: unknown): boolean {
+  const code = (err as { code?: unknown })?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT';
+}
 
 /** An error of the file service with a stable `code` and its HTTP `statusCode`. */
 export class FilesError extends Error {

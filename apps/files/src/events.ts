@@ -93,7 +93,11 @@ export class SqliteEventBus implements EventBus {
       .get(type, JSON.stringify({ pid: process.pid, data }), at) as { id: number };
     const event = { id: Number(row.id), type, data, at, pid: process.pid } as FilesEvent;
     if (++this.#published % 1_000 === 0) {
-      this.#db.prepare('DELETE FROM events WHERE id <= ?').run(event.id - this.#keep);
+      // Housekeeping, after the event is recorded: a failure here (a locked database) must not fail the publish,
+      // which a retry would then record twice. The next thousandth publish trims instead.
+      try {
+        this.#db.prepare('DELETE FROM events WHERE id <= ?').run(event.id - this.#keep);
+      } catch {}
     }
     this.#emitter.emit(type, event);
     this.#emitter.emit('*', event);
@@ -141,7 +145,13 @@ export class SqliteEventBus implements EventBus {
   }
 
   #poll(): void {
-    for (const event of this.sinceSync(this.#last)) {
+    let events: FilesEvent[];
+    try {
+      events = this.sinceSync(this.#last);
+    } catch {
+      return; // a locked or failing database: the next tick reads from the same id
+    }
+    for (const event of events) {
       this.#last = event.id;
       if (event.pid === process.pid) continue; // emitted when it was published
       this.#emitter.emit(event.type, event);

@@ -10,10 +10,11 @@ import { type Catalog, csvTableFor } from './catalog.ts';
 import type { FilesConfig } from './config.ts';
 import { FilesError } from './errors.ts';
 import type { EventBus, EventType, FilesEvents } from './events.ts';
+import { ThrottledLog } from './log-throttle.ts';
 import type { Logger } from './logger.ts';
 import { loadSharp, type ProcessorTasks } from './processors/index.ts';
 import type { Job, JobQueue } from './queue/types.ts';
-import { derivedKey, originalKey, type Storage } from './storage/types.ts';
+import { derivedKey, derivedPrefix, originalKey, type Storage } from './storage/types.ts';
 
 /** Errors that another attempt cannot fix: the job goes to the dead-letter state at once. */
 const PERMANENT = new Set([
@@ -43,6 +44,17 @@ export interface RunnerDeps {
    * and CSV processors in `pool`.
    */
   execute?: (job: Job, signal: AbortSignal) => Promise<unknown>;
+  /** Longest wait between claims while the queue fails (a locked or full database). Default 5 s. */
+  maxBackoffMs?: number;
+  /** Repeated failures (claims, heartbeats) are logged once per this interval. Default 60 s. */
+  logIntervalMs?: number;
+}
+
+/** A job whose file was deleted while it ran: its outputs were removed, and so is the job. */
+class FileGone extends FilesError {
+  constructor(fileId: string) {
+    super('ERR_WEFT_FILES_NOT_FOUND', `file ${fileId} was deleted`);
+  }
 }
 
 interface Running {
@@ -61,9 +73,16 @@ export class JobRunner {
   #loop: Promise<void> | undefined;
   #heartbeat: NodeJS.Timeout | undefined;
   #closed: Promise<void> | undefined;
+  readonly #errors: ThrottledLog;
 
   constructor(deps: RunnerDeps) {
     this.#d = deps;
+    this.#errors = new ThrottledLog(deps.log, { intervalMs: deps.logIntervalMs ?? 60_000 });
+  }
+
+  /** Resolves once no job runs in this process (tests wait on it). */
+  async idle(): Promise<void> {
+    while (this.#running.size > 0) await Promise.all([...this.#running.values()].map((r) => r.done));
   }
 
   /** Jobs running in this process now. */
@@ -90,6 +109,8 @@ export class JobRunner {
 
   async #claimLoop(): Promise<void> {
     const { concurrency, pollMs } = this.#d.config;
+    const maxBackoff = Math.max(pollMs, this.#d.maxBackoffMs ?? 5_000);
+    let failures = 0;
     while (!this.#closing) {
       this.#nudged = false;
       const free = concurrency - this.#running.size;
@@ -98,14 +119,19 @@ export class JobRunner {
         try {
           const jobs = await this.#d.queue.claim(this.owner, free);
           claimed = jobs.length;
+          failures = 0;
+          this.#errors.recovered('claim', 'claiming jobs works again');
           for (const job of jobs) this.#start(job);
         } catch (err) {
-          this.#d.log.error({ err }, 'claiming jobs failed');
+          // A locked or full database, an unreachable Redis: wait longer each time, log once per interval.
+          failures++;
+          this.#errors.failure('claim', err, 'claiming jobs failed');
         }
       }
-      if ((claimed > 0 && claimed === free) || this.#nudged) continue;
+      if (failures === 0 && ((claimed > 0 && claimed === free) || this.#nudged)) continue;
+      const wait = failures === 0 ? pollMs : Math.min(maxBackoff, pollMs * 2 ** Math.min(failures, 20));
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, pollMs);
+        const timer = setTimeout(resolve, wait);
         this.#wake = () => {
           clearTimeout(timer);
           resolve();
@@ -124,47 +150,75 @@ export class JobRunner {
     this.#running.set(job.id, { job, controller, done });
   }
 
+  /** Runs a job and records its outcome; never rejects (the `done` promise of a job is not awaited at once). */
   async #run(job: Job, signal: AbortSignal): Promise<void> {
+    try {
+      await this.#attempt(job, signal);
+    } catch (err) {
+      // The outcome could not be recorded (a locked or full database): the lease expires and the job runs again.
+      this.#errors.failure('record', err, `recording the outcome of job ${job.id} failed`);
+    }
+  }
+
+  async #attempt(job: Job, signal: AbortSignal): Promise<void> {
     const { queue, log } = this.#d;
     const started = performance.now();
+    let result: unknown;
     try {
-      const result = await (this.#d.execute ?? this.#execute.bind(this))(job, signal);
-      if (await queue.complete(job, this.owner, result)) {
-        const ms = Math.round(performance.now() - started);
-        this.#publish('job.completed', {
-          jobId: job.id,
-          fileId: job.fileId,
-          kind: job.kind,
-          attempts: job.attempts,
-          ms,
-        });
-      } else log.warn({ job: job.id }, `job ${job.id} finished after its lease passed to another process`);
+      result = await (this.#d.execute ?? this.#execute.bind(this))(job, signal);
     } catch (err) {
-      const e = err as { message?: string; code?: string };
-      if (signal.aborted && this.#closing) {
-        await queue.release(job, this.owner);
-        log.info({ job: job.id }, `job ${job.id} released back to the queue at shutdown`);
-        return;
-      }
-      const code = typeof e.code === 'string' ? e.code : null;
-      const outcome = await queue.fail(
-        job,
-        this.owner,
-        { message: e.message ?? String(err), ...(code ? { code } : {}) },
-        code !== null && PERMANENT.has(code),
-      );
-      if (outcome === 'lost') return;
-      log.warn({ job: job.id, err, outcome }, `job ${job.id} (${job.kind}) failed: ${e.message}`);
-      this.#publish('job.failed', {
+      await this.#failed(job, signal, err);
+      return;
+    }
+    if (await queue.complete(job, this.owner, result)) {
+      const ms = Math.round(performance.now() - started);
+      this.#publish('job.completed', {
         jobId: job.id,
         fileId: job.fileId,
         kind: job.kind,
         attempts: job.attempts,
-        error: e.message ?? String(err),
-        code,
-        dead: outcome === 'dead',
+        ms,
       });
+    } else log.warn({ job: job.id }, `job ${job.id} finished after its lease passed to another process`);
+  }
+
+  async #failed(job: Job, signal: AbortSignal, err: unknown): Promise<void> {
+    const { queue, log } = this.#d;
+    const e = err as { message?: string; code?: string };
+    if (signal.aborted && this.#closing) {
+      await queue.release(job, this.owner);
+      log.info({ job: job.id }, `job ${job.id} released back to the queue at shutdown`);
+      return;
     }
+    const code = typeof e.code === 'string' ? e.code : null;
+    const outcome = await queue.fail(
+      job,
+      this.owner,
+      { message: e.message ?? String(err), ...(code ? { code } : {}) },
+      code !== null && PERMANENT.has(code),
+    );
+    const missing = code === 'ERR_WEFT_FILES_NOT_FOUND' || code === 'ERR_WEFT_FILES_INPUT_MISSING';
+    if (err instanceof FileGone || (missing && !(await this.#d.catalog.get(job.fileId)))) {
+      // Deleting a file removes its jobs; one that was running (a locked BullMQ job cannot be removed) is removed
+      // once its outcome is recorded.
+      await queue.removeForFile(job.fileId);
+      log.info(
+        { job: job.id },
+        `job ${job.id}: its file ${job.fileId} was deleted; its outputs and job are removed`,
+      );
+      return;
+    }
+    if (outcome === 'lost') return;
+    log.warn({ job: job.id, err, outcome }, `job ${job.id} (${job.kind}) failed: ${e.message}`);
+    this.#publish('job.failed', {
+      jobId: job.id,
+      fileId: job.fileId,
+      kind: job.kind,
+      attempts: job.attempts,
+      error: e.message ?? String(err),
+      code,
+      dead: outcome === 'dead',
+    });
   }
 
   /** Events are news, not records: a bus that cannot take one (Redis down) is logged, and the job goes on. */
@@ -174,16 +228,14 @@ export class JobRunner {
 
   async #execute(job: Job, signal: AbortSignal): Promise<unknown> {
     const { catalog, storage, pool, config } = this.#d;
-    if (!(await catalog.get(job.fileId))) {
-      throw new FilesError('ERR_WEFT_FILES_NOT_FOUND', `file ${job.fileId} was deleted`);
-    }
+    if (!(await catalog.get(job.fileId))) throw new FileGone(job.fileId);
     // Before the pool's first thread can load sharp (see processors/index.ts).
     await loadSharp();
     const source = await storage.localPath(originalKey(job.fileId));
     const options = { signal, timeout: config.jobTimeoutMs };
     try {
       if (job.kind === 'csv') {
-        return await pool.run(
+        const loaded = await pool.run(
           'ingestCsv',
           [
             {
@@ -195,6 +247,12 @@ export class JobRunner {
           ],
           options,
         );
+        // Deleted while it loaded: the delete dropped the table before this job made it; drop it again.
+        if (!(await catalog.get(job.fileId))) {
+          await catalog.delete(job.fileId);
+          throw new FileGone(job.fileId);
+        }
+        return loaded;
       }
       const scratch = await storage.scratch(`job-${job.id}`);
       try {
@@ -204,7 +262,9 @@ export class JobRunner {
           options,
         );
         for (const o of result.outputs) await storage.putFile(derivedKey(job.fileId, o.name), o.path);
-        await catalog.setDerived(
+        // Recorded only if the file still exists (checked in the same transaction as the write): a delete that
+        // came first removed the outputs before these were stored, so they are removed here.
+        const kept = await catalog.setDerived(
           job.fileId,
           result.outputs.map((o) => ({
             name: o.name,
@@ -214,6 +274,10 @@ export class JobRunner {
             height: o.height,
           })),
         );
+        if (!kept) {
+          await storage.delete(derivedPrefix(job.fileId), { prefix: true });
+          throw new FileGone(job.fileId);
+        }
         return { metadata: result.metadata, outputs: result.outputs.map((o) => o.name) };
       } finally {
         await scratch.release();
@@ -227,9 +291,10 @@ export class JobRunner {
   async #beat(): Promise<void> {
     try {
       const lost = await this.#d.queue.heartbeat(this.owner, [...this.#running.keys()]);
+      this.#errors.recovered('heartbeat', 'lease heartbeats work again');
       for (const id of lost) this.#running.get(id)?.controller.abort(new Error('lease lost'));
     } catch (err) {
-      this.#d.log.error({ err }, 'lease heartbeat failed');
+      this.#errors.failure('heartbeat', err, 'lease heartbeat failed');
     }
   }
 

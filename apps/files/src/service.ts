@@ -13,7 +13,7 @@ import { type Catalog, SqliteCatalog } from './catalog.ts';
 import { PgCatalog } from './catalog-pg.ts';
 import type { FilesConfig } from './config.ts';
 import { filesDashboard } from './dashboard.ts';
-import { openDatabase } from './db.ts';
+import { openDatabase, retryBusy } from './db.ts';
 import { type EventBus, SqliteEventBus } from './events.ts';
 import { RedisEventBus } from './events-redis.ts';
 import { type AppDeps, buildApp } from './http/app.ts';
@@ -24,6 +24,7 @@ import { SqliteQueue } from './queue/sqlite.ts';
 import type { JobQueue } from './queue/types.ts';
 import { JobRunner } from './runner.ts';
 import { DiskStorage } from './storage/disk.ts';
+import { reportNoSpace } from './storage/no-space.ts';
 import { parseStorageUrl, S3Storage } from './storage/s3.ts';
 import type { Storage } from './storage/types.ts';
 
@@ -55,6 +56,8 @@ export interface ServiceOptions {
   keepAliveTimeout?: number;
   /** This process's `weft/metrics` snapshot, for the dashboard when no supervisor merges every worker's. */
   metrics?: () => MetricsSnapshot;
+  /** Wraps the storage adapter (tests inject faults: a full disk, a slow write). */
+  storage?: (storage: Storage) => Storage;
 }
 
 /** The queue, catalog and event bus the configuration asks for; what is not remote lives in the SQLite file. */
@@ -63,6 +66,8 @@ async function openBackends(config: Readonly<FilesConfig>, closers: (() => unkno
   const path = join(config.dataDir, 'files.db');
   const db = needsSqlite ? openDatabase(path) : undefined;
   if (db) closers.unshift(() => db.close());
+  // Every SQLite adapter waits out a locked database asynchronously, up to dbBusyTimeout (db.ts).
+  const busy = { timeoutMs: config.dbBusyTimeout };
   let queue: JobQueue;
   let bus: EventBus;
   if (config.queueUrl) {
@@ -70,6 +75,7 @@ async function openBackends(config: Readonly<FilesConfig>, closers: (() => unkno
       url: config.queueUrl,
       leaseMs: config.leaseMs,
       retryDelayMs: config.retryDelayMs,
+      timeoutMs: config.queueTimeout,
     });
     closers.unshift(() => bull.close());
     queue = bull;
@@ -81,8 +87,11 @@ async function openBackends(config: Readonly<FilesConfig>, closers: (() => unkno
     closers.unshift(() => redisBus.close());
     bus = redisBus;
   } else {
-    queue = new SqliteQueue(db!, { leaseMs: config.leaseMs, retryDelayMs: config.retryDelayMs });
-    const sqliteBus = new SqliteEventBus(db!);
+    queue = retryBusy(
+      new SqliteQueue(db!, { leaseMs: config.leaseMs, retryDelayMs: config.retryDelayMs }),
+      busy,
+    );
+    const sqliteBus = retryBusy(new SqliteEventBus(db!), busy);
     closers.unshift(() => sqliteBus.close());
     bus = sqliteBus;
   }
@@ -92,7 +101,7 @@ async function openBackends(config: Readonly<FilesConfig>, closers: (() => unkno
     closers.unshift(() => pg.close());
     catalog = pg;
   } else {
-    catalog = new SqliteCatalog(db!, queue, path);
+    catalog = retryBusy(new SqliteCatalog(db!, queue, path), busy);
   }
   return { db, queue, bus, catalog };
 }
@@ -124,9 +133,10 @@ export async function createService(
   try {
     backends = await openBackends(config, closers);
     // Local disk by default; S3-compatible storage when STORAGE_URL says so (temp copies still go under dataDir).
-    storage = config.storageUrl
+    const adapter = config.storageUrl
       ? new S3Storage(parseStorageUrl(config.storageUrl), join(config.dataDir, 'tmp'))
       : new DiskStorage(config.dataDir);
+    storage = reportNoSpace(options.storage ? options.storage(adapter) : adapter);
     await storage.init();
     closers.unshift(() => storage.close?.());
   } catch (err) {
@@ -183,7 +193,13 @@ export async function createService(
     pool,
     runner,
     dashboard,
-    queued: () => (sqlite ? sqlite.waitingSync() : waiting),
+    queued: () => {
+      if (!sqlite) return waiting;
+      try {
+        waiting = sqlite.waitingSync();
+      } catch {} // a locked or failing database: shedding goes on with the last count
+      return waiting;
+    },
     close(signal) {
       closed ??= (async () => {
         clearInterval(refresh);

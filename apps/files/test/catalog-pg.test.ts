@@ -205,10 +205,12 @@ for (const [name, backend, when] of [
 
     it('upserts derived outputs: a re-run replaces by name, never duplicates', async () => {
       const { catalog } = await backend.fresh();
-      const { id } = file(1);
+      const record = file(1);
+      const { id } = record;
+      await catalog.recordUpload(record, [], 1);
       const thumb = { name: 'thumb.webp', type: 'image/webp', size: 100, width: 64, height: 48 };
       const meta = { name: 'meta.json', type: 'application/json', size: 20, width: null, height: null };
-      await catalog.setDerived(id, [thumb, meta]);
+      assert.equal(await catalog.setDerived(id, [thumb, meta]), true);
       assert.deepEqual(await catalog.derived(id), [meta, thumb]);
       const rerun = { ...thumb, size: 90, width: 32, height: 24 };
       await catalog.setDerived(id, [{ ...rerun, size: 1 }, rerun]);
@@ -216,6 +218,16 @@ for (const [name, backend, when] of [
       await catalog.setDerived(id, []);
       assert.deepEqual(await catalog.derived(id), [meta, rerun]);
       assert.deepEqual(await catalog.derived(randomUUID()), []);
+    });
+
+    it('records no derived outputs for a file that is gone (deleted while its job ran)', async () => {
+      const { catalog } = await backend.fresh();
+      const record = file(1);
+      await catalog.recordUpload(record, [], 1);
+      assert.equal(await catalog.delete(record.id), true);
+      const thumb = { name: 'thumb.webp', type: 'image/webp', size: 100, width: 64, height: 48 };
+      assert.equal(await catalog.setDerived(record.id, [thumb]), false);
+      assert.deepEqual(await catalog.derived(record.id), []);
     });
 
     it('deletes the record, its derived rows and its CSV tables; false for an unknown id', async () => {

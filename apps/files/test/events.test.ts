@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
-import { openDatabase } from '../src/db.ts';
+import { openDatabase, retryBusy } from '../src/db.ts';
 import type { EventBus, EventType, FilesEvent } from '../src/events.ts';
 import { SqliteEventBus } from '../src/events.ts';
 import { RedisEventBus, type RedisEventBusOptions } from '../src/events-redis.ts';
@@ -37,10 +37,10 @@ interface Pair {
  */
 async function childSqliteBus(path: string): Promise<EventBus> {
   const script = `
-    import { openDatabase } from ${JSON.stringify(`${src}db.ts`)};
+    import { openDatabase, retryBusy } from ${JSON.stringify(`${src}db.ts`)};
     import { SqliteEventBus } from ${JSON.stringify(`${src}events.ts`)};
     const db = openDatabase(${JSON.stringify(path)});
-    const bus = new SqliteEventBus(db, { pollMs: 20 });
+    const bus = retryBusy(new SqliteEventBus(db, { pollMs: 20 }), { timeoutMs: 10_000 });
     process.on('message', async ({ id, op, args }) => {
       try {
         const value = op === 'close' ? await bus.close() : await bus[op](...args);
@@ -95,7 +95,8 @@ async function childSqliteBus(path: string): Promise<EventBus> {
 async function sqlitePair(): Promise<Pair> {
   const path = join(dir, `${randomUUID()}.db`);
   const db = openDatabase(path);
-  const a = new SqliteEventBus(db, { pollMs: 20 });
+  // As service.ts wires it: two processes writing at once wait for each other asynchronously (db.ts).
+  const a = retryBusy(new SqliteEventBus(db, { pollMs: 20 }), { timeoutMs: 10_000 });
   const b = await childSqliteBus(path);
   return {
     a,

@@ -16,7 +16,7 @@ import { jobRoutes } from './jobs.ts';
 type Handler = (request: FastifyRequest, reply: FastifyReply) => unknown;
 
 export interface AppDeps {
-  config: Pick<FilesConfig, 'maxUpload' | 'maxAttempts' | 'token'>;
+  config: Pick<FilesConfig, 'maxUpload' | 'maxAttempts' | 'token' | 'uploadIdleTimeout' | 'uploadTimeout'>;
   catalog: Catalog;
   queue: JobQueue;
   storage: Storage;
@@ -71,7 +71,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         code = 'ERR_WEFT_FILES_BAD_REQUEST';
         message = err.message;
       }
-      if (status >= 500) deps.log.error({ err, url: request.url }, `request failed: ${err.message}`);
+      // Expected outages (a locked database, Redis away, a full disk) are the client's news, not a stack per request.
+      if (status === 500) deps.log.error({ err, url: request.url }, `request failed: ${err.message}`);
+      else if (status > 500) deps.log.warn({ code, url: request.url }, `request failed: ${message}`);
+      if (status === 503) reply.header('retry-after', '1');
       return reply.code(status).send({ error: { code, message } });
     },
   );

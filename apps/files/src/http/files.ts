@@ -8,6 +8,7 @@ import { derivedKey, derivedPrefix, originalKey } from '../storage/types.ts';
 import { Inspector, jobsFor, sanitizeName, sniffType } from '../upload.ts';
 import type { AppDeps } from './app.ts';
 import { requireToken } from './auth.ts';
+import { type BodyLimits, watchBody } from './deadline.ts';
 import { sendObject } from './send.ts';
 
 /**
@@ -15,8 +16,9 @@ import { sendObject } from './send.ts';
  * request stream is only unpiped, so the 413 can still be written on its socket; when the request fails (the
  * client went away), the inspector fails with it and storage removes its temp file.
  */
-function intake(source: Readable, inspector: Inspector): Readable {
+function intake(source: Readable, inspector: Inspector, limits: BodyLimits): Readable {
   source.pipe(inspector);
+  watchBody(source, inspector, limits);
   finished(source, { writable: false }, (err) => {
     if (err)
       inspector.destroy(
@@ -65,9 +67,16 @@ async function upload(deps: AppDeps, request: FastifyRequest, reply: FastifyRepl
   const id = randomUUID();
   const key = originalKey(id);
   try {
-    await storage.put(key, intake(source, inspector));
+    const limits = { idleMs: config.uploadIdleTimeout, totalMs: config.uploadTimeout };
+    await storage.put(key, intake(source, inspector, limits));
   } catch (err) {
-    if ((err as FilesError).code === 'ERR_WEFT_FILES_TOO_LARGE') reply.header('connection', 'close');
+    const code = (err as FilesError).code;
+    if (code === 'ERR_WEFT_FILES_TOO_LARGE') reply.header('connection', 'close');
+    if (code === 'ERR_WEFT_FILES_TIMEOUT') {
+      // The rest of the body is not read: answer 408, then close the socket even if the client never reads.
+      reply.header('connection', 'close');
+      reply.raw.once('finish', () => request.raw.socket?.destroy());
+    }
     throw err;
   }
   if (inspector.size === 0) {
@@ -182,10 +191,14 @@ export function fileRoutes(app: FastifyInstance, deps: AppDeps): void {
 
   app.delete('/files/:id', { onRequest: auth, schema: { params: idParams } }, async (request, reply) => {
     const { id } = request.params as { id: string };
-    if (!(await catalog.delete(id))) throw new FilesError('ERR_WEFT_FILES_NOT_FOUND', `No file ${id}`);
-    await queue.removeForFile(id);
+    await found(id);
+    // The bytes first: deleting needs no space, and on a full disk the database may need some for its own write,
+    // which the freed bytes then give it. A delete that fails after this is answered with its error; retried, it
+    // finishes (a record whose bytes are gone is answered 404 for its content meanwhile).
     await storage.delete(originalKey(id));
     await storage.delete(derivedPrefix(id), { prefix: true });
+    if (!(await catalog.delete(id))) throw new FilesError('ERR_WEFT_FILES_NOT_FOUND', `No file ${id}`);
+    await queue.removeForFile(id);
     await bus
       .publish('file.deleted', { fileId: id })
       .catch((err) => request.log.warn({ err }, 'publishing file.deleted failed'));

@@ -38,6 +38,11 @@ export interface BullQueueOptions {
   /** First retry delay; doubles per attempt up to `maxRetryDelayMs`, plus up to 20 % jitter (as the embedded queue). */
   retryDelayMs: number;
   maxRetryDelayMs?: number;
+  /**
+   * Longest adding an upload's jobs may take before it fails with `ERR_WEFT_FILES_REDIS` (the upload is answered
+   * 503 and not kept). Default 5 s.
+   */
+  timeoutMs?: number;
   /** How often stalled jobs (their process died) are looked for. Default: `leaseMs`. */
   stalledIntervalMs?: number;
   /**
@@ -155,6 +160,7 @@ export class BullQueue implements JobQueue {
       stalledIntervalMs: options.leaseMs,
       maxStalledCount: 2,
       keepCompleted: 10_000,
+      timeoutMs: 5_000,
       prefetch: true,
       ...options,
     };
@@ -164,7 +170,17 @@ export class BullQueue implements JobQueue {
     this.#redis.on('error', () => {}); // reported by the command that fails
     const maxDelay = this.#o.maxRetryDelayMs;
     const base = this.#o.retryDelayMs;
-    this.#queue = new Queue(name, { connection: this.#connection, prefix });
+    // The Queue's commands answer requests (adding an upload's jobs, listing): they fail fast while Redis is away
+    // (no offline queue, one retry) instead of waiting for it forever, as the worker's blocking connection must.
+    this.#queue = new Queue(name, {
+      connection: {
+        ...connection,
+        maxRetriesPerRequest: 1,
+        enableOfflineQueue: false,
+        commandTimeout: this.#o.timeoutMs,
+      },
+      prefix,
+    });
     this.#worker = new Worker(name, null, {
       connection: this.#connection,
       prefix,
@@ -236,7 +252,8 @@ export class BullQueue implements JobQueue {
    */
   async add(fileId: string, kinds: readonly JobKind[], maxAttempts: number): Promise<Job[]> {
     try {
-      return await this.#add(fileId, kinds, maxAttempts);
+      // A Redis that accepts the connection but stops answering is bounded here too.
+      return await withTimeout(this.#add(fileId, kinds, maxAttempts), this.#o.timeoutMs);
     } catch (err) {
       throw new FilesError(
         'ERR_WEFT_FILES_REDIS',
@@ -269,11 +286,14 @@ export class BullQueue implements JobQueue {
   async removeForFile(fileId: string): Promise<void> {
     const key = this.#fileKey(fileId);
     const ids = await this.#redis.smembers(key);
+    const kept: string[] = [];
     for (const id of ids) {
-      // An active job is locked and cannot be removed: it finds its file gone and is dead-lettered.
-      await this.#queue.remove(id).catch(() => 0);
+      // An active job is locked and cannot be removed (0): it stays listed here, and the runner running it finds
+      // its file gone and calls this again once the job is no longer active.
+      if ((await this.#queue.remove(id).catch(() => 0)) === 0) kept.push(id);
     }
-    await this.#redis.del(key);
+    if (kept.length === 0) await this.#redis.del(key);
+    else if (kept.length < ids.length) await this.#redis.srem(key, ...ids.filter((id) => !kept.includes(id)));
   }
 
   async waiting(): Promise<number> {
