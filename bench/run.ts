@@ -19,6 +19,10 @@ const AREAS: Record<string, () => Promise<Area>> = {
   cluster: async () => ({ title: 'Cluster supervisor', run: (await import('./cluster.ts')).run }),
   metrics: async () => ({ title: 'Metrics overhead', run: (await import('./metrics.ts')).run }),
   files: async () => ({ title: 'File service', run: (await import('./files.ts')).run }),
+  'files-sync': async () => ({
+    title: 'File service: the cost of synchronous = FULL',
+    run: (await import('./files-sync.ts')).run,
+  }),
   // `files --backend redis` runs this one.
   'files-redis': async () => ({
     title: 'File service on Redis, PostgreSQL and S3',
@@ -29,8 +33,11 @@ const AREAS: Record<string, () => Promise<Area>> = {
 const RESULTS = new URL('./results/', import.meta.url);
 const DOCS = new URL('../docs/benchmarks.md', import.meta.url);
 
-/** Areas run by default: `files-redis` needs Redis and PostgreSQL, so it runs when asked for. */
-const DEFAULT_AREAS = Object.keys(AREAS).filter((a) => a !== 'files-redis');
+/**
+ * Areas run by default: `files-redis` needs Redis and PostgreSQL, and `files-sync` measures one setting, so they run
+ * when asked for.
+ */
+const DEFAULT_AREAS = Object.keys(AREAS).filter((a) => a !== 'files-redis' && a !== 'files-sync');
 
 function parseArgs(argv: string[]): { areas: string[]; write: boolean } {
   const areas: string[] = [];
