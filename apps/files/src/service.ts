@@ -17,6 +17,7 @@ import { openDatabase, retryBusy } from './db.ts';
 import { type EventBus, SqliteEventBus } from './events.ts';
 import { RedisEventBus } from './events-redis.ts';
 import { type AppDeps, buildApp } from './http/app.ts';
+import { ThrottledLog } from './log-throttle.ts';
 import type { Logger } from './logger.ts';
 import { type ProcessorTasks, tasksUrl } from './processors/index.ts';
 import { BullQueue, parseQueueUrl } from './queue/bullmq.ts';
@@ -159,14 +160,17 @@ export async function createService(
   // The embedded queue is counted at once; a remote one is read each second (shedding must not wait on Redis).
   let waiting = await queue.waiting();
   const sqlite = queue instanceof SqliteQueue ? queue : undefined;
+  // Read every second: while Redis is away that fails every second, so it is logged once a minute.
+  const depthErrors = new ThrottledLog(options.log);
   const refresh = sqlite
     ? undefined
     : setInterval(() => {
         queue.waiting().then(
           (n) => {
             waiting = n;
+            depthErrors.recovered('depth', 'reading the queue depth works again');
           },
-          (err) => options.log.warn({ err }, 'reading the queue depth failed'),
+          (err) => depthErrors.failure('depth', err, 'reading the queue depth failed'),
         );
       }, 1_000).unref();
   const app = await buildApp({
