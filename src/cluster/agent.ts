@@ -6,6 +6,7 @@
 import cluster from 'node:cluster';
 import { subscribe } from 'node:diagnostics_channel';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
+import { SUPERVISED_DRAIN_DELAY, watchServers } from '../lifecycle/index.ts';
 import { isWeftMessage, METRICS_REQUEST, type PrimaryMessage, type WorkerStats } from './protocol.ts';
 import { answerRequest, customStats, deliverMessage } from './worker.ts';
 
@@ -55,14 +56,38 @@ function install(): void {
     }, interval).unref();
   }
 
-  // Without weft/lifecycle in the application, SIGTERM would kill the worker mid-request. Unless the application
-  // handles SIGTERM itself, close its servers, let in-flight requests finish, and exit (node:cluster's disconnect).
+  drainWithoutLifecycle();
+}
+
+/**
+ * Without weft/lifecycle in the application, SIGTERM would kill the worker mid-request. Unless the application
+ * handles SIGTERM itself, drain every HTTP server it listens on (found through diagnostics_channel, as nginx's old
+ * workers finish their connections while new ones take new connections), then leave the cluster and exit.
+ *
+ * One Ctrl-C or systemd stop signals every process of the group: the worker hears it, then its supervisor's SIGTERM.
+ * So the drain starts once, whatever arrives, and SIGINT is left to the supervisor, which answers it with SIGTERM.
+ */
+function drainWithoutLifecycle(): void {
+  const watch = watchServers();
+  let draining = false;
+  process.on('SIGINT', () => {});
   process.on('SIGTERM', () => {
-    if (process.listenerCount('SIGTERM') > 1) return;
+    if (process.listenerCount('SIGTERM') > 1 || draining) return;
+    draining = true;
     const timeout = Number(process.env.WEFT_KILL_TIMEOUT ?? 30_000);
-    setTimeout(() => process.exit(1), timeout).unref();
-    cluster.worker?.disconnect();
-    cluster.worker?.once('disconnect', () => process.exit(0));
+    setTimeout(() => {
+      watch.destroy();
+      process.exit(1);
+    }, timeout).unref();
+    // As weft/lifecycle does under a supervisor: accept a little longer, so that on a stop the supervisor closes the
+    // shared listening socket first (SUPERVISED_DRAIN_DELAY).
+    void new Promise((resolve) => setTimeout(resolve, SUPERVISED_DRAIN_DELAY))
+      .then(() => watch.drain())
+      .then(() => {
+        // Other handles (a raw TCP server, the IPC channel) close with the worker's disconnect.
+        cluster.worker?.once('disconnect', () => process.exit(0));
+        cluster.worker?.disconnect();
+      });
   });
 }
 

@@ -36,6 +36,12 @@ export interface SuperviseOptions {
   backoff?: BackoffOptions;
   /** Ms a worker must run before its slot's backoff resets. Default: 30 000. */
   stableAfter?: number;
+  /**
+   * A stop signal (SIGTERM, SIGINT) this soon after the one that started the stop is the same request delivered twice
+   * (Ctrl-C under `npm start` reaches the supervisor from the terminal and again from npm), not a second one that
+   * forces. Ms. Default: 500.
+   */
+  repeatSignalWindow?: number;
   /** More than `max` crashes within `windowMs` marks a slot failed. Default: 5 in 60 000 ms. */
   crashLoop?: { max: number; windowMs: number };
   /** Extra workers a reload may start at once. Default: 1. */
@@ -131,6 +137,7 @@ export function resolveSuperviseOptions(options: SuperviseOptions) {
     maxMemory: bytes(options.maxMemory),
     backoff: options.backoff ?? {},
     stableAfter: timerOption(options, 'stableAfter', 30_000),
+    repeatSignalWindow: timerOption(options, 'repeatSignalWindow', 500),
     crashLoop,
     maxSurge,
     statsInterval: timerOption(options, 'statsInterval', 1_000),

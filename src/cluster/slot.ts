@@ -44,6 +44,8 @@ export class Slot {
   lastPong = 0;
   stats: WorkerStats | undefined = undefined;
   restartTimer: NodeJS.Timeout | undefined = undefined;
+  /** Its first crash since it was last stable was restarted without delay; the next ones back off. */
+  restartedAtOnce = false;
   /** A replacement (reload, memory) is under way: no second one may start. */
   replacing = false;
   /** Its progress, for status(). */

@@ -8,6 +8,7 @@ import { WeftError } from '../errors.ts';
 import { type Logger, stderrLogger } from '../lifecycle/index.ts';
 import type { MetricsServer } from '../metrics/index.ts';
 import { clusterDashboard } from './dashboard.ts';
+import { PrimaryListeners } from './listeners.ts';
 import { ClusterMetrics, type ClusterMetricsSnapshot } from './metrics.ts';
 import { type ResolvedSuperviseOptions, resolveSuperviseOptions, type SuperviseOptions } from './options.ts';
 import { isWeftMessage, type WorkerMessage } from './protocol.ts';
@@ -72,6 +73,8 @@ export class Supervisor extends EventEmitter {
   #reload: Promise<ReloadResult> | undefined;
   #lastReload: SupervisorStatus['lastReload'];
   #stop: Promise<number> | undefined;
+  /** When the signal that started the stop arrived. */
+  #stopSignalAt = Number.NEGATIVE_INFINITY;
   readonly #logs: string[] = [];
   readonly #pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: unknown) => void }>();
   #requestId = 0;
@@ -79,6 +82,7 @@ export class Supervisor extends EventEmitter {
   #metricsServer: MetricsServer | undefined;
   #reloadProgress: ReloadProgress | undefined;
   #dashboard: Dashboard | undefined;
+  readonly #listeners = new PrimaryListeners();
 
   constructor(options: SuperviseOptions) {
     super();
@@ -143,13 +147,24 @@ export class Supervisor extends EventEmitter {
 
   #onSignal(signal: string, fn: () => void): void {
     const handler = () => {
-      if (this.#stop && (signal === 'SIGTERM' || signal === 'SIGINT')) {
+      const stopSignal = signal === 'SIGTERM' || signal === 'SIGINT';
+      // One Ctrl-C under `npm start` arrives twice (from the terminal, and forwarded by npm): that is one request.
+      if (
+        this.#stop &&
+        stopSignal &&
+        performance.now() - this.#stopSignalAt < this.options.repeatSignalWindow
+      ) {
+        this.#log.info({ signal }, `${signal} received again at once: taken as the same stop`);
+        return;
+      }
+      if (this.#stop && stopSignal) {
         this.#log.error({ signal }, `${signal} received again while stopping: killing every worker now`);
         this.#killAll('SIGKILL');
         this.#finish(1);
         return;
       }
       this.#log.info({ signal }, `${signal} received`);
+      if (stopSignal && !this.#stop) this.#stopSignalAt = performance.now();
       fn();
     };
     this.#signalHandlers.set(signal, handler);
@@ -320,7 +335,10 @@ export class Supervisor extends EventEmitter {
       { slot: slot.index, pid: worker.process.pid, exit: how },
       `worker ${slot.index} exited (${how})`,
     );
-    if (now - slot.startedAt >= this.options.stableAfter) slot.backoff.reset();
+    if (now - slot.startedAt >= this.options.stableAfter) {
+      slot.backoff.reset();
+      slot.restartedAtOnce = false;
+    }
     if (slot.crashes.record(now)) {
       slot.state = 'failed';
       this.#log.error(
@@ -333,6 +351,13 @@ export class Supervisor extends EventEmitter {
     }
     slot.state = 'backoff';
     slot.restarts++;
+    // The first crash of a stable slot is restarted at once: a lone crash should cost no more than a fork. Repeated
+    // crashes back off (100 ms, 200 ms, ...), so a broken build does not fork in a tight loop.
+    if (!slot.restartedAtOnce) {
+      slot.restartedAtOnce = true;
+      void this.#startSlot(slot).catch(() => {});
+      return;
+    }
     const delay = slot.backoff.next();
     slot.restartTimer = setTimeout(() => void this.#startSlot(slot).catch(() => {}), delay);
   }
@@ -435,14 +460,19 @@ export class Supervisor extends EventEmitter {
     let replaced = 0;
     let result: ReloadResult | undefined;
     const queue = [...this.#slots];
+    // An old worker drains while the rollout goes on (nginx's old workers finish their connections while new ones
+    // take new connections): its idle keep-alive connections may take seconds to close. The reload is done once the
+    // last old worker has exited.
+    const draining: Promise<number>[] = [];
     const lane = async () => {
       for (let slot = queue.shift(); slot && !result && !this.#stop; slot = queue.shift()) {
-        const outcome = await this.#replace(slot, 'reload');
+        const outcome = await this.#replace(slot, 'reload', draining);
         if (outcome === true) progress.replaced = ++replaced;
         else result = { ok: false, replaced, reason: `worker ${slot.index}: ${outcome}` };
       }
     };
     await Promise.all(Array.from({ length: this.options.maxSurge }, lane));
+    await Promise.all(draining);
     result ??= { ok: true, replaced };
     this.#reloadProgress = undefined;
     this.#lastReload = { ...result, at: new Date().toISOString() };
@@ -455,18 +485,25 @@ export class Supervisor extends EventEmitter {
     return result;
   }
 
-  /** Starts a new worker for `slot`, and once it is ready drains the old one. True, or why it failed. */
-  async #replace(slot: Slot, why: 'reload' | 'memory'): Promise<true | string> {
+  /**
+   * Starts a new worker for `slot`, and once it is ready drains the old one: awaited, or pushed to `draining` to be
+   * awaited by the caller. True, or why it failed.
+   */
+  async #replace(slot: Slot, why: 'reload' | 'memory', draining?: Promise<number>[]): Promise<true | string> {
     slot.replacing = true;
     try {
-      return await this.#replaceOnce(slot, why);
+      return await this.#replaceOnce(slot, why, draining);
     } finally {
       slot.replacing = false;
       slot.replacement = undefined;
     }
   }
 
-  async #replaceOnce(slot: Slot, why: 'reload' | 'memory'): Promise<true | string> {
+  async #replaceOnce(
+    slot: Slot,
+    why: 'reload' | 'memory',
+    draining?: Promise<number>[],
+  ): Promise<true | string> {
     const { worker, ready } = this.#fork(slot);
     this.#candidates.add(worker);
     const pid = worker.process.pid;
@@ -493,7 +530,9 @@ export class Supervisor extends EventEmitter {
         { slot: slot.index, old: old.process.pid, new: worker.process.pid, why },
         `worker ${slot.index} replaced (${why}): draining pid ${old.process.pid}`,
       );
-      await this.#retire(old);
+      const retired = this.#retire(old);
+      if (draining) draining.push(retired);
+      else await retired;
     }
     return true;
   }
@@ -530,6 +569,8 @@ export class Supervisor extends EventEmitter {
     this.#state = 'stopping';
     this.#log.info({ reason }, 'stopping every worker');
     clearInterval(this.#pingTimer);
+    // Stop accepting before the workers drain: a connection accepted from now on would have no worker to take it.
+    this.#listeners.closeAll();
     const workers = new Set<Worker>([...this.#candidates, ...this.#retiring.keys()]);
     for (const slot of this.#slots) {
       clearTimeout(slot.restartTimer);
@@ -552,6 +593,7 @@ export class Supervisor extends EventEmitter {
 
   #finish(code: number): void {
     if (this.#state !== 'failed') this.#state = 'stopped';
+    this.#listeners.dispose();
     clearInterval(this.#pingTimer);
     void this.#dashboard?.close();
     void this.#metricsServer?.close();

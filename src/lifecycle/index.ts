@@ -16,6 +16,14 @@ export {
   type ShutdownHook,
 } from './lifecycle.ts';
 export { type Logger, stderrLogger } from './logger.ts';
-export { type LifecycleOptions, PHASES, type Phase, type ShutdownSignal, SIGNALS } from './options.ts';
+export {
+  type LifecycleOptions,
+  PHASES,
+  type Phase,
+  type ShutdownSignal,
+  SIGNALS,
+  SUPERVISED_DRAIN_DELAY,
+} from './options.ts';
 export type { FastifyLikeReply } from './reply.ts';
 export * from './shed.ts';
+export { type ServerWatch, watchServers } from './watch.ts';

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { InvalidOptionError } from '../errors.ts';
 import { Health, type HealthOptions } from './health.ts';
-import { type DrainableServer, HttpDrain, type ServerOptions } from './http-drain.ts';
+import { type DrainableServer, type HttpDrain, type ServerOptions, serverDrain } from './http-drain.ts';
 import { type Logger, stderrLogger } from './logger.ts';
 import { type LifecycleOptions, PHASES, type Phase, resolveLifecycleOptions } from './options.ts';
 
@@ -93,13 +93,13 @@ export class Lifecycle extends EventEmitter {
     if (!server || typeof server.on !== 'function' || typeof server.close !== 'function') {
       throw new InvalidOptionError('server', 'a node:http, https or http2 server', server);
     }
-    for (const key of ['drainDelay', 'idleGrace'] as const) {
+    for (const key of ['drainDelay', 'idleGrace', 'lingerTimeout'] as const) {
       const v = options[key];
       if (v !== undefined && (typeof v !== 'number' || !(v >= 0) || v > 2 ** 31 - 1)) {
         throw new InvalidOptionError(key, 'a number of ms from 0 to 2147483647', v);
       }
     }
-    this.#servers.push(new HttpDrain(server, options));
+    this.#servers.push(serverDrain(server, options));
     return this;
   }
 
@@ -187,8 +187,9 @@ export class Lifecycle extends EventEmitter {
       void this.shutdown(signal);
       return;
     }
-    // A shutdown started by hand, by the supervisor or by an error is not forced by the orchestrator's first SIGTERM.
-    if (++this.#signalsDuringShutdown === 1) {
+    // A shutdown started by hand, by the supervisor or by an error is not forced by the orchestrator's first SIGTERM;
+    // under a supervisor, no signal forces: it is the one that does.
+    if (++this.#signalsDuringShutdown === 1 || !this.#options.forceOnRepeat) {
       this.#logger.info({ signal }, `${signal} received: already shutting down`);
       return;
     }

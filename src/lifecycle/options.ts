@@ -3,6 +3,14 @@ import { timerOption } from '../validate.ts';
 import type { HealthOptions } from './health.ts';
 import type { Logger } from './logger.ts';
 
+/**
+ * The default `drainDelay` in a worker run by the weft supervisor, ms. One Ctrl-C or systemd stop signals the workers
+ * and the supervisor at once; a worker that stopped accepting before the supervisor closed the shared listening
+ * socket would leave connections the supervisor accepted meanwhile to no one (node:cluster resets them). Accepting
+ * a little longer lets the supervisor close it first; each connection accepted meanwhile is still served.
+ */
+export const SUPERVISED_DRAIN_DELAY = 100;
+
 /** Shutdown phases, in the order they run. */
 export const PHASES = ['readiness', 'listeners', 'drain', 'resources', 'flush'] as const;
 export type Phase = (typeof PHASES)[number];
@@ -15,15 +23,25 @@ export type ShutdownSignal = (typeof SIGNALS)[number];
 export interface LifecycleOptions {
   /** Ms the whole shutdown may take; then what is left is destroyed and the exit code is 1. Default: 30 000. */
   shutdownTimeout?: number;
-  /** Signals that start the shutdown; a second one forces exit. Default: SIGTERM, SIGINT. */
+  /** Signals that start the shutdown; a second one forces exit (see `forceOnRepeat`). Default: SIGTERM, SIGINT. */
   signals?: readonly ShutdownSignal[];
+  /**
+   * A signal received while the shutdown runs forces the exit. Default: true, except in a worker run by the weft
+   * supervisor (`WEFT_WORKER_INDEX` set): one Ctrl-C or systemd stop signals every process of the group, so the
+   * worker hears it and then its supervisor's SIGTERM, and the supervisor is the one that forces (a second signal
+   * to it, or its kill timeout).
+   */
+  forceOnRepeat?: boolean;
   /** A pino-compatible logger. Default: warnings and errors as JSON lines on stderr. */
   logger?: Logger;
   /** Turn `uncaughtException` and `unhandledRejection` into a logged shutdown with exit code 1. Default: true. */
   handleErrors?: boolean;
   /** Exit the process when the shutdown ends (true), never (false), or call this function. Default: true. */
   exit?: boolean | ((code: number) => void);
-  /** Ms between readiness turning 503 and the listeners closing (load balancers notice). Default: 0. */
+  /**
+   * Ms between readiness turning 503 and the listeners closing (load balancers notice). Default: 0; 100 in a worker
+   * run by the weft supervisor (see `SUPERVISED_DRAIN_DELAY`).
+   */
   drainDelay?: number;
   /** Options of the health checks. */
   health?: HealthOptions;
@@ -33,12 +51,19 @@ export function resolveLifecycleOptions(options: LifecycleOptions) {
   if (typeof options !== 'object' || options === null)
     throw new InvalidOptionError('options', 'an object', options);
   const shutdownTimeout = timerOption(options, 'shutdownTimeout', 30_000);
-  const drainDelay = timerOption(options, 'drainDelay', 0);
+  const drainDelay = timerOption(
+    options,
+    'drainDelay',
+    process.env.WEFT_WORKER_INDEX === undefined ? 0 : SUPERVISED_DRAIN_DELAY,
+  );
   const signals = options.signals ?? ['SIGTERM', 'SIGINT'];
   if (!Array.isArray(signals) || !signals.every((s) => (SIGNALS as readonly string[]).includes(s))) {
     throw new InvalidOptionError('signals', `an array of ${SIGNALS.join(', ')}`, signals);
   }
   const { logger, exit = true, handleErrors = true } = options;
+  const forceOnRepeat = options.forceOnRepeat ?? process.env.WEFT_WORKER_INDEX === undefined;
+  if (typeof forceOnRepeat !== 'boolean')
+    throw new InvalidOptionError('forceOnRepeat', 'a boolean', forceOnRepeat);
   if (logger !== undefined) {
     const ok =
       logger &&
@@ -56,6 +81,7 @@ export function resolveLifecycleOptions(options: LifecycleOptions) {
     shutdownTimeout,
     drainDelay,
     signals: Object.freeze([...new Set(signals)]),
+    forceOnRepeat,
     logger,
     handleErrors,
     exit,

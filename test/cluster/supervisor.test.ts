@@ -167,7 +167,7 @@ describe('supervisor', () => {
   });
 
   it('a second signal while stopping kills every worker and exits 1', async () => {
-    const s = await startSupervisor({ killTimeout: 60_000 });
+    const s = await startSupervisor({ killTimeout: 60_000, repeatSignalWindow: 0 });
     await s.line(started, 'start');
     const hanging = get(s.port, '/?ms=60000');
     await s.line(msg(/^worker \d ready$/), 'ready');
@@ -177,5 +177,17 @@ describe('supervisor', () => {
     assert.equal(await within(s.exit, 10_000, 'exit'), 1);
     assert.ok(s.lines.some(msg('SIGINT received again while stopping: killing every worker now')));
     await hanging;
+  });
+
+  it('one stop signal delivered twice at once (Ctrl-C under npm start) is one clean stop, exit 0', async () => {
+    // Signals of one kind sent at once may merge into one delivery: the second is sent once the first was seen.
+    const s = await startSupervisor({ repeatSignalWindow: 10_000 });
+    await s.line(started, 'start');
+    s.child.kill('SIGINT');
+    await s.line(msg('stopping every worker'), 'stopping');
+    s.child.kill('SIGINT');
+    assert.equal(await within(s.exit, 20_000, 'exit'), 0);
+    assert.ok(s.lines.some(msg('SIGINT received again at once: taken as the same stop')));
+    assert.ok(!s.lines.some(msg(/killing every worker now/)));
   });
 });
