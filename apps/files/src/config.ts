@@ -54,6 +54,11 @@ export interface FilesConfig {
   queueUrl: string | undefined;
   /** `postgres://…`: file records and CSV tables in PostgreSQL instead of the embedded SQLite file. */
   databaseUrl: string | undefined;
+  /**
+   * `https://files-content.example.com`: a separate origin (another host name for this service, or a CDN in front
+   * of it) that the content and derived-output links handed out point to; only those routes answer on it.
+   */
+  contentOrigin: string | undefined;
 }
 
 type Kind = 'int' | 'size' | 'duration' | 'string' | 'path';
@@ -83,6 +88,7 @@ const SETTINGS: Record<keyof FilesConfig, { env: string[]; kind: Kind }> = {
   storageUrl: { env: ['STORAGE_URL'], kind: 'string' },
   queueUrl: { env: ['QUEUE_URL'], kind: 'string' },
   databaseUrl: { env: ['DATABASE_URL'], kind: 'string' },
+  contentOrigin: { env: ['FILES_CONTENT_ORIGIN'], kind: 'string' },
 };
 
 function defaults(env: NodeJS.ProcessEnv): FilesConfig {
@@ -111,6 +117,7 @@ function defaults(env: NodeJS.ProcessEnv): FilesConfig {
     storageUrl: undefined,
     queueUrl: undefined,
     databaseUrl: undefined,
+    contentOrigin: undefined,
   };
 }
 
@@ -145,6 +152,22 @@ function bad(key: string, source: string, want: string, value: unknown): FilesEr
 /** A URL with its password replaced, for messages. */
 export function redact(url: string): string {
   return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@]*:)[^@/]*@/i, '$1***@');
+}
+
+/** `https://host[:port]` with nothing after it (a trailing `/` is dropped), as the links are built on it. */
+function origin(raw: string): string {
+  const want =
+    'an origin like https://files-content.example.com (http or https, no path, query or credentials)';
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw bad('contentOrigin', 'config', want, raw);
+  }
+  const plain = url.pathname === '/' && !url.search && !url.hash && !url.username && !url.password;
+  if (!/^https?:$/.test(url.protocol) || !plain || /[?#]$/.test(raw))
+    throw bad('contentOrigin', 'config', want, raw);
+  return url.origin;
 }
 
 /** `12`, `1.5G`, `30s`: the number times its unit's factor; NaN when it is not one. */
@@ -231,5 +254,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
   if (config.databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(config.databaseUrl)) {
     throw bad('databaseUrl', 'config', 'a postgres:// URL', redact(config.databaseUrl));
   }
+  if (config.contentOrigin !== undefined) config.contentOrigin = origin(config.contentOrigin);
   return Object.freeze(config);
 }

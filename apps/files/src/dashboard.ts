@@ -24,7 +24,7 @@ import type { EventBus, FilesEvent } from './events.ts';
 import type { Job, JobCounts, JobQueue } from './queue/types.ts';
 
 export interface FilesDashboardDeps {
-  config: Pick<FilesConfig, 'token' | 'maxUpload'>;
+  config: Pick<FilesConfig, 'token' | 'maxUpload'> & Partial<Pick<FilesConfig, 'contentOrigin'>>;
   catalog: Pick<Catalog, 'list' | 'get' | 'derived'>;
   queue: JobQueue;
   bus: EventBus;
@@ -132,7 +132,7 @@ export function filesDashboard(deps: FilesDashboardDeps): Dashboard {
       createdAt: f.createdAt,
       state,
       url: `/files/${f.id}`,
-      ...(thumb ? { thumbnail: `/files/${f.id}/derived/thumbnail.webp` } : {}),
+      ...(thumb ? { thumbnail: `${config.contentOrigin ?? ''}/files/${f.id}/derived/thumbnail.webp` } : {}),
       ...(done > 0 ? { processMs: done - f.createdAt } : {}),
     };
   }

@@ -59,3 +59,10 @@ log.info(
   { port: config.port, host: config.host, dataDir: config.dataDir },
   `files listening on ${config.host}:${config.port}`,
 );
+// What the content origin buys, said where the operator looks (docs/files.md#security has the whole story).
+log.info(
+  { contentOrigin: config.contentOrigin ?? null },
+  config.contentOrigin
+    ? `file content links point to ${config.contentOrigin}, which serves nothing else: a file opened there cannot reach the dashboard's token or the API`
+    : 'file content is served on this origin, sandboxed (CSP sandbox, nosniff, attachment unless an image, text or PDF); FILES_CONTENT_ORIGIN moves it to an origin of its own, so even a browser that ignored the sandbox could not reach the dashboard’s token',
+);

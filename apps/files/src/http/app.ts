@@ -10,13 +10,15 @@ import type { EventBus } from '../events.ts';
 import type { Logger } from '../logger.ts';
 import type { JobQueue } from '../queue/types.ts';
 import type { Storage } from '../storage/types.ts';
+import { contentOriginGuard } from './content-origin.ts';
 import { fileRoutes } from './files.ts';
 import { jobRoutes } from './jobs.ts';
 
 type Handler = (request: FastifyRequest, reply: FastifyReply) => unknown;
 
 export interface AppDeps {
-  config: Pick<FilesConfig, 'maxUpload' | 'maxAttempts' | 'token' | 'uploadIdleTimeout' | 'uploadTimeout'>;
+  config: Pick<FilesConfig, 'maxUpload' | 'maxAttempts' | 'token' | 'uploadIdleTimeout' | 'uploadTimeout'> &
+    Partial<Pick<FilesConfig, 'contentOrigin'>>;
   catalog: Catalog;
   queue: JobQueue;
   storage: Storage;
@@ -84,6 +86,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     }),
   );
 
+  if (deps.config.contentOrigin) app.addHook('onRequest', contentOriginGuard(deps.config.contentOrigin));
   fileRoutes(app, deps);
   jobRoutes(app, deps);
   if (deps.health) {

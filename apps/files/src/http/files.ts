@@ -144,6 +144,8 @@ export function fileRoutes(app: FastifyInstance, deps: AppDeps): void {
     return { files };
   });
 
+  // With a content origin, the links handed out point there: the bytes never render on the API's origin.
+  const at = deps.config.contentOrigin ?? '';
   const found = async (id: string) => {
     const file = await catalog.get(id);
     if (!file) throw new FilesError('ERR_WEFT_FILES_NOT_FOUND', `No file ${id}`);
@@ -156,9 +158,9 @@ export function fileRoutes(app: FastifyInstance, deps: AppDeps): void {
     const jobs = await queue.list({ fileId: id, limit: 100 });
     const derived = (await catalog.derived(id)).map((d) => ({
       ...d,
-      url: `/files/${id}/derived/${encodeURIComponent(d.name)}`,
+      url: `${at}/files/${id}/derived/${encodeURIComponent(d.name)}`,
     }));
-    return { ...file, content: `/files/${id}/content`, jobs, derived };
+    return { ...file, content: `${at}/files/${id}/content`, jobs, derived };
   });
 
   app.get('/files/:id/content', { schema: { params: idParams } }, async (request, reply) => {

@@ -2,6 +2,10 @@
  * Streams a stored object as an HTTP response with the validators and ranges a client or a CDN expects: `ETag`,
  * `If-None-Match` (304), single `Range` requests (206, or 416 when unsatisfiable) with `If-Range`. A request for
  * several ranges gets the whole object, which RFC 9110 §14.2 allows.
+ *
+ * Uploaded bytes are the users', served from the service's own origin, where the dashboard keeps the operator's
+ * token: they must never become an active document there. Every response is sandboxed by its CSP (a unique opaque
+ * origin, no script, no plugin, no subresource) and `nosniff`; only types a browser shows passively are `inline`.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Storage } from '../storage/types.ts';
@@ -37,9 +41,39 @@ export function parseRange(
   return { start, end };
 }
 
-function contentDisposition(filename: string): string {
+/**
+ * Sent with every stored object: even a document the browser renders (an XML file with an XHTML script, an SVG,
+ * HTML it was tricked into sniffing) gets an opaque origin, so it cannot read the service's storage or cookies,
+ * runs no script and loads nothing. Chromium and Firefox still show a top-level image or plain text under it.
+ */
+export const CONTENT_SECURITY_POLICY = "sandbox; default-src 'none'; img-src 'self'";
+
+/**
+ * Types shown `inline`: raster images, plain text and PDF, which browsers render without running anything from
+ * the file (PDF under the sandbox above). Everything else, SVG, XML, HTML, CSV, is an `attachment`: a download.
+ */
+export const INLINE_TYPES: ReadonlySet<string> = new Set([
+  'image/jpeg',
+  'image/png',
+  'image/gif',
+  'image/webp',
+  'image/avif',
+  'image/bmp',
+  'text/plain',
+  'application/pdf',
+]);
+
+/** `inline` or `attachment` for `type` (parameters such as `; charset` ignored). */
+export function dispositionFor(type: string): 'inline' | 'attachment' {
+  const bare = type.split(';')[0]!.trim().toLowerCase();
+  return INLINE_TYPES.has(bare) ? 'inline' : 'attachment';
+}
+
+function contentDisposition(type: string, filename: string | undefined): string {
+  const kind = dispositionFor(type);
+  if (filename === undefined) return kind;
   const ascii = filename.replace(/[^\x20-\x7e]|["\\]/g, '_');
-  return `inline; filename="${ascii}"; filename*=UTF-8''${encodeURIComponent(filename)}`;
+  return `${kind}; filename="${ascii}"; filename*=UTF-8''${encodeURIComponent(filename)}`;
 }
 
 /** Answers `request` with the object (or a part of it, or 304/416). */
@@ -53,8 +87,9 @@ export async function sendObject(
     .header('etag', o.etag)
     .header('accept-ranges', 'bytes')
     .header('cache-control', o.immutable ? 'private, max-age=31536000, immutable' : 'private, no-cache')
-    .header('x-content-type-options', 'nosniff');
-  if (o.filename) reply.header('content-disposition', contentDisposition(o.filename));
+    .header('x-content-type-options', 'nosniff')
+    .header('content-security-policy', CONTENT_SECURITY_POLICY)
+    .header('content-disposition', contentDisposition(o.type, o.filename));
   const inm = request.headers['if-none-match'];
   if (inm?.split(',').some((t) => t.trim() === o.etag || t.trim() === '*')) {
     return reply.code(304).send();
