@@ -19,7 +19,8 @@ export type FilesErrorCode =
   | 'ERR_WEFT_FILES_REDIS'
   | 'ERR_WEFT_FILES_BUSY'
   | 'ERR_WEFT_FILES_NO_SPACE'
-  | 'ERR_WEFT_FILES_TIMEOUT';
+  | 'ERR_WEFT_FILES_TIMEOUT'
+  | 'ERR_WEFT_FILES_MULTIPART';
 
 const STATUS: Record<FilesErrorCode, number> = {
   ERR_WEFT_FILES_CONFIG: 500,
@@ -37,6 +38,7 @@ const STATUS: Record<FilesErrorCode, number> = {
   ERR_WEFT_FILES_BUSY: 503,
   ERR_WEFT_FILES_NO_SPACE: 507,
   ERR_WEFT_FILES_TIMEOUT: 408,
+  ERR_WEFT_FILES_MULTIPART: 400,
 };
 
 /** No space left on the device (or over quota): the storage adapters' errors that become `ERR_WEFT_FILES_NO_SPACE`. */

@@ -115,21 +115,51 @@ export function jobsFor(type: string): JobKind[] {
   return [];
 }
 
+/** Longest stored name, in UTF-16 code units (what JavaScript, SQLite and the JSON answers count). */
+const MAX_NAME = 200;
+/** Extensions longer than this are not kept apart when a long name is cut. */
+const MAX_EXTENSION = 16;
+
 /**
- * A file name safe to store and show: the last path segment only (no traversal), no control characters, Unicode
- * NFC, at most 200 characters keeping the extension; `upload` when nothing usable is left.
+ * Dropped from names: control characters (C0, DEL, C1), the bidirectional controls that make `txt.exe` look like
+ * `exe.txt` (U+061C, U+200E/U+200F, U+202A–U+202E, U+2066–U+2069), and line/paragraph separators.
+ */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: removing control characters is the point
+const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]/g;
+
+const graphemes = new Intl.Segmenter(undefined, { granularity: 'grapheme' });
+
+/** The longest prefix of `text` of whole grapheme clusters (an emoji, a letter with its accents) in `max` units. */
+function cutGraphemes(text: string, max: number): string {
+  if (text.length <= max) return text;
+  let end = 0;
+  for (const { index, segment } of graphemes.segment(text)) {
+    if (index + segment.length > max) break;
+    end = index + segment.length;
+  }
+  return text.slice(0, end);
+}
+
+/**
+ * A file name safe to store and show: the last path segment only (no traversal), no control or bidi-control
+ * characters, Unicode NFC, at most 200 UTF-16 units keeping the extension, cut between grapheme clusters (never
+ * inside an emoji or a combining sequence); `upload` when nothing usable is left.
+ *
+ * @example
+ * ```ts
+ * sanitizeName('../../etc/invoice\u202Efdp.exe'); // 'invoicefdp.exe'
+ * ```
  */
 export function sanitizeName(raw: string | undefined): string {
   if (!raw) return 'upload';
   let name = raw.normalize('NFC');
   name = name.slice(Math.max(name.lastIndexOf('/'), name.lastIndexOf('\\')) + 1);
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: removing control characters is the point
-  name = name.replace(/[\u0000-\u001f\u007f-\u009f]/g, '').trim();
+  name = name.replace(UNSAFE, '').trim();
   if (name === '' || name === '.' || name === '..') return 'upload';
-  if (name.length > 200) {
+  if (name.length > MAX_NAME) {
     const dot = name.lastIndexOf('.');
-    const ext = dot > 0 && name.length - dot <= 16 ? name.slice(dot) : '';
-    name = name.slice(0, 200 - ext.length) + ext;
+    const ext = dot > 0 && name.length - dot <= MAX_EXTENSION ? name.slice(dot) : '';
+    name = cutGraphemes(name.slice(0, name.length - ext.length), MAX_NAME - ext.length).trimEnd() + ext;
   }
   return name;
 }

@@ -9,6 +9,7 @@ import { Inspector, jobsFor, sanitizeName, sniffType } from '../upload.ts';
 import type { AppDeps } from './app.ts';
 import { requireToken } from './auth.ts';
 import { type BodyLimits, watchBody } from './deadline.ts';
+import { asMultipartError, checkMultipartType } from './multipart.ts';
 import { sendObject } from './send.ts';
 
 /**
@@ -16,13 +17,20 @@ import { sendObject } from './send.ts';
  * request stream is only unpiped, so the 413 can still be written on its socket; when the request fails (the
  * client went away), the inspector fails with it and storage removes its temp file.
  */
-function intake(source: Readable, inspector: Inspector, limits: BodyLimits): Readable {
+function intake(
+  source: Readable,
+  inspector: Inspector,
+  limits: BodyLimits,
+  request: FastifyRequest,
+): Readable {
   source.pipe(inspector);
   watchBody(source, inspector, limits);
   finished(source, { writable: false }, (err) => {
     if (err)
       inspector.destroy(
-        new FilesError('ERR_WEFT_FILES_ABORTED', 'The upload was interrupted', { cause: err }),
+        // A multipart body that arrived whole but did not parse is malformed; anything else was cut off.
+        asMultipartError(err, request.raw.complete) ??
+          new FilesError('ERR_WEFT_FILES_ABORTED', 'The upload was interrupted', { cause: err }),
       );
   });
   return inspector;
@@ -54,8 +62,11 @@ async function upload(deps: AppDeps, request: FastifyRequest, reply: FastifyRepl
   let source: Readable;
   let name: string | undefined;
   if (request.isMultipart()) {
+    checkMultipartType(request.headers['content-type']);
     // One byte over our own limit, so the inspector (not busboy) is what notices, the same way for both kinds.
-    const part = await request.file({ limits: { fileSize: max + 1, files: 1 } });
+    const part = await request.file({ limits: { fileSize: max + 1, files: 1 } }).catch((err: unknown) => {
+      throw asMultipartError(err, request.raw.complete) ?? err;
+    });
     if (!part) throw new FilesError('ERR_WEFT_FILES_EMPTY', 'The multipart request has no file part');
     source = part.file;
     name = part.filename;
@@ -68,7 +79,7 @@ async function upload(deps: AppDeps, request: FastifyRequest, reply: FastifyRepl
   const key = originalKey(id);
   try {
     const limits = { idleMs: config.uploadIdleTimeout, totalMs: config.uploadTimeout };
-    await storage.put(key, intake(source, inspector, limits));
+    await storage.put(key, intake(source, inspector, limits, request));
   } catch (err) {
     const code = (err as FilesError).code;
     if (code === 'ERR_WEFT_FILES_TOO_LARGE') reply.header('connection', 'close');
