@@ -1,0 +1,79 @@
+import type { Worker } from 'node:cluster';
+import { performance } from 'node:perf_hooks';
+import type { Logger } from '../lifecycle/index.ts';
+import type { ResolvedSuperviseOptions } from './options.ts';
+import type { Slot } from './slot.ts';
+
+/**
+ * Pings every ready worker each `pingInterval`, and kills one that has not answered (pong or stats) within
+ * `livenessTimeout`. Internal.
+ */
+export class Liveness {
+  readonly #slots: readonly Slot[];
+  readonly #options: ResolvedSuperviseOptions;
+  readonly #log: Logger;
+  #pingTimer: NodeJS.Timeout | undefined;
+  #pingId = 0;
+
+  constructor(slots: readonly Slot[], options: ResolvedSuperviseOptions, log: Logger) {
+    this.#slots = slots;
+    this.#options = options;
+    this.#log = log;
+  }
+
+  /** Starts pinging, unless `pingInterval` is 0. */
+  start(): void {
+    if (this.#options.pingInterval > 0) {
+      this.#pingTimer = setInterval(() => this.#ping(), this.#options.pingInterval);
+      this.#pingTimer.unref();
+    }
+  }
+
+  stop(): void {
+    clearInterval(this.#pingTimer);
+  }
+
+  #ping(): void {
+    const now = performance.now();
+    const limit = this.#options.livenessTimeout;
+    for (const slot of this.#slots) {
+      const w = slot.worker;
+      if (!w || slot.state !== 'ready') continue;
+      if (limit > 0 && now - slot.lastPong > limit) {
+        const stuck = Math.round(now - slot.lastPong);
+        slot.lastExit = `hung ${stuck} ms`;
+        slot.state = 'draining';
+        this.#log.error(
+          { slot: slot.index, pid: w.process.pid, stuckMs: stuck },
+          `worker ${slot.index} (pid ${w.process.pid}) has not answered for ${stuck} ms: killing it`,
+        );
+        w.process.kill('SIGTERM');
+        setTimeout(() => {
+          if (w.process.exitCode === null && w.process.signalCode === null) w.process.kill('SIGKILL');
+        }, this.#options.hungKillGrace).unref();
+        continue;
+      }
+      if (w.isConnected()) w.send({ weft: 'ping', id: ++this.#pingId });
+    }
+  }
+}
+
+/**
+ * Whether the ready worker of `slot`, which reported `rss`, is over `maxMemory` and nothing replaces it yet; logs it
+ * when so. The caller replaces it.
+ */
+export function overMemory(
+  slot: Slot,
+  worker: Worker,
+  rss: number,
+  options: ResolvedSuperviseOptions,
+  log: Logger,
+): boolean {
+  const max = options.maxMemory;
+  if (!(max > 0 && rss > max && slot.state === 'ready' && !slot.replacing)) return false;
+  log.warn(
+    { slot: slot.index, pid: worker.process.pid, rss, maxMemory: max },
+    `worker ${slot.index} is over maxMemory: replacing it`,
+  );
+  return true;
+}

@@ -1,0 +1,52 @@
+import type { Worker } from 'node:cluster';
+import { WeftError } from '../errors.ts';
+
+interface Pending {
+  resolve: (v: unknown) => void;
+  reject: (e: unknown) => void;
+}
+
+/** The supervisor's requests to workers (`Supervisor.request()`), each waiting for its answer by id. Internal. */
+export class WorkerRequests {
+  readonly #pending = new Map<number, Pending>();
+  #requestId = 0;
+
+  /** Asks `w`, the worker of slot `slot`, to run its handler `name`; see `Supervisor.request()`. */
+  request(
+    w: Worker | undefined,
+    slot: number,
+    name: string,
+    data?: unknown,
+    options: { timeout?: number } = {},
+  ): Promise<unknown> {
+    if (!w?.isConnected())
+      return Promise.reject(new WeftError('ERR_WEFT_IPC', `worker ${slot} is not connected`));
+    const id = ++this.#requestId;
+    const timeout = options.timeout ?? 5_000;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(id);
+        reject(new WeftError('ERR_WEFT_IPC', `worker ${slot} did not answer "${name}" within ${timeout} ms`));
+      }, timeout);
+      this.#pending.set(id, {
+        resolve: (v) => {
+          clearTimeout(timer);
+          resolve(v);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      });
+      w.send({ weft: 'request', id, name, data });
+    });
+  }
+
+  /** Settles the request that a worker of slot `slot` answered; an answer after its timeout finds nothing. */
+  settle(slot: number, m: { id: number; ok: boolean; data: unknown }): void {
+    const p = this.#pending.get(m.id);
+    this.#pending.delete(m.id);
+    if (p && m.ok) p.resolve(m.data);
+    else p?.reject(new WeftError('ERR_WEFT_IPC', `worker ${slot}: ${String(m.data)}`));
+  }
+}
