@@ -6,6 +6,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
 import { fileTypeFromBuffer } from 'file-type';
 import { FilesError } from './errors.ts';
+import { decodeSample } from './processors/dialect.ts';
 import type { JobKind } from './queue/types.ts';
 
 /** Bytes kept for sniffing: file-type reads at most 4 100 for the formats here. */
@@ -81,15 +82,16 @@ export async function sniffType(head: Uint8Array): Promise<string> {
   return looksDelimited(text) ? 'text/csv' : 'text/plain';
 }
 
+/**
+ * The head as text, in the encodings the CSV processor reads (see processors/dialect.ts): UTF-8 or UTF-16 with a
+ * BOM, UTF-8, else Latin-1, where control characters (not tab, line breaks, form feed or escape) mean binary.
+ */
 function asText(head: Uint8Array): string | undefined {
-  if (head.length === 0 || head.includes(0)) return undefined;
-  // The head may end inside a multi-byte character: judge only up to its last line break when there is one.
-  const end = head.lastIndexOf(0x0a);
-  try {
-    return new TextDecoder('utf-8', { fatal: true }).decode(end > 0 ? head.subarray(0, end) : head);
-  } catch {
-    return undefined;
-  }
+  if (head.length === 0) return undefined;
+  const { encoding, text } = decodeSample(head, head.length < HEAD_BYTES);
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what tells binary apart
+  const binary = encoding === 'windows-1252' ? /[\u0000-\u0008\u000b\u000e-\u001a\u001c-\u001f]/ : /\u0000/;
+  return binary.test(text) ? undefined : text;
 }
 
 /**

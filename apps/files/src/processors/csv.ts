@@ -4,18 +4,23 @@
  * @module
  */
 import { createReadStream } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { type CsvError, type InfoRecord, type Options, type Parser, parse } from 'csv-parse';
 import type { TaskContext } from 'weft/pool/task';
 import { batch } from 'weft/stream';
 import { sanitiseColumns } from './columns.ts';
+import { CsvDecoder, type CsvDialect, decodeSample, detectDelimiter, SAMPLE_BYTES } from './dialect.ts';
 import { type CsvProblem, ProcessorError, requireInputFile } from './errors.ts';
 import { connectPg, isPostgresUrl, PgStagingTable } from './pg.ts';
 import { openDatabase, quoteIdent, type StagedRow, StagingTable } from './sqlite.ts';
 
 /** Input of `ingestCsv`. */
 export interface CsvJobInput {
-  /** Absolute path of the stored CSV (UTF-8, comma-separated, first row is the header). */
+  /**
+   * Absolute path of the stored CSV, first row the header. Its dialect is detected: UTF-8 (with or without BOM),
+   * UTF-16 LE/BE with BOM, else Latin-1; comma, semicolon, tab or pipe; `"` or `'` quotes.
+   */
   input: string;
   /**
    * Where the table goes: the path of a SQLite database file (used in WAL mode by other processes at the same
@@ -41,6 +46,8 @@ export interface CsvJobResult {
   badRows: number;
   /** The first few problems, for the user: line number and reason. */
   problems: CsvProblem[];
+  /** How the file was read: encoding, BOM, delimiter and quote. */
+  dialect: CsvDialect;
 }
 
 /** Problems kept for the user; the count goes on. */
@@ -60,8 +67,9 @@ const TABLE_NAME = /^[a-z_][a-z0-9_]{0,53}$/;
  * Loads a CSV file into `table` of `database` (a SQLite file, or a PostgreSQL database through one connection of
  * its own). The file is streamed: each batch is written before the next is read, so memory does not grow with
  * its size. Rows whose field count differs from the header's, or that the parser rejects, are skipped and
- * counted. Throws `ProcessorError` `ERR_WEFT_FILES_CSV_EMPTY`, `ERR_WEFT_FILES_CSV_TOO_MANY_BAD_ROWS` (with
- * `problems`), `ERR_WEFT_FILES_CSV_MALFORMED`, `ERR_WEFT_FILES_CSV_TOO_MANY_COLUMNS` (over 1999 columns, 1599 in
+ * counted; a file with more of those than good rows is not a table under any dialect tried, and fails. Throws
+ * `ProcessorError` `ERR_WEFT_FILES_CSV_EMPTY`, `ERR_WEFT_FILES_CSV_TOO_MANY_BAD_ROWS` (with `problems`),
+ * `ERR_WEFT_FILES_CSV_INCONSISTENT` (with `problems`), `ERR_WEFT_FILES_CSV_ENCODING`, `ERR_WEFT_FILES_CSV_MALFORMED`, `ERR_WEFT_FILES_CSV_TOO_MANY_COLUMNS` (over 1999 columns, 1599 in
  * PostgreSQL), `ERR_WEFT_FILES_INPUT_MISSING` or `ERR_WEFT_FILES_INVALID_ARGUMENT`; database errors (a lock held
  * longer than 5 s, PostgreSQL unreachable) pass through. On any failure the target table is left as it was and no
  * staging table remains. Stops early when the task is cancelled.
@@ -76,6 +84,8 @@ export async function ingestCsv(this: TaskContext | void, job: CsvJobInput): Pro
   const batchSize = checkJob(job);
   const signal = (this as TaskContext | undefined)?.signal;
   await requireInputFile(job.input, 'CSV');
+  const dialect = await detectDialect(job.input);
+  const decoder = new CsvDecoder(dialect.encoding);
   const sink = await openSink(job.database, job.table);
   const filter = new RowFilter(job.maxBadRows, sink.maxColumns);
   let staging: Staging | undefined;
@@ -83,7 +93,8 @@ export async function ingestCsv(this: TaskContext | void, job: CsvJobInput): Pro
     let loaded = 0;
     await pipeline(
       createReadStream(job.input),
-      csvParser(filter),
+      decoder,
+      csvParser(filter, dialect),
       batch<StagedRow>({ size: batchSize }),
       async (batches: AsyncIterable<StagedRow[]>) => {
         for await (const good of batches) {
@@ -96,6 +107,8 @@ export async function ingestCsv(this: TaskContext | void, job: CsvJobInput): Pro
     );
     if (!filter.hasHeader)
       throw new ProcessorError('ERR_WEFT_FILES_CSV_EMPTY', 'the CSV file has no header row');
+    dialect.encoding = decoder.encoding;
+    if (filter.bad > loaded) throw inconsistent(filter, loaded, dialect);
     staging ??= await sink.stage(filter.columns);
     await staging.publish();
     return {
@@ -104,6 +117,7 @@ export async function ingestCsv(this: TaskContext | void, job: CsvJobInput): Pro
       rows: loaded,
       badRows: filter.bad,
       problems: filter.problems,
+      dialect,
     };
   } catch (err) {
     // After a cancellation an insert may still be running: a PostgreSQL client runs its queries in order, so the
@@ -159,10 +173,38 @@ async function openSink(database: string, table: string): Promise<Sink> {
   };
 }
 
+/** The dialect of the file at `path`, from its first {@link SAMPLE_BYTES} bytes. */
+async function detectDialect(path: string): Promise<CsvDialect> {
+  const file = await open(path);
+  try {
+    const head = Buffer.alloc(SAMPLE_BYTES);
+    const { bytesRead } = await file.read(head, 0, SAMPLE_BYTES, 0);
+    const sample = decodeSample(head.subarray(0, bytesRead), bytesRead < SAMPLE_BYTES);
+    return { encoding: sample.encoding, bom: sample.bom, ...detectDelimiter(sample.text) };
+  } finally {
+    await file.close();
+  }
+}
+
+const DELIMITER_NAMES = { ',': 'comma', ';': 'semicolon', '\t': 'tab', '|': 'pipe' } as const;
+
+function inconsistent(filter: RowFilter, loaded: number, dialect: CsvDialect): ProcessorError {
+  return new ProcessorError(
+    'ERR_WEFT_FILES_CSV_INCONSISTENT',
+    `The CSV file does not parse into consistent columns: ${filter.bad} records do not fit the header's ` +
+      `${filter.columns.length} columns and only ${loaded} do (read as ${DELIMITER_NAMES[dialect.delimiter]}-` +
+      `separated ${dialect.encoding}, quote ${dialect.quote}, the best of comma, semicolon, tab and pipe); nothing was loaded`,
+    { problems: filter.problems },
+  );
+}
+
 /** A csv-parse stream whose records go through `filter`: what comes out are the good rows, in file order. */
-function csvParser(filter: RowFilter): Parser {
+function csvParser(filter: RowFilter, dialect: CsvDialect): Parser {
   const options: Options<StagedRow, string[]> = {
-    bom: true,
+    // The decoder before it already dropped any BOM and made the text UTF-8.
+    delimiter: dialect.delimiter,
+    quote: dialect.quote,
+    escape: dialect.quote,
     // Only left-trimming in the parser: with rtrim, csv-parse 6 silently drops every record after a
     // "non trimable char after closing quote" error. Right-trimming is done on the values instead.
     ltrim: true,

@@ -23,7 +23,11 @@ export type ProcessorErrorCode =
   /** More malformed rows than `maxBadRows`; `problems` lists the first ones. */
   | 'ERR_WEFT_FILES_CSV_TOO_MANY_BAD_ROWS'
   /** A CSV syntax error the parser cannot resume after (a record over the size cap, mostly a stray quote). */
-  | 'ERR_WEFT_FILES_CSV_MALFORMED';
+  | 'ERR_WEFT_FILES_CSV_MALFORMED'
+  /** More records do not fit the header than do, under the best dialect found: not a table; `problems` says where. */
+  | 'ERR_WEFT_FILES_CSV_INCONSISTENT'
+  /** UTF-8 text followed by bytes that are not UTF-8: a file mixing encodings. */
+  | 'ERR_WEFT_FILES_CSV_ENCODING';
 
 /** One problem in a CSV file: the 1-based line where the record starts, and why it was rejected. */
 export interface CsvProblem {

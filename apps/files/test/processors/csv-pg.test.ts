@@ -73,6 +73,7 @@ describe('ingestCsv into PostgreSQL', { skip }, () => {
       rows: 4,
       badRows: 0,
       problems: [],
+      dialect: { encoding: 'utf-8', bom: true, delimiter: ',', quote: '"' },
     });
     assert.deepEqual(await query(`SELECT * FROM ${input.table} ORDER BY _line`), [
       { _line: 2, id: '1', name: 'Ada', note: 'Lovelace, Countess' },
