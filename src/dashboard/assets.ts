@@ -26,11 +26,16 @@ const FILES: Record<string, [file: string, type: string]> = {
 
 /**
  * Everything the page loads comes from this server (no CDN, no inline script or style); thumbnails come from the
- * same origin, and files picked for upload are previewed as `blob:` URLs.
+ * same origin or the `imageOrigins` given (an application's separate content origin), and files picked for upload
+ * are previewed as `blob:` URLs.
  */
-const CSP =
-  "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; connect-src 'self'; " +
-  "base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+export function pageCsp(imageOrigins: readonly string[] = []): string {
+  const images = ["'self'", ...imageOrigins, 'blob:', 'data:'].join(' ');
+  return (
+    `default-src 'none'; script-src 'self'; style-src 'self'; img-src ${images}; connect-src 'self'; ` +
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+  );
+}
 
 /** `src/dashboard/assets/`, from the TypeScript source or from `dist/dashboard/`. */
 function assetsDir(): URL {
@@ -52,7 +57,7 @@ export function loadAssets(): Map<string, Asset> {
 }
 
 /** Answers `GET`/`HEAD` of one asset: 304 when the ETag matches, gzip when the client takes it. */
-export function sendAsset(asset: Asset, req: IncomingMessage, res: ServerResponse): void {
+export function sendAsset(asset: Asset, req: IncomingMessage, res: ServerResponse, csp = pageCsp()): void {
   const headers: Record<string, string> = {
     'content-type': asset.type,
     etag: asset.etag,
@@ -62,7 +67,7 @@ export function sendAsset(asset: Asset, req: IncomingMessage, res: ServerRespons
     'x-content-type-options': 'nosniff',
   };
   if (asset.type.startsWith('text/html')) {
-    headers['content-security-policy'] = CSP;
+    headers['content-security-policy'] = csp;
     headers['referrer-policy'] = 'no-referrer';
   }
   const match = req.headers['if-none-match'];

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { InvalidOptionError } from '../errors.ts';
-import { loadAssets, sendAsset } from './assets.ts';
+import { loadAssets, pageCsp, sendAsset } from './assets.ts';
 import { SnapshotFeed } from './feed.ts';
 import type { DashboardSnapshot } from './view.ts';
 
@@ -17,6 +17,11 @@ export interface DashboardOptions {
   /** Called when the first page opens (start what only the dashboard needs) and when the last one closes. */
   onActive?: () => void;
   onIdle?: () => void;
+  /**
+   * Origins (`https://host[:port]`) the page may show images from besides its own: where an application serves
+   * thumbnails from a separate content origin. Default: none.
+   */
+  imageOrigins?: readonly string[];
 }
 
 /** A dashboard: the page and its event stream, for any node:http server (or fastify's `reply.raw`). */
@@ -59,6 +64,16 @@ function ms(
   return v;
 }
 
+/** Each must be a bare http(s) origin: it goes into the page's CSP, where anything else could widen it. */
+function imageOrigins(value: unknown): string[] {
+  if (value === undefined) return [];
+  const ok = (o: unknown) =>
+    typeof o === 'string' && URL.canParse(o) && new URL(o).origin === o && /^https?:/.test(o);
+  if (!Array.isArray(value) || !value.every(ok))
+    throw new InvalidOptionError('imageOrigins', 'an array of origins like https://cdn.example.com', value);
+  return [...value] as string[];
+}
+
 /**
  * Creates the live dashboard. The snapshot is made once per tick and shared by every open page; nothing runs while
  * no page is open.
@@ -91,6 +106,7 @@ export function createDashboard(options: DashboardOptions): Dashboard {
     onIdle: options.onIdle,
   });
   const assets = loadAssets();
+  const csp = pageCsp(imageOrigins(options.imageOrigins));
   const close = () => feed.close();
   return {
     handle(req, res) {
@@ -101,7 +117,7 @@ export function createDashboard(options: DashboardOptions): Dashboard {
       if (req.method !== 'GET' && req.method !== 'HEAD') {
         res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain; charset=utf-8' });
         res.end('method not allowed\n');
-      } else if (asset) sendAsset(asset, req, res);
+      } else if (asset) sendAsset(asset, req, res, csp);
       else if (path === '/dashboard/events') feed.attach(req, res);
       else void snapshotJson(feed, res);
       return true;

@@ -180,6 +180,8 @@ export function filesDashboard(deps: FilesDashboardDeps): Dashboard {
 
   return createDashboard({
     snapshot,
+    // Thumbnails come from the content origin when there is one.
+    imageOrigins: config.contentOrigin ? [config.contentOrigin] : [],
     // The bus reads the other processes' events only while someone listens: only while a page is open.
     onActive: () => {
       off ??= bus.on('*', (e) => {

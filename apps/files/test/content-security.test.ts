@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
+import { createDashboard } from 'weft/dashboard';
 import { loadConfig } from '../src/config.ts';
 import { CONTENT_SECURITY_POLICY } from '../src/http/send.ts';
 import { derivedKey } from '../src/storage/types.ts';
@@ -181,5 +182,40 @@ describe('a separate content origin (FILES_CONTENT_ORIGIN)', () => {
     const page = await fetch(`${s.url}/`);
     assert.equal(page.status, 200, 'the dashboard on the API origin');
     await page.text();
+  });
+
+  it('the dashboard shows thumbnails from it: its CSP allows that origin, its snapshot links there', async () => {
+    const { id } = await upload(s, await makeImage('png', 16, 16), 'thumb.png');
+    await s.catalog.setDerived(id, [
+      { name: 'thumbnail.webp', type: 'image/webp', size: 1, width: 1, height: 1 },
+    ]);
+    const page = await fetch(`${s.url}/`);
+    assert.match(
+      page.headers.get('content-security-policy') ?? '',
+      /img-src 'self' http:\/\/content\.test:8080 blob: data:;/,
+    );
+    await page.text();
+    const snapshot = (await (await fetch(`${s.url}/dashboard/snapshot.json`)).json()) as {
+      files: { recent: { id: string; thumbnail?: string }[] };
+    };
+    const shown = snapshot.files.recent.find((f) => f.id === id);
+    assert.equal(shown?.thumbnail, `http://content.test:8080/files/${id}/derived/thumbnail.webp`);
+  });
+
+  it('weft/dashboard takes only bare origins in imageOrigins (they go into its CSP)', () => {
+    const snapshot = () => ({}) as never;
+    for (const bad of [
+      ['*'],
+      ["https://x.example 'unsafe-inline'"],
+      ['https://x.example/path'],
+      'https://x.example',
+    ]) {
+      assert.throws(
+        () => createDashboard({ snapshot, imageOrigins: bad as string[] }),
+        (err: Error & { code?: string }) =>
+          err.code === 'ERR_WEFT_INVALID_OPTION' && /imageOrigins/.test(err.message),
+        JSON.stringify(bad),
+      );
+    }
   });
 });
