@@ -32,6 +32,7 @@ const FLAGS = {
   'max-memory': { type: 'string' },
   'kill-timeout': { type: 'string' },
   'start-timeout': { type: 'string' },
+  'crash-loop-retry': { type: 'string' },
   'metrics-port': { type: 'string' },
   'metrics-host': { type: 'string' },
   dashboard: { type: 'boolean' },
@@ -87,6 +88,13 @@ export async function startConfig(
   if (killTimeout !== undefined) options.killTimeout = parseDuration(killTimeout, 'kill-timeout');
   const startTimeout = pick(parsed.values['start-timeout'], 'WEFT_START_TIMEOUT', file.startTimeout);
   if (startTimeout !== undefined) options.startTimeout = parseDuration(startTimeout, 'start-timeout');
+  const retry = pick(parsed.values['crash-loop-retry'], 'WEFT_CRASH_LOOP_RETRY', undefined);
+  if (retry !== undefined) {
+    options.crashLoop = {
+      ...(options.crashLoop ?? { max: 5, windowMs: 60_000 }),
+      retryAfter: parseDuration(retry, 'crash-loop-retry'),
+    };
+  }
   const metricsPort = pick(parsed.values['metrics-port'], 'WEFT_METRICS_PORT', file.metricsPort);
   if (metricsPort !== undefined) {
     if (!/^\d{1,5}$/.test(metricsPort) || Number(metricsPort) > 65_535)

@@ -20,7 +20,8 @@ import { becomeInitChild } from './init.ts';
 
 const USAGE = `Usage:
   weft start <app.js> [--workers N|max] [--name NAME] [--max-memory 512M] [--kill-timeout 30s]
-                      [--start-timeout 30s] [--metrics-port 9464] [--metrics-host 127.0.0.1]
+                      [--start-timeout 30s] [--crash-loop-retry 30s] [--metrics-port 9464]
+                      [--metrics-host 127.0.0.1]
                       [--dashboard] [--config weft.config.json] [-- app args]
   weft status [--name NAME] [--json]
   weft reload [--name NAME]

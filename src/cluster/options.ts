@@ -42,8 +42,13 @@ export interface SuperviseOptions {
    * forces. Ms. Default: 500.
    */
   repeatSignalWindow?: number;
-  /** More than `max` crashes within `windowMs` marks a slot failed. Default: 5 in 60 000 ms. */
-  crashLoop?: { max: number; windowMs: number };
+  /**
+   * More than `max` crashes within `windowMs` marks a slot failed. Default: 5 in 60 000 ms. With `retryAfter` (ms) a
+   * failed slot is started again after that long, for as long as it takes: a crash loop caused by something the
+   * supervisor cannot fix (a database that is down or locked) heals by itself once that is back. Without it, the
+   * supervisor exits 1 when every slot has failed, for an orchestrator to act on.
+   */
+  crashLoop?: { max: number; windowMs: number; retryAfter?: number };
   /** Extra workers a reload may start at once. Default: 1. */
   maxSurge?: number;
   /** Ms between the workers' stats reports. Default: 1 000. */
@@ -91,8 +96,19 @@ export function resolveSuperviseOptions(options: SuperviseOptions) {
   }
   const workers = w === 'max' ? cores : w;
   const crashLoop = options.crashLoop ?? { max: 5, windowMs: 60_000 };
-  if (!Number.isInteger(crashLoop.max) || crashLoop.max < 0 || !(crashLoop.windowMs > 0)) {
-    throw new InvalidOptionError('crashLoop', '{ max: integer >= 0, windowMs: ms > 0 }', crashLoop);
+  const retryAfter = (crashLoop as { retryAfter?: unknown }).retryAfter;
+  if (
+    !Number.isInteger(crashLoop.max) ||
+    crashLoop.max < 0 ||
+    !(crashLoop.windowMs > 0) ||
+    (retryAfter !== undefined &&
+      !(typeof retryAfter === 'number' && retryAfter >= 0 && retryAfter <= 2 ** 31 - 1))
+  ) {
+    throw new InvalidOptionError(
+      'crashLoop',
+      '{ max: integer >= 0, windowMs: ms > 0, retryAfter?: ms from 0 to 2147483647 }',
+      crashLoop,
+    );
   }
   for (const key of ['args', 'execArgv'] as const) {
     const v = options[key];

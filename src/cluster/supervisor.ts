@@ -66,6 +66,17 @@ export class Supervisor extends EventEmitter {
       failed: (slot) => {
         this.emit('failed', slot.index);
         if (this.#slots.every((s) => s.state === 'failed')) this.#crashLoop();
+        const retryAfter = this.options.crashLoop.retryAfter;
+        if (retryAfter !== undefined && !this.#stop) {
+          this.#log.warn(
+            { slot: slot.index, retryAfter },
+            `slot ${slot.index}: starting it again in ${retryAfter} ms`,
+          );
+          slot.restartTimer = setTimeout(() => {
+            slot.restarts++;
+            void this.#startSlot(slot).catch(() => {});
+          }, retryAfter);
+        }
       },
     };
     this.#liveness = new Liveness(this.#slots, this.options, log);
@@ -175,6 +186,7 @@ export class Supervisor extends EventEmitter {
     }
     if (slot.worker === worker && slot.state === 'starting') {
       slot.state = 'ready';
+      if (this.#state === 'failed') this.#state = 'running'; // a crash loop retried (crashLoop.retryAfter) is over
       this.#log.info({ slot: slot.index, pid: worker.process.pid }, `worker ${slot.index} ready`);
       this.emit('ready', slot.index);
     }
@@ -197,7 +209,18 @@ export class Supervisor extends EventEmitter {
   #crashLoop(): void {
     this.#state = 'failed';
     const reasons = this.#slots.map((s) => `slot ${s.index}: ${s.lastExit ?? 'unknown'}`);
-    this.#log.error({ reasons }, `every worker is crash-looping: giving up (${reasons.join('; ')})`);
+    const retryAfter = this.options.crashLoop.retryAfter;
+    if (retryAfter !== undefined) {
+      this.#log.error(
+        { reasons, retryAfter },
+        `every worker is crash-looping: retrying every ${retryAfter} ms until one stays up (${reasons.join('; ')})`,
+      );
+      return;
+    }
+    this.#log.error(
+      { reasons },
+      `every worker is crash-looping: giving up (${reasons.join('; ')}); to keep retrying instead, start with --crash-loop-retry 30s (crashLoop.retryAfter)`,
+    );
     this.#finish(1);
   }
 

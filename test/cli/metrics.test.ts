@@ -87,4 +87,17 @@ describe('weft start --metrics-port and weft status --json', () => {
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /"metrics-port" option must be a TCP port/);
   });
+
+  it('--crash-loop-retry (or WEFT_CRASH_LOOP_RETRY) sets crashLoop.retryAfter; a bad duration exits 2', async () => {
+    const config = (argv: string[], e: NodeJS.ProcessEnv = {}) =>
+      startConfig(parseCommandLine(['start', app, ...argv]), e);
+    assert.deepEqual((await config(['--crash-loop-retry', '30s'])).crashLoop, {
+      max: 5,
+      windowMs: 60_000,
+      retryAfter: 30_000,
+    });
+    assert.equal((await config([], { WEFT_CRASH_LOOP_RETRY: '2m' })).crashLoop?.retryAfter, 120_000);
+    assert.equal((await config([])).crashLoop, undefined, 'no retry unless asked');
+    await assert.rejects(config(['--crash-loop-retry', 'soon']), invalidOption('crash-loop-retry'));
+  });
 });

@@ -72,6 +72,43 @@ describe('supervisor', () => {
     assert.deepEqual(line.reasons, ['slot 0: exit code 3', 'slot 1: exit code 3']);
   });
 
+  it('with crashLoop.retryAfter a crash loop is retried, not given up: the slots serve again once the cause is gone', async () => {
+    // The app throws at start while the marker exists: a dependency the supervisor cannot fix (a locked database).
+    const marker = join(tmpdir(), `weft-broken-${process.pid}-${Date.now()}`);
+    writeFileSync(marker, '');
+    try {
+      const s = await startSupervisor(
+        { crashLoop: { max: 1, windowMs: 60_000, retryAfter: 200 }, backoff: { min: 10, max: 50 } },
+        { BROKEN_MARKER: marker },
+      );
+      const looping = await s.line(
+        msg(/^every worker is crash-looping: retrying every 200 ms/),
+        'the retry line',
+      );
+      assert.equal((looping.reasons as string[]).length, 2);
+      await s.line(msg(/^slot \d: starting it again in 200 ms$/), 'a retry scheduled');
+      assert.equal(s.child.exitCode, null, 'the supervisor keeps running');
+      rmSync(marker); // the cause is gone
+      await s.line(msg('worker 0 ready'), 'slot 0 back');
+      await s.line(msg('worker 1 ready'), 'slot 1 back');
+      const r = await get(s.port, '/pid');
+      assert.ok('status' in r && r.status === 200, JSON.stringify(r));
+      s.child.kill('SIGTERM');
+      assert.equal(await within(s.exit, 20_000, 'exit'), 0);
+    } finally {
+      rmSync(marker, { force: true });
+    }
+  });
+
+  it('without retryAfter the give-up line says how to keep retrying', async () => {
+    const s = await startSupervisor(
+      { crashLoop: { max: 1, windowMs: 60_000 }, backoff: { min: 10, max: 50 } },
+      { CRASH_AT_START: '1' },
+    );
+    assert.equal(await within(s.exit, 30_000, 'supervisor exit'), 1);
+    assert.ok(s.lines.some(msg(/giving up .*--crash-loop-retry 30s \(crashLoop\.retryAfter\)$/)));
+  });
+
   it('kills a worker whose event loop is stuck and replaces it, logging how long it was stuck', async () => {
     const s = await startSupervisor({ livenessTimeout: 600, hungKillGrace: 300 });
     await s.line(started, 'start');
