@@ -4,22 +4,18 @@
 // Skipped with the reason when there is no browser, unless WEFT_REQUIRE_SERVICES=1 (CI), where that fails.
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { type Browser, chromium, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
+import { launchBrowser, requireBrowser, skipWithoutBrowser } from './browser.ts';
 import { freePort, makeImage } from './helpers.ts';
 
 const root = new URL('../../../', import.meta.url).pathname;
 const cli = join(root, 'src/cli/weft.ts');
 const server = join(root, 'apps/files/src/server.ts');
 const artifacts = join(root, 'test-artifacts');
-const browserPath = process.env.WEFT_CHROMIUM ?? '/usr/bin/chromium';
-const missing = existsSync(browserPath)
-  ? undefined
-  : `no browser at ${browserPath} (.ci/run installs Debian's chromium with apt-get; WEFT_CHROMIUM names another)`;
-const required = process.env.WEFT_REQUIRE_SERVICES === '1';
 const TOKEN = 'dashboard-test-token';
 
 // The functions given to page.evaluate and page.waitForFunction run in the browser. The project compiles without
@@ -81,7 +77,7 @@ async function step(page: () => Page | undefined, name: string, fn: () => Promis
   }
 }
 
-describe('the dashboard in a browser', { skip: missing && !required ? missing : false }, () => {
+describe('the dashboard in a browser', { skip: skipWithoutBrowser }, () => {
   let url = '';
   let supervisorUrl = '';
   let name = '';
@@ -92,7 +88,7 @@ describe('the dashboard in a browser', { skip: missing && !required ? missing : 
   const current = () => page;
 
   before(async () => {
-    if (missing) throw new Error(`${missing}; WEFT_REQUIRE_SERVICES=1 forbids skipping`);
+    requireBrowser();
     const port = await freePort();
     name = `files-dashboard-${process.pid}`;
     env = {
@@ -132,10 +128,7 @@ describe('the dashboard in a browser', { skip: missing && !required ? missing : 
     url = `http://127.0.0.1:${port}/`;
     supervisorUrl = /"dashboard":"(http:[^"]+)"/.exec(out)?.[1] ?? '';
     assert.ok(supervisorUrl, `the supervisor logs its dashboard URL:\n${out}`);
-    browser = await chromium.launch({
-      executablePath: browserPath,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-    });
+    browser = await launchBrowser();
     page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
     await page.goto(url);
   });

@@ -5,16 +5,11 @@
 // dashboard's origin and sees both happen, so the detector is proven to work; then no hostile file may trigger it.
 // Skipped with the reason when there is no browser, unless WEFT_REQUIRE_SERVICES=1 (CI), where that fails.
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import { type Browser, chromium, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
+import { launchBrowser, requireBrowser, skipWithoutBrowser } from './browser.ts';
 import { makeImage, type Running, startService } from './helpers.ts';
 
-const browserPath = process.env.WEFT_CHROMIUM ?? '/usr/bin/chromium';
-const missing = existsSync(browserPath)
-  ? undefined
-  : `no browser at ${browserPath} (.ci/run installs Debian's chromium with apt-get; WEFT_CHROMIUM names another)`;
-const required = process.env.WEFT_REQUIRE_SERVICES === '1';
 const TOKEN = 'xss-test-token';
 
 // Run in the browser. The project compiles without lib.dom, so the DOM names used are declared here.
@@ -70,7 +65,7 @@ async function hostileFiles(): Promise<{ kind: string; body: Buffer }[]> {
 }
 
 describe('hostile uploads opened in the operator’s tab', {
-  skip: missing && !required ? missing : false,
+  skip: skipWithoutBrowser,
 }, () => {
   let s: Running | undefined;
   let browser: Browser | undefined;
@@ -78,7 +73,7 @@ describe('hostile uploads opened in the operator’s tab', {
   const files: { kind: string; id: string; type: string }[] = [];
 
   before(async () => {
-    if (missing) throw new Error(`${missing}; WEFT_REQUIRE_SERVICES=1 forbids skipping`);
+    requireBrowser();
     s = await startService({ token: TOKEN }, { runJobs: false });
     for (const f of await hostileFiles()) {
       const res = await fetch(`${s.url}/files?name=${f.kind}`, {
@@ -91,10 +86,7 @@ describe('hostile uploads opened in the operator’s tab', {
       const { id, type } = JSON.parse(text) as { id: string; type: string };
       files.push({ kind: f.kind, id, type });
     }
-    browser = await chromium.launch({
-      executablePath: browserPath,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-    });
+    browser = await launchBrowser();
     page = await browser.newPage({ acceptDownloads: true });
     await page.goto(`${s.url}/`);
     await page.waitForSelector('#token-form:not([hidden])', { timeout: 20_000 });
