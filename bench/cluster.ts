@@ -2,10 +2,21 @@
  * The `cluster` benchmark area: a keep-alive HTTP service with a 5 ms async handler under autocannon (50
  * connections, loopback), run as one process, raw node:cluster with 2 workers, PM2 cluster mode with 2, and weft
  * with 2. (a) throughput; (b) two rolling reloads during a 20 s load, `pm2 reload` against `weft reload`; (c)
- * kill -9 of a worker: time until a new process serves. Every implementation runs for the whole area; within
- * each round the measurements alternate in rotated order.
+ * kill -9 of a worker: time until a new process serves; (d) the zero-loss matrix of test/cluster/zero-loss.test.ts
+ * (cluster-loss.ts) against weft, PM2 and raw node:cluster. (a)-(c) run every implementation for the whole area;
+ * within each round the measurements alternate in rotated order.
  */
 import { createRequire } from 'node:module';
+import {
+  APPS,
+  EVENTS,
+  isReload,
+  key,
+  lossesByClient,
+  type Matrix,
+  runMatrix,
+  total,
+} from './cluster-loss.ts';
 import {
   type Impl,
   pm2,
@@ -26,6 +37,17 @@ const THROUGHPUT_S = 10;
 const RELOAD_LOAD_S = 20;
 /** Throughput target: weft ≥ 97 % of raw node:cluster. */
 const TARGET_RATIO = 0.97;
+/** kill -9 target: weft's time until a new worker serves ≤ 1.2 × raw node:cluster's. */
+const KILL_TARGET = 1.2;
+
+/** Rounds of the zero-loss matrix (d): `BENCH_CLUSTER_LOSS_ROUNDS`, default 1 (each cell is a fresh start). */
+function lossRounds(): number {
+  const raw = process.env.BENCH_CLUSTER_LOSS_ROUNDS;
+  if (raw === undefined || raw === '') return 1;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`BENCH_CLUSTER_LOSS_ROUNDS must be a positive integer`);
+  return n;
+}
 
 interface AcSummary {
   requests: { average: number };
@@ -134,6 +156,14 @@ async function killAndWait(r: Running, round: number): Promise<number> {
 }
 
 export async function run({ rounds, log }: AreaOptions): Promise<string> {
+  const { throughput, reloads, kills } = await shared(rounds, log);
+  log('  (d) zero-loss matrix');
+  const matrix = await runMatrix(lossRounds(), log);
+  return report(throughput, reloads, kills, rounds, matrix);
+}
+
+/** (a)-(c), on one long-running instance of each implementation. */
+async function shared(rounds: number, log: (line: string) => void) {
   const impls = [single, rawCluster, pm2, weft];
   const running = new Map<Impl, Running>();
   try {
@@ -185,7 +215,7 @@ export async function run({ rounds, log }: AreaOptions): Promise<string> {
       },
       log,
     );
-    return report(throughput, reloads, kills, rounds);
+    return { throughput, reloads, kills };
   } finally {
     for (const [impl, r] of running) {
       log(`  stopping ${impl.name}`);
@@ -205,6 +235,7 @@ function report(
   reloads: Map<Subject, Series<ReloadSample>>,
   kills: Map<Subject, Series<number>>,
   rounds: number,
+  matrix: Matrix,
 ): string {
   const byImpl = <S>(m: Map<Subject, Series<S>>, impl: Impl) => [...m].find(([s]) => s.impl === impl)?.[1];
   const med = (impl: Impl) => median(byImpl(throughput, impl)?.samples ?? []);
@@ -252,14 +283,18 @@ function report(
   const cleanReloads =
     weftReloads.length > 0 && weftReloads.every((s) => s.non2xx === 0 && s.errors === 0 && s.resets === 0);
 
+  const killMed = (impl: Impl) => median(byImpl(kills, impl)?.samples ?? []);
+  const killRatio = killMed(weft) / killMed(rawCluster);
   const c = table(
-    ['Implementation', 'ms until a new worker serves (median)', 'per round'],
+    ['Implementation', 'ms until a new worker serves (median)', 'per round', '÷ raw node:cluster'],
     [rawCluster, pm2, weft].map((impl) => [
       impl === weft ? `**${impl.name}**` : impl.name,
-      fmt(median(byImpl(kills, impl)?.samples ?? [])),
+      fmt(killMed(impl)),
       series(byImpl(kills, impl), (x) => x.map((v) => fmt(v)).join(', ')),
+      times(killMed(impl) / killMed(rawCluster)),
     ]),
   );
+  const d = matrixReport(matrix);
 
   const status = (ok: boolean) => (ok ? '**met**' : '**not met**');
   return `A node:http service with keep-alive and a 5 ms async handler (\`bench/fixtures/cluster-app.mjs\`), loaded by autocannon with ${CONNECTIONS} connections on loopback; autocannon shares the 2 cores with the service. Every implementation runs for the whole area on its own port; each round measures them in rotated order; ${rounds} rounds, medians. weft runs from \`dist/\` (\`weft start --workers 2\`, the app drained by \`weft/lifecycle\`); PM2 ${pm2Version()} runs \`pm2 start -i 2 --wait-ready\` with the app written to its documented graceful pattern (\`process.send('ready')\` once listening; \`server.close()\` then exit on SIGINT); raw node:cluster forks 2 workers and re-forks on exit.
@@ -270,6 +305,8 @@ function report(
 | --- | --- | --- | --- |
 | Throughput | ≥ ${TARGET_RATIO * 100} % of raw node:cluster | ${fmt(weftRate)} req/s = ${(ratio * 100).toFixed(1)} % | ${status(ratio >= TARGET_RATIO)} |
 | Two reloads under load | 0 failed requests, 0 connection resets | ${weftReloads.map((s) => `${s.non2xx + s.errors} failed, ${s.resets} resets`).join('; ')} | ${status(cleanReloads)} |
+| kill -9 of a worker until a new one serves | ≤ ${KILL_TARGET}× raw node:cluster | ${fmt(killMed(weft))} ms = ${times(killRatio)} | ${status(killRatio <= KILL_TARGET)} |
+| Zero-loss matrix (d) | 0 resets, 0 failed in every cell; 0 refused in reloads | ${d.weftSummary} | ${status(d.weftClean)} |
 
 ### (a) Throughput
 
@@ -285,8 +322,72 @@ ${b}
 
 ### (c) kill -9 of a worker
 
-SIGKILL to one worker (a different one each round), then a request on a fresh connection every 10 ms (not waiting for each other) until a process that was not serving before answers. weft restarts a crashed slot after its backoff (100 ms, doubling for each further crash of that slot within 30 s, plus up to 20 % jitter), by design, so a crash loop cannot become a fork storm; raw node:cluster and PM2 re-fork at once.
+SIGKILL to one worker (the oldest, so the two workers take turns), then a request on a fresh connection every 10 ms (not waiting for each other) until a process that was not serving before answers. Raw node:cluster and PM2 re-fork at once. weft restarts the first crash of a slot at once too; a further crash of the same slot less than 30 s after its restart waits for the backoff (100 ms, doubling, plus up to 20 % jitter), by design, so a crash loop cannot become a fork storm. With 2 workers, the third round kills a slot whose worker was restarted in the first round seconds before, so weft's third sample includes that backoff; the median is a lone crash.
 
 ${c}
+
+### (d) Zero-loss matrix: reloads and stops under load, weft against PM2 and raw node:cluster
+
+${d.markdown}
 `;
+}
+
+/** The markdown of (d), and whether every weft cell was clean. */
+function matrixReport(m: Matrix): { markdown: string; weftSummary: string; weftClean: boolean } {
+  const [weftImpl, pm2Impl, rawImpl] = m.impls as [
+    (typeof m.impls)[0],
+    (typeof m.impls)[0],
+    (typeof m.impls)[0],
+  ];
+  const order = [weftImpl, pm2Impl, rawImpl];
+  let weftCells = 0;
+  let weftDirty = 0;
+  let rounds = 0;
+  const notes: string[] = [];
+  const rows = APPS.flatMap((app) =>
+    EVENTS.map((event) => [
+      app.name,
+      event,
+      ...order.map((impl) => {
+        const cell = m.cells.get(key(impl, app, event));
+        if (!cell || cell.error !== undefined || !cell.counts) return `failed: ${cell?.error ?? 'not run'}`;
+        rounds = Math.max(rounds, cell.rounds);
+        const t = total(cell.counts);
+        const dirty = t.resets + t.failed + t.other > 0 || (isReload(event) && t.refused > 0);
+        if (impl === weftImpl) {
+          weftCells++;
+          if (dirty) weftDirty++;
+        }
+        const where = lossesByClient(cell.counts);
+        if (where) notes.push(`- ${impl.name}, ${app.name}, ${event}: ${where}`);
+        const other = t.other > 0 ? ` (+${fmt(t.other)} other)` : '';
+        const text = `${fmt(t.resets)} / ${fmt(t.failed)} / ${fmt(t.refused)} / ${fmt(t.ok)}${other}`;
+        return dirty ? `**${text}**` : text;
+      }),
+    ]),
+  );
+  const weftErrors = APPS.length * EVENTS.length - weftCells;
+  const weftClean = weftCells > 0 && weftDirty === 0 && weftErrors === 0;
+  const weftSummary = `${weftCells - weftDirty} of ${APPS.length * EVENTS.length} cells clean${weftErrors ? `, ${weftErrors} failed to run` : ''}`;
+  const markdown = `The matrix of \`test/cluster/zero-loss.test.ts\`, with its load generator (\`test/cluster/load.ts\`, imported, so the counting is the same): three clients at once — node:http with a keep-alive Agent, undici (\`fetch\`) and stock autocannon — 8 connections each, requests back to back on \`/?ms=5\`. Every cell starts the implementation afresh on 2 workers, waits until 2 workers answer and every client has 20 answers, runs the event, waits for the implementation to exit after a stop, and keeps the load on for 1 s more. ${rounds} round${rounds === 1 ? '' : 's'} (\`BENCH_CLUSTER_LOSS_ROUNDS\`); within each cell the implementations take turns, in a rotated order from cell to cell; counts are totals over the three clients${rounds > 1 ? ' and the rounds' : ''}. Each implementation gives a worker 10 s to drain before it kills it.
+
+Apps (the three of the test): **weft/lifecycle** = \`bench/fixtures/cluster-app.mjs\` with \`BENCH_MODE=weft\` (drained by \`weft/lifecycle\`, which works in any process, so it runs under all three); **no Weft code** = \`test/cluster/fixtures/plain-app.mjs\` (bare node:http, no signal handling); **fastify** = \`test/cluster/fixtures/fastify-app.mjs\` (fastify 5, no signal handling).
+
+What each event is, per implementation:
+
+| Event | weft | ${pm2Impl.name} | raw node:cluster |
+| --- | --- | --- | --- |
+| reload | \`weft reload --name bench\` (returns when done) | \`pm2 reload bench\` (returns when done; no \`--wait-ready\`: PM2 counts a new worker up at its \`listening\`) | SIGHUP to the primary (\`bench/fixtures/cluster-raw.mjs\`), which forks a new worker, waits for its \`listening\`, then \`worker.disconnect()\`s the old one and \`worker.kill()\`s it if it is still there 2 s later (the Node docs' pattern), one worker at a time; the event returns when the primary prints \`reloaded\` |
+| stop | \`weft stop --name bench\`; then wait for \`weft start\` to exit | \`pm2 stop bench\` (SIGINT to each worker, SIGKILL after \`--kill-timeout 10000\`; the daemon stays up) | SIGTERM to the primary only, which retires every worker as on reload, then exits |
+| SIGINT / SIGTERM to group | the signal to the process group of \`weft start\` (supervisor and workers), as a terminal's Ctrl-C or a container runtime does | the signal to the PM2 daemon's process group (the daemon runs detached in a session of its own; its workers are in its group): the daemon's graceful exit stops the apps, and each worker gets the signal itself as well | the signal to the primary's process group: the primary retires its workers as on stop; each worker gets the signal itself as well |
+
+Each cell: **resets / failed / refused / ok**, totals over the three clients. A reset (ECONNRESET, EPIPE, socket hang up, undici's "other side closed") is a request lost on a live connection; failed is a non-2xx answer; refused (ECONNREFUSED) is expected after a stop, when nobody listens, but is a loss during a reload. **Bold**: a cell with a loss. ok counts depend on how long the event took, not only on throughput.
+
+${table(['App', 'Event', `**${weftImpl.name}**`, pm2Impl.name, rawImpl.name], rows)}
+
+Losses by client:
+
+${notes.length ? notes.join('\n') : '- none'}
+`;
+  return { markdown, weftSummary, weftClean };
 }
