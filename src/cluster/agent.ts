@@ -6,7 +6,11 @@
 import cluster from 'node:cluster';
 import { subscribe } from 'node:diagnostics_channel';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
-import { SUPERVISED_DRAIN_DELAY, watchServers } from '../lifecycle/index.ts';
+// The two lifecycle files the agent needs, not weft/lifecycle's index: the agent is loaded into every worker before
+// the application, and the index (health server, shedding) added ~13 ms to each worker's start, which a crashed
+// worker's replacement pays before it serves.
+import { SUPERVISED_DRAIN_DELAY } from '../lifecycle/options.ts';
+import { watchServers } from '../lifecycle/watch.ts';
 import { isWeftMessage, METRICS_REQUEST, type PrimaryMessage, type WorkerStats } from './protocol.ts';
 import { answerRequest, customStats, deliverMessage } from './worker.ts';
 

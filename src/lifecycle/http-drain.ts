@@ -1,7 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Http2Session } from 'node:http2';
 import { Server as NetServer, type Socket } from 'node:net';
-import { Server as TlsServer } from 'node:tls';
 
 /** Options of `life.addServer`. */
 export interface ServerOptions {
@@ -93,7 +92,7 @@ export class HttpDrain {
     // A cleartext HTTP/2 server speaks only HTTP/2; a secure one may also speak HTTP/1 (allowHTTP1), per socket.
     this.#http2 = server.constructor.name === 'Http2Server';
     // TLS servers hand requests the TLS socket, announced by 'secureConnection', not the raw 'connection'.
-    server.on(server instanceof TlsServer ? 'secureConnection' : 'connection', this.#onConnection);
+    server.on(isTlsServer(server) ? 'secureConnection' : 'connection', this.#onConnection);
     // Ahead of the application's handler, so a response it writes at once still gets `Connection: close`.
     server.prependListener('request', this.#onRequest);
     server.on('session', this.#onSession);
@@ -277,6 +276,15 @@ export class HttpDrain {
       socket.destroy();
     }
   }
+}
+
+/**
+ * A TLS server (node:tls, node:https, a secure node:http2 server), told by its `setSecureContext` method rather than
+ * `instanceof tls.Server`: importing node:tls (and its crypto) costs every supervised worker ~30 ms at start, and a
+ * server that is one has loaded it anyway.
+ */
+function isTlsServer(server: DrainableServer): boolean {
+  return typeof (server as { setSecureContext?: unknown }).setSecureContext === 'function';
 }
 
 /** One drain per server, whoever asks: every lifecycle that adds it and the cluster agent share its bookkeeping. */

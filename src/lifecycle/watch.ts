@@ -1,6 +1,4 @@
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
-import { Server as HttpServer } from 'node:http';
-import { Server as HttpsServer } from 'node:https';
 import type { Server as NetServer } from 'node:net';
 import { type HttpDrain, serverDrain } from './http-drain.ts';
 
@@ -26,9 +24,14 @@ export interface ServerWatch {
 const LISTEN = 'tracing:net.server.listen:asyncStart';
 const REQUEST = 'http.server.request.start';
 
-/** node:http, node:https and node:http2 servers (fastify's and express's are node:http ones). */
+/**
+ * node:http, node:https and node:http2 servers (fastify's and express's are node:http ones), told by their shape
+ * rather than `instanceof`: the weft agent loads this into every worker before the application, and importing
+ * node:https (node:tls, crypto) there cost each worker start ~30 ms.
+ */
 function isHttpServer(server: unknown): server is NetServer {
-  if (server instanceof HttpServer || server instanceof HttpsServer) return true;
+  if (typeof (server as { closeIdleConnections?: unknown } | null)?.closeIdleConnections === 'function')
+    return true;
   const name = (server as { constructor?: { name?: string } } | null)?.constructor?.name;
   return name === 'Http2Server' || name === 'Http2SecureServer';
 }
