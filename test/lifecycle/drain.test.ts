@@ -1,7 +1,12 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { Agent, createServer, request, type Server } from 'node:http';
 import { connect, constants, createServer as createH2Server } from 'node:http2';
+import { createServer as createHttpsServer, Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { connect as netConnect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { createLifecycle, type ServerOptions } from '../../src/lifecycle/index.ts';
 import { until, within } from '../helpers.ts';
@@ -116,6 +121,48 @@ describe('HTTP drain', () => {
     assert.equal(responses, 2, 'both requests were answered');
     assert.match(data, /connection: close/i);
     assert.equal(await done, 0);
+  });
+
+  it('an https server is drained too: the in-flight request ends with Connection: close, then the shutdown ends', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'weft-tls-'));
+    try {
+      execFileSync(
+        'openssl',
+        ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost'].concat([
+          '-keyout',
+          join(dir, 'key.pem'),
+          '-out',
+          join(dir, 'cert.pem'),
+        ]),
+        { stdio: 'ignore', timeout: 30_000 },
+      );
+      let started = 0;
+      const server = createHttpsServer(
+        { key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) },
+        (_req, res) => {
+          started++;
+          setTimeout(() => res.end('ok'), 200);
+        },
+      );
+      const life = lifecycleFor(server);
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const port = (server.address() as { port: number }).port;
+      const agent = new HttpsAgent({ keepAlive: true, rejectUnauthorized: false });
+      const inflight = new Promise<{ status: number; connection: string | undefined }>((resolve, reject) => {
+        const req = httpsRequest({ host: '127.0.0.1', port, path: '/', agent }, (res) => {
+          res.resume();
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, connection: res.headers.connection }));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+      await until(() => started === 1, 5_000, 'the request to arrive');
+      assert.equal(await within(life.shutdown('test'), 5_000, 'shutdown'), 0);
+      assert.deepEqual(await inflight, { status: 200, connection: 'close' });
+      agent.destroy();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('new connections are refused once the listeners phase has run', async () => {
