@@ -20,6 +20,12 @@ export interface PgCatalogOptions {
   max?: number;
   /** How long to wait for a connection before failing. Default: 10 000 ms. */
   connectTimeoutMs?: number;
+  /**
+   * Longest one query may wait for its answer before it fails (and its connection is dropped, not reused), ms.
+   * Default: none. The service sets `databaseTimeout`, so a server that stops answering frees the pool's
+   * connections instead of holding them until TCP gives up.
+   */
+  queryTimeoutMs?: number;
 }
 
 // Concurrent CREATE TABLE IF NOT EXISTS in two sessions can both pass the existence check and one then fails on
@@ -127,12 +133,21 @@ export class PgCatalog implements Catalog {
       await client.query(SCHEMA_LOCK);
       await client.query(SCHEMA);
       await client.query('COMMIT');
-      client.release();
+      // With a query timeout, this connection (made without one) is not kept: every later one gets it.
+      client.release(options.queryTimeoutMs !== undefined);
     } catch (err) {
       // A connection in an aborted transaction must not go back to the pool: release(err) destroys it.
       client.release(err instanceof Error ? err : true);
       await pool.end().catch(() => {});
       throw err;
+    }
+    if (options.queryTimeoutMs !== undefined) {
+      // Only now: creating the schema may wait on another process's lock for longer than a request should. pg-pool
+      // reads both when it opens a connection, and a timed-out query's connection is dropped (pool.query and
+      // release(err) remove it), so a server that stops answering cannot keep the pool's connections busy.
+      const o = pool.options as { query_timeout?: number; connectionTimeoutMillis?: number };
+      o.query_timeout = options.queryTimeoutMs;
+      o.connectionTimeoutMillis = options.queryTimeoutMs;
     }
     return new PgCatalog(pool, queue, url);
   }

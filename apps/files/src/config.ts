@@ -46,8 +46,21 @@ export interface FilesConfig {
   uploadTimeout: number;
   /** Longest a request waits for the SQLite database while another process holds its lock; then 503. Default 5 s. */
   dbBusyTimeout: number;
-  /** Longest Redis (`queueUrl`) may take to take an upload's jobs; then 503 and the upload is not kept. Default 5 s. */
+  /**
+   * Deadline of each call to Redis (`queueUrl`): adding an upload's jobs, claiming, reading counts; then 503
+   * `ERR_WEFT_FILES_QUEUE_UNAVAILABLE` (an upload is not kept). Default 1 s.
+   */
   queueTimeout: number;
+  /** Deadline of each call to PostgreSQL (`databaseUrl`), and of one query or connection; then 503. Default 1 s. */
+  databaseTimeout: number;
+  /** Deadline of each storage call that does not move a whole file (stat, read's start, delete). Default 1 s. */
+  storageTimeout: number;
+  /** Extra tries, with backoff (20 ms doubling to 200 ms), of a backend call that is safe to repeat. Default 2. */
+  backendRetries: number;
+  /** Consecutive failed calls to a backend that open its circuit breaker. Default 5. */
+  breakerThreshold: number;
+  /** How long an open breaker fails calls at once before it lets one probe through. Default 2 s. */
+  breakerHalfOpen: number;
   /** `s3://bucket/prefix?endpoint=…`: keep file bytes in S3-compatible storage instead of `dataDir`. */
   storageUrl: string | undefined;
   /** `redis://host:6379[/db][?queue=name]`: the job queue on Redis (BullMQ), and events across machines. */
@@ -85,6 +98,11 @@ const SETTINGS: Record<keyof FilesConfig, { env: string[]; kind: Kind }> = {
   uploadTimeout: { env: ['FILES_UPLOAD_TIMEOUT'], kind: 'duration' },
   dbBusyTimeout: { env: ['FILES_DB_BUSY_TIMEOUT'], kind: 'duration' },
   queueTimeout: { env: ['FILES_QUEUE_TIMEOUT'], kind: 'duration' },
+  databaseTimeout: { env: ['FILES_DATABASE_TIMEOUT'], kind: 'duration' },
+  storageTimeout: { env: ['FILES_STORAGE_TIMEOUT'], kind: 'duration' },
+  backendRetries: { env: ['FILES_BACKEND_RETRIES'], kind: 'int' },
+  breakerThreshold: { env: ['FILES_BREAKER_THRESHOLD'], kind: 'int' },
+  breakerHalfOpen: { env: ['FILES_BREAKER_HALF_OPEN'], kind: 'duration' },
   storageUrl: { env: ['STORAGE_URL'], kind: 'string' },
   queueUrl: { env: ['QUEUE_URL'], kind: 'string' },
   databaseUrl: { env: ['DATABASE_URL'], kind: 'string' },
@@ -113,7 +131,12 @@ function defaults(env: NodeJS.ProcessEnv): FilesConfig {
     uploadIdleTimeout: 30_000,
     uploadTimeout: 3_600_000,
     dbBusyTimeout: 5_000,
-    queueTimeout: 5_000,
+    queueTimeout: 1_000,
+    databaseTimeout: 1_000,
+    storageTimeout: 1_000,
+    backendRetries: 2,
+    breakerThreshold: 5,
+    breakerHalfOpen: 2_000,
     storageUrl: undefined,
     queueUrl: undefined,
     databaseUrl: undefined,
@@ -245,6 +268,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     'uploadIdleTimeout',
     'uploadTimeout',
     'queueTimeout',
+    'databaseTimeout',
+    'storageTimeout',
+    'breakerThreshold',
+    'breakerHalfOpen',
   ] as const) {
     if (config[key] < 1) throw bad(key, 'config', 'at least 1', config[key]);
   }

@@ -8,6 +8,7 @@ import { Counter, Gauge, Histogram } from 'prom-client';
 import type { Metrics } from 'weft/metrics';
 import type { EventBus } from './events.ts';
 import type { JobQueue } from './queue/types.ts';
+import type { Backend, BackendGuard } from './resilience.ts';
 
 /** Registers the service's metrics; returns the function that removes them. */
 export function serviceMetrics(metrics: Metrics, bus: EventBus, queue: JobQueue): () => void {
@@ -64,6 +65,56 @@ export function serviceMetrics(metrics: Metrics, bus: EventBus, queue: JobQueue)
     }
     metrics.registry.removeSingleMetric('files_job_duration_seconds');
     metrics.registry.removeSingleMetric('files_jobs');
+  };
+}
+
+/**
+ * Each backend's breaker: `weft_files_backend_up{backend}` (1 while its breaker is closed, 0 while open or
+ * half-open) and the times it opened and went half-open. Returns the function that removes them.
+ */
+export function backendMetrics(metrics: Metrics, guards: Record<Backend, BackendGuard>): () => void {
+  const registers = [metrics.registry];
+  const entries = Object.entries(guards) as [Backend, BackendGuard][];
+  new Gauge({
+    name: 'weft_files_backend_up',
+    help: "1 while the backend's circuit breaker is closed (calls pass), 0 while it is open or half-open",
+    labelNames: ['backend'],
+    registers,
+    collect() {
+      for (const [backend, guard] of entries) this.set({ backend }, guard.up ? 1 : 0);
+    },
+  });
+  for (const [name, help, read] of [
+    [
+      'weft_files_breaker_opens_total',
+      'Times the backend circuit breaker opened',
+      (g: BackendGuard) => g.opens,
+    ],
+    [
+      'weft_files_breaker_half_opens_total',
+      'Times the backend circuit breaker went half-open (let a probe through)',
+      (g: BackendGuard) => g.halfOpens,
+    ],
+  ] as const) {
+    new Counter({
+      name,
+      help,
+      labelNames: ['backend'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [backend, guard] of entries) this.inc({ backend }, read(guard));
+      },
+    });
+  }
+  return () => {
+    for (const name of [
+      'weft_files_backend_up',
+      'weft_files_breaker_opens_total',
+      'weft_files_breaker_half_opens_total',
+    ]) {
+      metrics.registry.removeSingleMetric(name);
+    }
   };
 }
 

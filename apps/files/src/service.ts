@@ -23,6 +23,17 @@ import { type ProcessorTasks, tasksUrl } from './processors/index.ts';
 import { BullQueue, parseQueueUrl } from './queue/bullmq.ts';
 import { SqliteQueue } from './queue/sqlite.ts';
 import type { JobQueue } from './queue/types.ts';
+import {
+  BACKENDS,
+  type Backend,
+  type BackendGuard,
+  BUS_CALLS,
+  catalogCalls,
+  guardsFor,
+  QUEUE_CALLS,
+  resilient,
+  STORAGE_CALLS,
+} from './resilience.ts';
 import { JobRunner } from './runner.ts';
 import { DiskStorage } from './storage/disk.ts';
 import { reportNoSpace } from './storage/no-space.ts';
@@ -41,6 +52,13 @@ export interface Service {
   runner: JobRunner;
   /** The live dashboard at `/`; `close()` ends its streams (a draining server must not wait on them). */
   dashboard: Dashboard;
+  /** Each backend's guard: its breaker's state and counts (`/metrics`, the dashboard). */
+  guards: Record<Backend, BackendGuard>;
+  /**
+   * Each backend's readiness check: fails at once while its breaker is open, else asks the backend (under its
+   * deadline). `server.ts` adds them to the lifecycle's readiness probe.
+   */
+  checks: Record<Backend, () => Promise<void>>;
   /** Jobs waiting to run (queued or waiting for a retry), for load shedding; a remote queue's is refreshed each second. */
   queued(): number;
   /** Stops the runner (running jobs get until `signal` aborts), then the pool, the bus and the database. */
@@ -62,7 +80,11 @@ export interface ServiceOptions {
 }
 
 /** The queue, catalog and event bus the configuration asks for; what is not remote lives in the SQLite file. */
-async function openBackends(config: Readonly<FilesConfig>, closers: (() => unknown)[]) {
+async function openBackends(
+  config: Readonly<FilesConfig>,
+  closers: (() => unknown)[],
+  guards: Record<Backend, BackendGuard>,
+) {
   const needsSqlite = !config.queueUrl || !config.databaseUrl;
   const path = join(config.dataDir, 'files.db');
   const db = needsSqlite ? openDatabase(path) : undefined;
@@ -71,6 +93,8 @@ async function openBackends(config: Readonly<FilesConfig>, closers: (() => unkno
   const busy = { timeoutMs: config.dbBusyTimeout };
   let queue: JobQueue;
   let bus: EventBus;
+  // The adapters themselves, for the readiness checks and probes that run through their guard (not twice).
+  const raw: { queue?: JobQueue; catalog?: Catalog } = {};
   if (config.queueUrl) {
     const bull = await BullQueue.open({
       url: config.queueUrl,
@@ -79,32 +103,43 @@ async function openBackends(config: Readonly<FilesConfig>, closers: (() => unkno
       timeoutMs: config.queueTimeout,
     });
     closers.unshift(() => bull.close());
-    queue = bull;
+    raw.queue = bull;
+    // Redis, PostgreSQL and S3 are wrapped once here, at their ports: deadline, retries where safe, breaker.
+    queue = resilient<JobQueue>(bull, guards.queue, QUEUE_CALLS);
     const { prefix } = parseQueueUrl(config.queueUrl);
     // Events go over the queue's Redis, so every node's dashboard sees every node's jobs.
     const redisBus = await RedisEventBus.open(config.queueUrl, {
       stream: `${prefix}:${bull.name}:weft-events`,
     });
     closers.unshift(() => redisBus.close());
-    bus = redisBus;
+    // The same Redis as the queue: the same breaker.
+    bus = resilient<EventBus>(redisBus, guards.queue, BUS_CALLS);
   } else {
     queue = retryBusy(
       new SqliteQueue(db!, { leaseMs: config.leaseMs, retryDelayMs: config.retryDelayMs }),
       busy,
     );
+    raw.queue = queue;
     const sqliteBus = retryBusy(new SqliteEventBus(db!), busy);
     closers.unshift(() => sqliteBus.close());
     bus = sqliteBus;
   }
   let catalog: Catalog;
   if (config.databaseUrl) {
-    const pg = await PgCatalog.open(config.databaseUrl, queue);
+    const pg = await PgCatalog.open(config.databaseUrl, queue, { queryTimeoutMs: config.databaseTimeout });
     closers.unshift(() => pg.close());
-    catalog = pg;
+    raw.catalog = pg;
+    // recordUpload also adds the jobs to the queue, under the queue's own deadline.
+    catalog = resilient<Catalog>(
+      pg,
+      guards.database,
+      catalogCalls(config.databaseTimeout + config.queueTimeout),
+    );
   } else {
     catalog = retryBusy(new SqliteCatalog(db!, queue, path), busy);
+    raw.catalog = catalog;
   }
-  return { db, queue, bus, catalog };
+  return { db, queue, bus, catalog, raw: raw as Required<typeof raw> };
 }
 
 /**
@@ -131,20 +166,39 @@ export async function createService(
   };
   let backends: Awaited<ReturnType<typeof openBackends>>;
   let storage: Storage;
+  let rawStorage: Storage;
+  const guards = guardsFor(config);
+  closers.push(() => {
+    for (const guard of Object.values(guards)) guard.close();
+  });
   try {
-    backends = await openBackends(config, closers);
+    backends = await openBackends(config, closers, guards);
     // Local disk by default; S3-compatible storage when STORAGE_URL says so (temp copies still go under dataDir).
     const adapter = config.storageUrl
       ? new S3Storage(parseStorageUrl(config.storageUrl), join(config.dataDir, 'tmp'))
       : new DiskStorage(config.dataDir);
-    storage = reportNoSpace(options.storage ? options.storage(adapter) : adapter);
+    // A full disk is an answer (507), not an outage: reportNoSpace turns it into one inside the storage's guard.
+    rawStorage = reportNoSpace(options.storage ? options.storage(adapter) : adapter);
+    storage = resilient<Storage>(rawStorage, guards.storage, STORAGE_CALLS);
     await storage.init();
     closers.unshift(() => storage.close?.());
   } catch (err) {
     await closeAll();
     throw err;
   }
-  const { db, queue, bus, catalog } = backends;
+  const { db, queue, bus, catalog, raw } = backends;
+  // Checked through the guards (their deadline and breaker) even when the adapter is embedded and not wrapped.
+  const probes: Record<Backend, () => Promise<unknown>> = {
+    queue: () => raw.queue.waiting(),
+    database: () => raw.catalog.ping(),
+    storage: () => rawStorage.stat('weft-probe'),
+  };
+  const checks = {} as Record<Backend, () => Promise<void>>;
+  for (const backend of BACKENDS) {
+    checks[backend] = guards[backend].check(probes[backend]);
+    // An open breaker is probed in the background, so it closes soon after the backend returns, with no traffic.
+    guards[backend].probe(probes[backend]);
+  }
   const pool = new Pool<ProcessorTasks>({
     filename: tasksUrl,
     maxThreads: config.concurrency,
@@ -197,6 +251,8 @@ export async function createService(
     pool,
     runner,
     dashboard,
+    guards,
+    checks,
     queued: () => {
       if (!sqlite) return waiting;
       try {

@@ -1,5 +1,5 @@
 // With QUEUE_URL set, a Redis that stops answering (or refuses connections) mid-run: an upload answers 503
-// ERR_WEFT_FILES_REDIS within queueTimeout (plus slack), is not kept (no record listed without its jobs), and
+// ERR_WEFT_FILES_QUEUE_UNAVAILABLE (was ERR_WEFT_FILES_REDIS) within queueTimeout (plus slack), is not kept (no record listed without its jobs), and
 // uploads work again once Redis is back. The machine's Redis is never stopped: the service reaches it through a
 // TCP proxy in this test, which can swallow traffic or cut and refuse connections.
 import assert from 'node:assert/strict';
@@ -95,7 +95,7 @@ describe('Redis unreachable during uploads', { skip }, () => {
     );
 
   for (const mode of ['blackhole', 'refuse'] as const) {
-    it(`answers 503 ERR_WEFT_FILES_REDIS within a bound and keeps no record when Redis ${mode === 'blackhole' ? 'stops answering' : 'refuses connections'}`, async () => {
+    it(`answers 503 ERR_WEFT_FILES_QUEUE_UNAVAILABLE within a bound and keeps no record when Redis ${mode === 'blackhole' ? 'stops answering' : 'refuses connections'}`, async () => {
       proxy.set('pass');
       // Redis answers again (ioredis reconnects by itself after a cut): a bounded poll until an upload is taken.
       const deadline = Date.now() + 20_000;
@@ -113,7 +113,10 @@ describe('Redis unreachable during uploads', { skip }, () => {
       const ms = performance.now() - t;
       assert.equal(res.status, 503);
       assert.equal(res.headers.get('retry-after'), '1');
-      assert.equal(((await res.json()) as { error: { code: string } }).error.code, 'ERR_WEFT_FILES_REDIS');
+      assert.equal(
+        ((await res.json()) as { error: { code: string } }).error.code,
+        'ERR_WEFT_FILES_QUEUE_UNAVAILABLE',
+      );
       assert.ok(ms < ANSWER_BOUND_MS, `answered in ${Math.round(ms)} ms`);
       assert.ok(!(await listed()).includes(`during-${mode}.csv`), 'the refused upload is not listed');
       proxy.set('pass');
