@@ -72,7 +72,10 @@ export function serviceMetrics(metrics: Metrics, bus: EventBus, queue: JobQueue)
  * Each backend's breaker: `weft_files_backend_up{backend}` (1 while its breaker is closed, 0 while open or
  * half-open) and the times it opened and went half-open. Returns the function that removes them.
  */
-export function backendMetrics(metrics: Metrics, guards: Record<Backend, BackendGuard>): () => void {
+export function backendMetrics(
+  metrics: Pick<Metrics, 'registry'>,
+  guards: Record<Backend, BackendGuard>,
+): () => void {
   const registers = [metrics.registry];
   const entries = Object.entries(guards) as [Backend, BackendGuard][];
   new Gauge({

@@ -173,20 +173,21 @@ export class BackendGuard {
   }
 
   /**
-   * Runs `call` under the policy its `kind` gets (`timeoutMs` overrides the deadline); rejects with the backend's
-   * `FilesError` when it is unavailable.
+   * Runs `call` under the policy its `kind` gets (`timeoutMs` overrides the deadline; `label`, the method's name,
+   * goes into messages); rejects with the backend's `FilesError` when it is unavailable.
    */
   async run<T>(
     call: () => PromiseLike<T> | T,
     kind: CallKind = 'write',
     timeoutMs = this.#o.timeoutMs,
+    label = 'call',
   ): Promise<T> {
     const inner = kind === 'read' || kind === 'long-read' ? wrap(this.#retry, this.#breaker) : this.#breaker;
     const policy = kind === 'read' || kind === 'write' ? wrap(this.#deadline(timeoutMs), inner) : inner;
     try {
       return await policy.execute(({ signal }) => raced(call, signal));
     } catch (err) {
-      throw this.#translate(err, timeoutMs);
+      throw this.#translate(err, timeoutMs, label);
     }
   }
 
@@ -203,8 +204,8 @@ export class BackendGuard {
     this.#probe = setInterval(() => {
       if (this.up || running) return;
       running = true;
-      this.run(check, 'write')
-        .catch(() => {})
+      this.run(check, 'write', undefined, 'probe')
+        .catch(() => {}) // the breaker keeps the outcome
         .finally(() => {
           running = false;
         });
@@ -215,7 +216,7 @@ export class BackendGuard {
   check(check: () => Promise<unknown>): () => Promise<void> {
     return async () => {
       if (this.state === 'open') throw new FilesError(CODES[this.backend], `${this.backend}: breaker open`);
-      await this.run(check, 'write');
+      await this.run(check, 'write', undefined, 'ready');
     };
   }
 
@@ -232,21 +233,29 @@ export class BackendGuard {
     return !this.#o.isAnswer(err);
   }
 
-  #translate(err: unknown, timeoutMs: number): unknown {
+  #translate(err: unknown, timeoutMs: number, label: string): unknown {
     const code = CODES[this.backend];
     if (err instanceof BrokenCircuitError) {
-      return new FilesError(code, `The ${this.backend} backend is unavailable (circuit open); retry later`, {
-        cause: this.#breaker.lastFailure,
-      });
+      return new FilesError(
+        code,
+        `The ${this.backend} backend is unavailable (circuit open, ${label} not tried); retry later`,
+        {
+          cause: this.#breaker.lastFailure,
+        },
+      );
     }
     if (err instanceof TaskCancelledError || err instanceof DeadlineError) {
-      return new FilesError(code, `The ${this.backend} backend did not answer within ${timeoutMs} ms`, {
-        cause: err,
-      });
+      return new FilesError(
+        code,
+        `The ${this.backend} backend did not answer ${label} within ${timeoutMs} ms`,
+        {
+          cause: err,
+        },
+      );
     }
     if (!this.#isOutage(err)) return err;
     const message = (err as Error)?.message ?? String(err);
-    return new FilesError(code, `The ${this.backend} backend failed: ${message}`, { cause: err });
+    return new FilesError(code, `The ${this.backend} backend failed (${label}): ${message}`, { cause: err });
   }
 }
 
@@ -273,7 +282,7 @@ export function resilient<T extends object>(
       // Bound to the adapter itself: its #private fields are not reachable through the proxy.
       if (!spec) return value.bind(target);
       const { kind, timeoutMs } = typeof spec === 'string' ? { kind: spec, timeoutMs: undefined } : spec;
-      return (...args: unknown[]) => guard.run(() => value.apply(target, args), kind, timeoutMs);
+      return (...args: unknown[]) => guard.run(() => value.apply(target, args), kind, timeoutMs, String(key));
     },
   });
 }

@@ -51,7 +51,7 @@ describe('BackendGuard and resilient()', () => {
     const { guard, fake, port } = setup({ timeoutMs: 30 });
     fake.next = never;
     const t = performance.now();
-    await assert.rejects(port.write(), { ...unavailable, message: /did not answer within 30 ms/ });
+    await assert.rejects(port.write(), { ...unavailable, message: /did not answer write within 30 ms/ });
     assert.ok(performance.now() - t < 1_000);
     // A read is not retried past its deadline either: the deadline covers the whole call.
     fake.calls = 0;

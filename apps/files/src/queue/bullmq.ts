@@ -164,9 +164,12 @@ export class BullQueue implements JobQueue {
       prefetch: true,
       ...options,
     };
+    // Reconnect at least once a second: BullMQ's default backs off exponentially to 20 s, so after an outage of a
+    // few seconds the queue would stay away for up to 20 s more (the breaker's probe must find it within 5 s).
+    const reconnect = { ...connection, retryStrategy: (times: number) => Math.min(100 * times, 1_000) };
     // One connection for this class's own commands; BullMQ opens its own from the options.
-    this.#connection = { ...connection, maxRetriesPerRequest: null };
-    this.#redis = new Redis({ ...connection, maxRetriesPerRequest: 2, lazyConnect: true });
+    this.#connection = { ...reconnect, maxRetriesPerRequest: null };
+    this.#redis = new Redis({ ...reconnect, maxRetriesPerRequest: 2, lazyConnect: true });
     this.#redis.on('error', () => {}); // reported by the command that fails
     const maxDelay = this.#o.maxRetryDelayMs;
     const base = this.#o.retryDelayMs;
@@ -174,7 +177,7 @@ export class BullQueue implements JobQueue {
     // (no offline queue, one retry) instead of waiting for it forever, as the worker's blocking connection must.
     this.#queue = new Queue(name, {
       connection: {
-        ...connection,
+        ...reconnect,
         maxRetriesPerRequest: 1,
         enableOfflineQueue: false,
         commandTimeout: this.#o.timeoutMs,

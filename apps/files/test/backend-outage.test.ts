@@ -1,0 +1,240 @@
+// A backend that stops answering or refuses connections while the service runs (issue 16 items 2, 5, 6): uploads
+// are answered 503 naming the backend within 2 s (at once once its breaker is open), never 500 and never left
+// hanging; readiness answers 503 and names the backend, liveness stays 200; /metrics shows it down; reads that do
+// not need it keep working; within 5 s of its return the breaker closes by itself and uploads succeed. The
+// machine's Redis and PostgreSQL are never touched: the service reaches them through a forwarder in this file that
+// can pass traffic, swallow it (a partition) or refuse connections. Default settings throughout (deadlines 1 s,
+// breaker threshold 5, half-open after 2 s): they are what the targets are promised for.
+import assert from 'node:assert/strict';
+import { createServer, type Server, Socket } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { Registry } from 'prom-client';
+import { Health } from 'weft/lifecycle';
+import { backendMetrics } from '../src/metrics.ts';
+import type { Backend } from '../src/resilience.ts';
+import { type Running, startService } from './helpers.ts';
+import { DATABASE_URL, REDIS_URL, type SharedBackends, serviceSkip, sharedBackends } from './services.ts';
+
+const skip = await serviceSkip({ redis: REDIS_URL, postgres: DATABASE_URL });
+const ANSWER_TARGET_MS = 2_000;
+const RECOVERY_TARGET_MS = 5_000;
+
+type Mode = 'pass' | 'blackhole' | 'refuse';
+
+/**
+ * A TCP forwarder to `target`: `pass` forwards, `blackhole` accepts and swallows every byte (old connections and
+ * new), `refuse` resets every connection, open or new (a server that went away). Leaving `blackhole` destroys the connections it swallowed bytes of:
+ * their protocol state is lost, as after a partition that outlived TCP's patience.
+ */
+async function forwarder(target: URL, defaultPort: number) {
+  let mode: Mode = 'pass';
+  const sockets = new Set<Socket>();
+  const server: Server = createServer((client) => {
+    sockets.add(client);
+    client.on('close', () => sockets.delete(client));
+    client.on('error', () => {});
+    if (mode === 'refuse') return void client.resetAndDestroy();
+    if (mode === 'blackhole') return; // held: never connected upstream, dropped when the mode changes
+    const upstream = new Socket();
+    sockets.add(upstream);
+    upstream.connect(Number(target.port || defaultPort), target.hostname);
+    client.on('data', (d) => mode === 'pass' && upstream.write(d));
+    upstream.on('data', (d) => mode === 'pass' && client.write(d));
+    const end = () => {
+      client.destroy();
+      upstream.destroy();
+    };
+    for (const s of [client, upstream]) {
+      s.on('error', end);
+      s.on('close', end);
+    }
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as { port: number }).port,
+    set(next: Mode) {
+      const was = mode;
+      mode = next;
+      if (next === 'refuse') for (const s of sockets) s.resetAndDestroy();
+      else if (was === 'blackhole' && next !== 'blackhole') for (const s of sockets) s.destroy();
+    },
+    close() {
+      for (const s of sockets) s.destroy();
+      return new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+/** `url` with its host and port replaced by the forwarder's. */
+function via(url: string, port: number): string {
+  const u = new URL(url);
+  u.hostname = '127.0.0.1';
+  u.port = String(port);
+  return u.href;
+}
+
+/** Polls `test` every 50 ms until it holds; fails naming `what` after `ms`. Resolves with the time it took. */
+async function until(test: () => Promise<boolean> | boolean, ms: number, what: string): Promise<number> {
+  const t = performance.now();
+  while (!(await test())) {
+    if (performance.now() - t > ms) throw new Error(`${what}: not within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return performance.now() - t;
+}
+
+describe('a backend fails while the service runs', { skip }, () => {
+  let shared: SharedBackends;
+  let redis: Awaited<ReturnType<typeof forwarder>>;
+  let postgres: Awaited<ReturnType<typeof forwarder>>;
+  let s: Running;
+  const figures: string[] = [];
+
+  before(async () => {
+    shared = await sharedBackends('outage');
+    redis = await forwarder(new URL(REDIS_URL), 6379);
+    postgres = await forwarder(new URL(DATABASE_URL), 5432);
+    const health = new Health();
+    const registry = new Registry();
+    s = await startService(
+      {
+        queueUrl: via(shared.urls.queueUrl, redis.port),
+        databaseUrl: via(shared.urls.databaseUrl, postgres.port),
+      },
+      {
+        http: {
+          health: { live: health.handler('liveness'), ready: health.handler('readiness') },
+          metrics: async (_request, reply) => reply.type(registry.contentType).send(await registry.metrics()),
+        },
+      },
+    );
+    for (const [backend, check] of Object.entries(s.checks)) health.addCheck(backend, check);
+    backendMetrics({ registry }, s.guards);
+    health.markStarted();
+  });
+  after(async () => {
+    redis?.set('pass');
+    postgres?.set('pass');
+    await s?.stop();
+    await redis?.close();
+    await postgres?.close();
+    await shared?.cleanup();
+    if (figures.length) console.log(`# ${figures.join('\n# ')}`);
+  });
+
+  let n = 0;
+  const upload = async () => {
+    const t = performance.now();
+    const res = await fetch(`${s.url}/files?name=o${n++}.csv`, {
+      method: 'POST',
+      body: `a,b\n1,${n}\n`,
+      signal: AbortSignal.timeout(10_000),
+    });
+    const body = (await res.json()) as { id?: string; error?: { code: string } };
+    return {
+      status: res.status,
+      ms: performance.now() - t,
+      body,
+      retryAfter: res.headers.get('retry-after'),
+    };
+  };
+  const status = async (path: string) => (await fetch(`${s.url}${path}`)).status;
+  const up = async (backend: Backend) => {
+    const text = await (await fetch(`${s.url}/metrics`)).text();
+    const m = new RegExp(`^weft_files_backend_up\\{backend="${backend}"\\} (\\d)$`, 'm').exec(text);
+    return m ? Number(m[1]) : undefined;
+  };
+
+  const cases: { backend: Backend; proxy: () => typeof redis; mode: Mode; code: string }[] = [
+    { backend: 'queue', proxy: () => redis, mode: 'blackhole', code: 'ERR_WEFT_FILES_QUEUE_UNAVAILABLE' },
+    { backend: 'queue', proxy: () => redis, mode: 'refuse', code: 'ERR_WEFT_FILES_QUEUE_UNAVAILABLE' },
+    {
+      backend: 'database',
+      proxy: () => postgres,
+      mode: 'blackhole',
+      code: 'ERR_WEFT_FILES_DATABASE_UNAVAILABLE',
+    },
+    {
+      backend: 'database',
+      proxy: () => postgres,
+      mode: 'refuse',
+      code: 'ERR_WEFT_FILES_DATABASE_UNAVAILABLE',
+    },
+  ];
+  for (const { backend, proxy, mode, code } of cases) {
+    it(`${backend} ${mode === 'blackhole' ? 'stops answering' : 'refuses connections'}: 503 ${code} within 2 s, not ready, down in /metrics; heals by itself within 5 s`, async (t) => {
+      // Everything works, and a file is stored to read during the outage.
+      await until(async () => (await upload()).status === 201, 10_000, 'uploads before the outage');
+      await until(async () => (await status('/health/ready')) === 200, 5_000, 'ready before the outage');
+      const stored = await upload();
+      assert.equal(stored.status, 201);
+
+      proxy().set(mode);
+      t.after(() => proxy().set('pass')); // when an assertion fails, the next case starts with the backend back
+      const first = await upload();
+      assert.equal(first.status, 503, JSON.stringify(first.body));
+      assert.equal(first.body.error?.code, code);
+      assert.ok(first.retryAfter, 'Retry-After is set');
+      assert.ok(first.ms < ANSWER_TARGET_MS, `first upload answered in ${Math.round(first.ms)} ms`);
+
+      // Uploads go on failing the same way, each within 2 s, until the breaker opens (the runner's claims count too).
+      let refused = 1;
+      await until(
+        async () => {
+          if (!s.guards[backend].up) return true;
+          const next = await upload();
+          assert.equal(next.status, 503);
+          assert.equal(next.body.error?.code, code);
+          assert.ok(next.ms < ANSWER_TARGET_MS, `upload answered in ${Math.round(next.ms)} ms`);
+          refused++;
+          return false;
+        },
+        15_000,
+        `${backend} breaker opens`,
+      );
+      const fast = await upload();
+      assert.equal(fast.status, 503);
+      assert.equal(fast.body.error?.code, code);
+      assert.ok(
+        fast.ms < ANSWER_TARGET_MS,
+        `upload with the breaker open answered in ${Math.round(fast.ms)} ms`,
+      );
+
+      // Readiness results are reused for up to a second (the lifecycle's cacheFor): polled, bounded.
+      await until(async () => (await status('/health/ready')) === 503, 3_000, 'readiness turns 503');
+      const ready = await fetch(`${s.url}/health/ready`);
+      assert.equal(ready.status, 503);
+      const report = (await ready.json()) as { checks: Record<string, { status: string }> };
+      assert.notEqual(report.checks[backend]?.status, 'ok');
+      assert.equal(await status('/health/live'), 200);
+      assert.equal(await up(backend), 0);
+      assert.equal(await up(backend === 'queue' ? 'database' : 'queue'), 1);
+      assert.ok(s.guards[backend].opens >= 1);
+
+      // Reads that do not need the failed backend keep working; those that do answer 503, never 500.
+      const content = await fetch(`${s.url}/files/${stored.body.id}/content`);
+      if (backend === 'queue') {
+        assert.equal(content.status, 200);
+        assert.match(await content.text(), /^a,b\n/);
+      } else {
+        assert.equal(content.status, 503);
+        assert.equal(((await content.json()) as { error: { code: string } }).error.code, code);
+      }
+
+      // Back: no restart; the breaker closes (half-open probe), readiness is green and uploads work within 5 s.
+      proxy().set('pass');
+      const back = performance.now();
+      await until(() => s.guards[backend].up, RECOVERY_TARGET_MS, `${backend} breaker closes`);
+      const closedMs = performance.now() - back;
+      await until(async () => (await upload()).status === 201, RECOVERY_TARGET_MS, 'uploads again');
+      await until(async () => (await status('/health/ready')) === 200, RECOVERY_TARGET_MS, 'ready again');
+      const healedMs = performance.now() - back;
+      assert.ok(healedMs < RECOVERY_TARGET_MS, `healed in ${Math.round(healedMs)} ms`);
+      assert.equal(await up(backend), 1);
+      assert.ok(s.guards[backend].halfOpens >= 1);
+      figures.push(
+        `${backend} ${mode}: first 503 in ${Math.round(first.ms)} ms, breaker open after ${refused} refused uploads, then 503 in ${Math.round(fast.ms)} ms; breaker closed ${Math.round(closedMs)} ms and uploads + readiness back ${Math.round(healedMs)} ms after the return`,
+      );
+    });
+  }
+});
