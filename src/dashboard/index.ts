@@ -6,6 +6,7 @@
 export { InvalidOptionError, WeftError } from '../errors.ts';
 export { createDashboard, DASHBOARD_PATHS, type Dashboard, type DashboardOptions } from './dashboard.ts';
 export {
+  type BackendView,
   type ClusterInput,
   clusterView,
   type DashboardSnapshot,

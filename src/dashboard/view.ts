@@ -90,6 +90,14 @@ export interface FailureView {
 export interface FilesView {
   upload?: { path: string; auth: boolean; maxBytes: number };
   recent: FileView[];
+  /** The backends the service needs, with their circuit breaker's state (`closed` is up; `open`, `half-open`). */
+  backends?: BackendView[];
+}
+
+export interface BackendView {
+  name: string;
+  state: string;
+  up: boolean;
 }
 
 export interface FileView {

@@ -6,6 +6,7 @@
 import { Agent, get } from 'node:http';
 import type { FastifyInstance } from 'fastify';
 import {
+  type BackendView,
   type ClusterInput,
   clusterView,
   createDashboard,
@@ -30,6 +31,8 @@ export interface FilesDashboardDeps {
   bus: EventBus;
   /** This process's `weft/metrics` snapshot, shown when no supervisor serves merged metrics. */
   metrics?: (() => MetricsSnapshot) | undefined;
+  /** Each backend's breaker state, shown in the Files section (a backend not `up` cannot take uploads). */
+  backends?: () => BackendView[];
   /** Where `WEFT_METRICS_URL` (the supervisor's merged metrics) is read. Default: `process.env`. */
   env?: NodeJS.ProcessEnv;
 }
@@ -167,12 +170,25 @@ export function filesDashboard(deps: FilesDashboardDeps): Dashboard {
     const events = pending;
     pending = [];
     const warnings: string[] = [];
-    const [base, counts] = await Promise.all([processes(warnings), queue.counts()]);
-    const { files, failures } = await readLists(counts, events.length > 0);
+    const base = await processes(warnings);
+    // A backend that is away (its breaker open) must not blank the page that shows it: the last lists are kept.
+    let counts: JobCounts = { queued: 0, active: 0, retrying: 0, completed: 0, dead: 0 };
+    let read = lists ?? { files: [], failures: [] };
+    try {
+      counts = await queue.counts();
+      read = await readLists(counts, events.length > 0);
+    } catch (err) {
+      warnings.push(`Jobs and files could not be read: ${(err as Error).message}`);
+    }
+    const { files, failures } = read;
     return {
       ...base,
       jobs: { counts, failures, retry: { path: '/jobs/:id/retry', auth } },
-      files: { upload: { path: '/files', auth, maxBytes: config.maxUpload }, recent: files },
+      files: {
+        upload: { path: '/files', auth, maxBytes: config.maxUpload },
+        recent: files,
+        ...(deps.backends ? { backends: deps.backends() } : {}),
+      },
       events: events.map(describe),
       ...(warnings.length ? { warnings } : {}),
     };

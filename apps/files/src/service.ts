@@ -210,7 +210,14 @@ export async function createService(
   });
   const runner = new JobRunner({ queue, catalog, storage, pool, bus, log: options.log, config });
   const offReady = queue.onReady?.(() => runner.wake());
-  const dashboard = filesDashboard({ config, catalog, queue, bus, metrics: options.metrics });
+  const dashboard = filesDashboard({
+    config,
+    catalog,
+    queue,
+    bus,
+    metrics: options.metrics,
+    backends: () => BACKENDS.map((name) => ({ name, state: guards[name].state, up: guards[name].up })),
+  });
   // The embedded queue is counted at once; a remote one is read each second (shedding must not wait on Redis).
   let waiting = await queue.waiting();
   const sqlite = queue instanceof SqliteQueue ? queue : undefined;

@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { createServer, type Server, Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { Registry } from 'prom-client';
+import type { BackendView } from 'weft/dashboard';
 import { Health } from 'weft/lifecycle';
 import { backendMetrics } from '../src/metrics.ts';
 import type { Backend } from '../src/resilience.ts';
@@ -139,6 +140,27 @@ describe('a backend fails while the service runs', { skip }, () => {
     };
   };
   const status = async (path: string) => (await fetch(`${s.url}${path}`)).status;
+  /** The backends as the dashboard's first snapshot shows them (its event stream, read until that event). */
+  const dashboardBackends = async () => {
+    const stop = new AbortController();
+    const res = await fetch(`${s.url}/dashboard/events`, {
+      signal: AbortSignal.any([stop.signal, AbortSignal.timeout(5_000)]),
+    });
+    const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+    let text = '';
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) throw new Error(`the event stream ended before a snapshot: ${text}`);
+        text += value;
+        const m = /event: snapshot\ndata: (.*)\n\n/.exec(text);
+        if (m) return (JSON.parse(m[1]!) as { files?: { backends?: BackendView[] } }).files?.backends;
+      }
+    } finally {
+      stop.abort();
+      await reader.cancel().catch(() => {});
+    }
+  };
   const up = async (backend: Backend) => {
     const text = await (await fetch(`${s.url}/metrics`)).text();
     const m = new RegExp(`^weft_files_backend_up\\{backend="${backend}"\\} (\\d)$`, 'm').exec(text);
@@ -210,6 +232,15 @@ describe('a backend fails while the service runs', { skip }, () => {
       assert.equal(await up(backend), 0);
       assert.equal(await up(backend === 'queue' ? 'database' : 'queue'), 1);
       assert.ok(s.guards[backend].opens >= 1);
+      const shown = await dashboardBackends();
+      assert.deepEqual(
+        shown?.map((b) => [b.name, b.up]),
+        [
+          ['queue', backend !== 'queue'],
+          ['database', backend !== 'database'],
+          ['storage', true],
+        ],
+      );
 
       // Reads that do not need the failed backend keep working; those that do answer 503, never 500.
       const content = await fetch(`${s.url}/files/${stored.body.id}/content`);

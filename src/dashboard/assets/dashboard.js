@@ -242,6 +242,17 @@ function renderFiles(s) {
   $('files').hidden = !f;
   if (!f) return;
   $('drop').hidden = !f.upload;
+  const backends = $('backends');
+  backends.hidden = !f.backends?.length;
+  backends.replaceChildren(
+    ...(f.backends ?? []).map((b) =>
+      el(
+        'span',
+        { class: `backend state-${b.up ? 'ready' : 'failed'}`, 'data-backend': b.name },
+        `${b.name} ${b.up ? 'up' : b.state}`,
+      ),
+    ),
+  );
   if (f.upload?.auth) $('token-form').hidden = false;
   const trs = rows(
     $('recent'),
