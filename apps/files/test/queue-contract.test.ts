@@ -105,6 +105,17 @@ function contract(name: string, make: () => Promise<Pair>, skip: string | false)
     );
 
     it(
+      'queues nothing, without an error, for a file with no jobs',
+      withPair(async ({ a, b }) => {
+        assert.deepEqual(await a.add('f', [], 3), []);
+        assert.equal(await b.waiting(), 0);
+        assert.deepEqual(await a.list({ fileId: 'f' }), []);
+        await a.removeForFile('f');
+        assert.deepEqual(await b.claim('B', 5), []);
+      }),
+    );
+
+    it(
       'completes a job for its owner only, with its result',
       withPair(async ({ a, b }) => {
         const [added] = await a.add('f', ['csv'], 3);

@@ -254,6 +254,8 @@ export class BullQueue implements JobQueue {
    * (see `recordThenQueue`) and the client is told to try again.
    */
   async add(fileId: string, kinds: readonly JobKind[], maxAttempts: number): Promise<Job[]> {
+    // A file with nothing to process (a plain text upload) has no jobs; Redis refuses an empty SADD.
+    if (kinds.length === 0) return [];
     try {
       // A Redis that accepts the connection but stops answering is bounded here too.
       return await withTimeout(this.#add(fileId, kinds, maxAttempts), this.#o.timeoutMs);
