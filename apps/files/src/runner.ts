@@ -63,12 +63,21 @@ interface Running {
   job: Job;
   controller: AbortController;
   done: Promise<void>;
+  /** When its lease was last known extended (the claim, or the send of the last heartbeat that held it). */
+  renewedAt: number;
+}
+
+/** Why a job is aborted when its lease ran out unrenewed: its outcome is not recorded by this process. */
+class LeaseExpired extends Error {
+  override name = 'LeaseExpired';
 }
 
 export class JobRunner {
   readonly owner = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   readonly #d: RunnerDeps;
   readonly #running = new Map<number, Running>();
+  /** Runs stopped because their lease expired, until their abort has settled (close waits for them too). */
+  readonly #expired = new Set<Promise<void>>();
   #closing = false;
   #wake: (() => void) | undefined;
   #nudged = false;
@@ -84,7 +93,9 @@ export class JobRunner {
 
   /** Resolves once no job runs in this process (tests wait on it). */
   async idle(): Promise<void> {
-    while (this.#running.size > 0) await Promise.all([...this.#running.values()].map((r) => r.done));
+    while (this.#running.size > 0 || this.#expired.size > 0) {
+      await Promise.all([...this.#running.values()].map((r) => r.done).concat([...this.#expired]));
+    }
   }
 
   /** Jobs running in this process now. */
@@ -145,11 +156,13 @@ export class JobRunner {
 
   #start(job: Job): void {
     const controller = new AbortController();
-    const done = this.#run(job, controller.signal).finally(() => {
-      this.#running.delete(job.id);
+    const entry: Running = { job, controller, done: Promise.resolve(), renewedAt: Date.now() };
+    entry.done = this.#run(job, controller.signal).finally(() => {
+      // Not when its lease expired and this process claimed the job again since: that is another run.
+      if (this.#running.get(job.id) === entry) this.#running.delete(job.id);
       this.wake();
     });
-    this.#running.set(job.id, { job, controller, done });
+    this.#running.set(job.id, entry);
   }
 
   /** Runs a job and records its outcome; never rejects (the `done` promise of a job is not awaited at once). */
@@ -187,6 +200,12 @@ export class JobRunner {
   async #failed(job: Job, signal: AbortSignal, err: unknown): Promise<void> {
     const { queue, log } = this.#d;
     const e = err as { message?: string; code?: string };
+    if (signal.aborted && signal.reason instanceof LeaseExpired) {
+      // The queue gives the job to whoever claims it next (this process included): nothing is recorded here, so
+      // the attempt cannot be counted twice, and the job completes once, by the run that holds its lease.
+      log.info({ job: job.id }, `job ${job.id} stopped: its lease expired while it could not be renewed`);
+      return;
+    }
     if (signal.aborted && this.#closing) {
       await queue.release(job, this.owner);
       log.info({ job: job.id }, `job ${job.id} released back to the queue at shutdown`);
@@ -289,15 +308,45 @@ export class JobRunner {
     }
   }
 
-  /** Extends the leases of running jobs; a job whose lease another process took is aborted here. */
+  /**
+   * Extends the leases of running jobs; a job whose lease another process took is aborted here. A job whose lease
+   * could not be renewed before it ran out (the queue's backend is away) is aborted and no longer counted as held
+   * by this process: the queue hands it out again once it is back.
+   */
   async #beat(): Promise<void> {
+    const sent = Date.now();
+    const beating = [...this.#running.values()];
     try {
-      const lost = await this.#d.queue.heartbeat(this.owner, [...this.#running.keys()]);
+      const lost = new Set(
+        await this.#d.queue.heartbeat(
+          this.owner,
+          beating.map((r) => r.job.id),
+        ),
+      );
       this.#errors.recovered('heartbeat', 'lease heartbeats work again');
-      for (const id of lost) this.#running.get(id)?.controller.abort(new Error('lease lost'));
+      for (const r of beating) {
+        if (lost.has(r.job.id)) r.controller.abort(new Error('lease lost'));
+        else r.renewedAt = Math.max(r.renewedAt, sent);
+      }
     } catch (err) {
       this.#errors.failure('heartbeat', err, 'lease heartbeat failed');
     }
+    const now = Date.now();
+    let expired = 0;
+    for (const [id, r] of this.#running) {
+      if (now - r.renewedAt < this.#d.config.leaseMs) continue;
+      expired++;
+      this.#running.delete(id);
+      this.#expired.add(r.done);
+      void r.done.finally(() => this.#expired.delete(r.done));
+      r.controller.abort(new LeaseExpired(`the lease of job ${id} expired unrenewed`));
+      this.#d.log.warn(
+        { job: id },
+        `job ${id}: its lease ran out while it could not be renewed; stopped here, it runs again once claimed`,
+      );
+    }
+    // Slots freed: claim again (the claim loop backs off while the queue is away).
+    if (expired > 0) this.wake();
   }
 
   /**
@@ -309,7 +358,7 @@ export class JobRunner {
       this.#closing = true;
       this.wake();
       await this.#loop;
-      const all = Promise.all([...this.#running.values()].map((r) => r.done));
+      const all = Promise.all([...this.#running.values()].map((r) => r.done).concat([...this.#expired]));
       if (signal && !signal.aborted) {
         await Promise.race([
           all,

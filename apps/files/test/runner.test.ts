@@ -118,4 +118,118 @@ describe('JobRunner', () => {
       await runner.close();
     }
   });
+
+  it('stops counting a job as held once its lease runs out unrenewed, and runs it to completion once when the queue is back', async () => {
+    // The queue's backend goes away while job 1 runs: heartbeats fail. Once the lease (300 ms) has passed the runner
+    // must abort the run, record nothing for it (the queue may hand it to another process), free its slot, and, when
+    // the queue answers again and hands the job out once more, run it to one completion.
+    let down = false;
+    let handOut: Job[] = [job(1)];
+    const calls = { fail: 0, complete: 0, release: 0, heartbeat: 0 };
+    const queue = {
+      async claim() {
+        if (down) throw new Error('queue unavailable');
+        const out = handOut;
+        handOut = [];
+        return out;
+      },
+      async heartbeat() {
+        calls.heartbeat++;
+        if (down) throw new Error('queue unavailable');
+        return [];
+      },
+      async complete() {
+        calls.complete++;
+        return true;
+      },
+      async fail() {
+        calls.fail++;
+        return 'retrying' as const;
+      },
+      async release() {
+        calls.release++;
+        return true;
+      },
+    } as unknown as JobQueue;
+    const published: string[] = [];
+    const countingBus: EventBus = {
+      ...bus,
+      publish: async (type, data) => {
+        published.push(type);
+        return bus.publish(type, data);
+      },
+    };
+    const firstStarted = deferred();
+    const firstAborted = deferred<unknown>();
+    const secondDone = deferred();
+    let runs = 0;
+    const runner = new JobRunner({
+      queue,
+      bus: countingBus,
+      log: silentLogger,
+      catalog: undefined as never,
+      storage: undefined as never,
+      pool: undefined as never,
+      maxBackoffMs: 100,
+      config: {
+        concurrency: 1,
+        pollMs: 50,
+        leaseMs: 300,
+        jobTimeoutMs: 60_000,
+        limitInputPixels: 1,
+        csvMaxBadRows: 0,
+      },
+      execute: async (_j, signal) => {
+        runs++;
+        if (runs === 1) {
+          firstStarted.resolve();
+          // Never finishes by itself: only the abort ends it.
+          return await new Promise((_, reject) =>
+            signal.addEventListener('abort', () => {
+              firstAborted.resolve(signal.reason);
+              reject(signal.reason);
+            }),
+          );
+        }
+        secondDone.resolve();
+        return { ok: true };
+      },
+    });
+    const within = <T>(p: Promise<T>, ms: number, what: string) =>
+      Promise.race([
+        p,
+        new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${what} within ${ms} ms`)), ms)),
+      ]);
+    runner.start();
+    try {
+      await within(firstStarted.promise, 5_000, 'job 1 did not start');
+      assert.equal(runner.active, 1);
+      down = true;
+      const t = Date.now();
+      const reason = await within(
+        firstAborted.promise,
+        5_000,
+        'the run was not aborted after its lease ran out',
+      );
+      assert.equal((reason as Error).name, 'LeaseExpired');
+      assert.ok(Date.now() - t >= 200, 'not aborted before the lease could have run out');
+      assert.equal(runner.active, 0, 'a job whose lease expired is no longer counted as held');
+      assert.deepEqual(
+        calls.fail + calls.complete + calls.release,
+        0,
+        'nothing recorded for the expired run',
+      );
+      // The queue is back and hands the job out again (its lease expired there too).
+      handOut = [job(1)];
+      down = false;
+      await within(secondDone.promise, 5_000, 'job 1 did not run again once the queue was back');
+      await within(runner.idle(), 5_000, 'the runner did not go idle');
+      assert.equal(runs, 2);
+      assert.equal(calls.complete, 1);
+      assert.equal(calls.fail, 0);
+      assert.deepEqual(published, ['job.completed'], 'one job.completed, nothing else');
+    } finally {
+      await runner.close();
+    }
+  });
 });
