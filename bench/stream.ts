@@ -12,7 +12,8 @@ import { Pool } from 'weft/pool';
 import { mapConcurrent, poolMap } from 'weft/stream';
 import { checksum } from './fixtures/stream-tasks.ts';
 import { type AreaOptions, alternate, type Series, within } from './lib/harness.ts';
-import { fmt } from './lib/stats.ts';
+import { fmt, table } from './lib/stats.ts';
+import { floorReport, floorSeries, STREAM_SUBJECTS, TINY_SUBJECTS } from './stream-floor.ts';
 import type { IngestResult } from './stream-ingest.ts';
 import {
   CAPPED,
@@ -57,7 +58,34 @@ function* cpuChunks(): Generator<Uint8Array> {
 
 type Tasks = typeof import('./fixtures/stream-tasks.ts');
 
-async function cpuRun(stage: 'main' | 'pool', pool: Pool<Tasks>): Promise<CpuSample> {
+/** The bound of poolMap's default concurrency (2 × threads), which the hand-written loop uses too. */
+const IN_FLIGHT = 2 * THREADS;
+
+/** A hand-written loop of `pool.run` with at most `IN_FLIGHT` tasks in flight: poolMap's floor. */
+async function loopRun(pool: Pool<Tasks>): Promise<CpuSample> {
+  let sum = 0;
+  const started = performance.now();
+  const inFlight = new Set<Promise<void>>();
+  const work = async () => {
+    for (const bytes of cpuChunks()) {
+      const p: Promise<void> = pool
+        .run('crunch', [bytes], { transfer: [bytes.buffer as ArrayBuffer] })
+        .then((h) => {
+          sum = (sum + h) >>> 0;
+          inFlight.delete(p);
+        });
+      inFlight.add(p);
+      if (inFlight.size >= IN_FLIGHT) await Promise.race(inFlight);
+    }
+    await Promise.all(inFlight);
+  };
+  await within(work(), 120_000, 'the loop CPU run');
+  const seconds = (performance.now() - started) / 1000;
+  return { mbPerSecond: (CHUNKS * CHUNK) / MiB / seconds, sum };
+}
+
+async function cpuRun(stage: 'main' | 'pool' | 'loop', pool: Pool<Tasks>): Promise<CpuSample> {
+  if (stage === 'loop') return loopRun(pool);
   let sum = 0;
   const sink = new Writable({
     objectMode: true,
@@ -86,7 +114,8 @@ async function cpuSeries(rounds: number, log: (line: string) => void) {
   try {
     await cpuRun('pool', pool); // warm-up: threads started, code optimised
     await cpuRun('main', pool);
-    const subjects = [{ name: 'main' as const }, { name: 'pool' as const }];
+    await cpuRun('loop', pool);
+    const subjects = [{ name: 'main' as const }, { name: 'pool' as const }, { name: 'loop' as const }];
     const series = await alternate(
       subjects,
       rounds,
@@ -103,7 +132,20 @@ async function cpuSeries(rounds: number, log: (line: string) => void) {
   }
 }
 
+/** Which parts run: `BENCH_STREAM_PARTS` ("floor,cpu" for a quick look; a `--write` wants all three). */
+const PARTS = new Set((process.env.BENCH_STREAM_PARTS ?? 'ingest,cpu,floor').split(','));
+
 export async function run({ rounds, log }: AreaOptions): Promise<string> {
+  if (!PARTS.has('ingest')) {
+    const out: string[] = [];
+    if (PARTS.has('cpu')) {
+      log(`poolMap vs main thread vs loop (${rounds} rounds)`);
+      const cpu = await cpuSeries(rounds, log);
+      out.push(report({ series: new Map(), files: new Map(), cpu, sizes: [0, 0] }, { cpuOnly: true }));
+    }
+    if (PARTS.has('floor')) out.push(await floor(rounds, log));
+    return out.join('\n\n');
+  }
   const [small, large] = SIZES;
   if (SIZES.length !== 2 || !small || !large)
     throw new Error('BENCH_STREAM_MIB must be two sizes, e.g. 10,50');
@@ -144,10 +186,22 @@ export async function run({ rounds, log }: AreaOptions): Promise<string> {
     log(`ingest, ${label(large)} (1 round)`);
     for (const entry of await alternate([streaming(large, []), streaming(large, CAPPED)], 1, measure, log))
       series.set(...entry);
-    log(`poolMap vs main thread (${rounds} rounds)`);
+    log(`poolMap vs main thread vs loop (${rounds} rounds)`);
     const cpu = await cpuSeries(rounds, log);
-    return report({ series, files, cpu, sizes: [small, large] });
+    log(`stream floor (${rounds} rounds)`);
+    const streams = await floorSeries(STREAM_SUBJECTS, rounds, log);
+    const tiny = await floorSeries(TINY_SUBJECTS, rounds, log);
+    return report({ series, files, cpu, sizes: [small, large], floor: floorReport(streams, tiny) });
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/** The floor part alone (`BENCH_STREAM_PARTS=floor`). */
+async function floor(rounds: number, log: (line: string) => void): Promise<string> {
+  log(`stream floor (${rounds} rounds)`);
+  const streams = await floorSeries(STREAM_SUBJECTS, rounds, log);
+  const tiny = await floorSeries(TINY_SUBJECTS, rounds, log);
+  const { targets, markdown } = floorReport(streams, tiny);
+  return [table(['Metric', 'Target', 'weft (measured)', 'Status'], targets), '', markdown].join('\n');
 }
