@@ -175,7 +175,9 @@ export async function createService(
     backends = await openBackends(config, closers, guards);
     // Local disk by default; S3-compatible storage when STORAGE_URL says so (temp copies still go under dataDir).
     const adapter = config.storageUrl
-      ? new S3Storage(parseStorageUrl(config.storageUrl), join(config.dataDir, 'tmp'))
+      ? new S3Storage(parseStorageUrl(config.storageUrl), join(config.dataDir, 'tmp'), {
+          stallMs: config.storageTimeout,
+        })
       : new DiskStorage(config.dataDir);
     // A full disk is an answer (507), not an outage: reportNoSpace turns it into one inside the storage's guard.
     rawStorage = reportNoSpace(options.storage ? options.storage(adapter) : adapter);

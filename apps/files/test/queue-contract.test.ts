@@ -291,6 +291,31 @@ describe('BullQueue specifics', { skip: redisSkip }, () => {
     }
   });
 
+  it('gives back at the next heartbeat a job whose claim its runner never saw, not after its lease', async () => {
+    // A claim abandoned at its deadline (Redis away) that Redis carried out late: the job is held by A, whose runner
+    // does not run it. With a 30 s lease, only the heartbeat's sweep can give it back within this test.
+    const url = `${REDIS_URL}?queue=contract-${randomUUID()}`;
+    const options = { url, leaseMs: 30_000, retryDelayMs: RETRY, orphanGraceMs: 0 };
+    const a = await BullQueue.open(options);
+    const b = await BullQueue.open(options);
+    try {
+      await a.add('f', ['image'], 3);
+      const [orphan] = await a.claim('A', 1);
+      assert.ok(orphan);
+      assert.deepEqual(await b.claim('B', 1), [], 'held by A');
+      assert.deepEqual(await a.heartbeat('A', []), [], "A's runner runs nothing");
+      const [again] = await b.claim('B', 1);
+      assert.equal(again?.id, orphan.id, 'B gets the orphaned job at once');
+      assert.equal(await b.complete(again!, 'B', {}), true);
+      assert.equal(await a.complete(orphan, 'A', {}), false, 'A no longer holds it');
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+      const cleaner = await BullQueue.open(options);
+      await cleaner.obliterate();
+      await cleaner.close();
+    }
+  });
+
   it('hands out the job fetched with a completion first, and gives it back at close', async () => {
     const { a, b, close } = await bullPair();
     try {

@@ -57,6 +57,11 @@ export interface BullQueueOptions {
    * Default true.
    */
   prefetch?: boolean;
+  /**
+   * How long a claimed job may go unnamed by the runner's heartbeats before it is given back as orphaned (a claim
+   * abandoned at its deadline that Redis carried out late). Default 1 s.
+   */
+  orphanGraceMs?: number;
 }
 
 interface Data {
@@ -123,7 +128,12 @@ export function parseQueueUrl(url: string): { connection: RedisOptions; name: st
 interface Held {
   bull: Bull;
   token: string;
+  /** When a claim handed it out (performance.now()); unset while prefetched. */
+  claimedAt?: number;
 }
+
+/** Default of `orphanGraceMs`. */
+const ORPHAN_GRACE_MS = 1_000;
 
 /**
  * @example
@@ -162,6 +172,7 @@ export class BullQueue implements JobQueue {
       keepCompleted: 10_000,
       timeoutMs: 5_000,
       prefetch: true,
+      orphanGraceMs: ORPHAN_GRACE_MS,
       ...options,
     };
     // Reconnect at least once a second: BullMQ's default backs off exponentially to 20 s, so after an outage of a
@@ -316,6 +327,7 @@ export class BullQueue implements JobQueue {
         if (!bull) break;
         held = { bull, token };
       }
+      held.claimedAt = performance.now();
       this.#held.set(Number(held.bull.id), held);
       out.push(toJob(held.bull, 'active', owner, this.#o.leaseMs));
     }
@@ -323,6 +335,7 @@ export class BullQueue implements JobQueue {
   }
 
   async heartbeat(_owner: string, ids: number[]): Promise<number[]> {
+    await this.#releaseOrphans(ids);
     // Prefetched jobs are held too: their locks are kept until a claim hands them out.
     const held = [...new Set([...ids, ...this.#ready.map((h) => Number(h.bull.id))])]
       .map((id) => this.#held.get(id) ?? this.#ready.find((h) => Number(h.bull.id) === id))
@@ -340,6 +353,22 @@ export class BullQueue implements JobQueue {
       if (i >= 0) this.#ready.splice(i, 1); // another process has it now
     }
     return [...unknown, ...lost.filter((id) => ids.includes(id))];
+  }
+
+  /**
+   * Gives back the jobs this queue holds that the runner does not run (`running`: the ids its heartbeat names): a
+   * claim abandoned at its deadline that Redis carried out late took them, and nobody would run them before their
+   * lock expired (`leaseMs`, then BullMQ's stalled check): now they run again at once.
+   */
+  async #releaseOrphans(running: number[]): Promise<void> {
+    const now = performance.now();
+    const known = new Set(running);
+    for (const [id, held] of this.#held) {
+      if (known.has(id) || held.claimedAt === undefined || now - held.claimedAt < this.#o.orphanGraceMs)
+        continue;
+      this.#held.delete(id);
+      await held.bull.moveToWait(held.token).catch(() => {});
+    }
   }
 
   async complete(job: Job, _owner: string, result: unknown): Promise<boolean> {
