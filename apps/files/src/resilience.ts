@@ -182,6 +182,12 @@ export class BackendGuard {
     timeoutMs = this.#o.timeoutMs,
     label = 'call',
   ): Promise<T> {
+    // While a half-open breaker's probe runs, cockatiel holds every other call until the probe settles. Calls under
+    // a deadline are bounded by it; a long call (an upload's body, a job's copy) would wait as long as the probe, so
+    // it is refused at once, as while the breaker is open.
+    if ((kind === 'long-read' || kind === 'long-write') && this.#breaker.state === CircuitState.HalfOpen) {
+      throw this.#translate(new BrokenCircuitError(), timeoutMs, label);
+    }
     const inner = kind === 'read' || kind === 'long-read' ? wrap(this.#retry, this.#breaker) : this.#breaker;
     const policy = kind === 'read' || kind === 'write' ? wrap(this.#deadline(timeoutMs), inner) : inner;
     try {

@@ -97,6 +97,37 @@ describe('BackendGuard and resilient()', () => {
     guard.close();
   });
 
+  it('refuses a long call at once while a half-open probe runs, instead of holding it behind the probe', async () => {
+    // cockatiel holds calls behind a half-open probe; a call under a deadline is bounded by it, a long call (an
+    // upload's body to S3) was not: it waited as long as the probe, which in an S3 partition is the partition.
+    mock.timers.enable({ apis: ['Date'], now: 1_000_000 });
+    const guard = new BackendGuard('storage', { timeoutMs: 50, threshold: 1, halfOpenAfterMs: 1_000 });
+    const fake = new Fake();
+    const port = resilient(fake, guard, { read: 'long-read', write: 'long-write' });
+    fake.next = refused;
+    await assert.rejects(port.write(), { code: 'ERR_WEFT_FILES_STORAGE_UNAVAILABLE' });
+    mock.timers.tick(1_000);
+    let finish!: (v: string) => void;
+    fake.next = () =>
+      new Promise<string>((resolve) => {
+        finish = resolve;
+      });
+    const probe = port.write(); // the half-open probe, hanging
+    assert.equal(guard.state, 'half-open');
+    await new Promise((r) => setImmediate(r)); // the probe reached the backend
+    assert.equal(typeof finish, 'function');
+    fake.calls = 0;
+    await assert.rejects(port.write(), { code: 'ERR_WEFT_FILES_STORAGE_UNAVAILABLE', message: /not tried/ });
+    await assert.rejects(port.read(), { code: 'ERR_WEFT_FILES_STORAGE_UNAVAILABLE', message: /not tried/ });
+    assert.equal(fake.calls, 0, 'refused without reaching the backend');
+    finish('back');
+    assert.equal(await probe, 'back');
+    assert.equal(guard.state, 'closed');
+    fake.next = async () => 'ok';
+    assert.equal(await port.write(), 'ok');
+    guard.close();
+  });
+
   it('retries reads (safe to repeat) with backoff, never writes', async () => {
     const { guard, fake, port } = setup({ threshold: 10 });
     let failures = 2;

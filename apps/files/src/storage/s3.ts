@@ -112,19 +112,15 @@ export interface S3StorageOptions {
   /**
    * The longest a request to the server may go without a byte sent or received, and the longest a connection may
    * take to open, ms (the service passes `storageTimeout`). A server that stops answering (a partition) fails a
-   * request after this instead of holding it, and so an upload. Default: none (the SDK's own behaviour).
+   * request after this instead of holding it, and so an upload. With it the SDK tries each request once: the
+   * service's guard retries the calls that are safe to repeat, within its deadline, and the client of an upload
+   * retries on its `503`. Default: none (the SDK's own timeouts and retries).
    */
   stallMs?: number;
 }
 
 export class S3Storage implements Storage {
-  /** The client for reads, metadata and deletes (the SDK retries them; the service's guard bounds the whole call). */
   readonly client: S3Client;
-  /**
-   * The client that uploads: the SDK does not retry here, so a stalled upload fails after `stallMs` once, within
-   * the service's answer time, rather than once per SDK attempt.
-   */
-  readonly #uploads: S3Client;
   readonly #bucket: string;
   readonly #prefix: string;
   readonly #tmp: string;
@@ -132,12 +128,17 @@ export class S3Storage implements Storage {
   /** `tmp`: a local directory for processors' copies and scratch folders. */
   constructor(location: S3Location, tmp: string, options: S3StorageOptions = {}) {
     const stall = options.stallMs;
-    const config: S3ClientConfig =
+    // One attempt per request, each failing after `stall` without progress: a stalled upload fails once, within
+    // the service's answer time, not once per SDK attempt, and a half-open breaker's probe ends as fast.
+    this.client = new S3Client(
       stall === undefined
         ? location.client
-        : { ...location.client, requestHandler: { socketTimeout: stall, connectionTimeout: stall } };
-    this.client = new S3Client(config);
-    this.#uploads = stall === undefined ? this.client : new S3Client({ ...config, maxAttempts: 1 });
+        : {
+            ...location.client,
+            maxAttempts: 1,
+            requestHandler: { socketTimeout: stall, connectionTimeout: stall },
+          },
+    );
     this.#bucket = location.bucket;
     this.#prefix = location.prefix;
     this.#tmp = tmp;
@@ -156,7 +157,7 @@ export class S3Storage implements Storage {
     const body = source.pipe(digest);
     source.once('error', (err) => digest.destroy(err));
     const upload = new Upload({
-      client: this.#uploads,
+      client: this.client,
       params: { Bucket: this.#bucket, Key: this.#key(key), Body: body },
       partSize: PART_SIZE,
       queueSize: 2,
@@ -177,10 +178,7 @@ export class S3Storage implements Storage {
   }
 
   async #verify(key: string, digest: Digest): Promise<ObjectInfo> {
-    // Part of the upload: one attempt, like the upload itself.
-    const head = await this.#uploads.send(
-      new HeadObjectCommand({ Bucket: this.#bucket, Key: this.#key(key) }),
-    );
+    const head = await this.client.send(new HeadObjectCommand({ Bucket: this.#bucket, Key: this.#key(key) }));
     const etag = (head.ETag ?? '').replaceAll('"', '');
     const expected = digest.etags();
     // An ETag that is not an MD5 at all (SSE-KMS objects) cannot be checked; the length still is.
@@ -272,6 +270,5 @@ export class S3Storage implements Storage {
 
   close(): void {
     this.client.destroy();
-    if (this.#uploads !== this.client) this.#uploads.destroy();
   }
 }
