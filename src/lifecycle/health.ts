@@ -18,6 +18,12 @@ export interface CheckOptions {
   timeout?: number;
   /** Ms its last result is reused for, so probes cannot overload a dependency. 0: never. Default: 1000. */
   cacheFor?: number;
+  /**
+   * Whether its failure fails the probe. Default: true. A non-critical check (a dependency the process can do
+   * without for a while, such as a queue it buffers for) is run and reported, marked `critical: false`, and while
+   * it fails the probe still passes and names it in `degraded`.
+   */
+  critical?: boolean;
 }
 
 /** A check; may be async. Throwing, rejecting or returning `false` means failing; anything else means ok. */
@@ -32,6 +38,8 @@ export interface CheckResult {
   error?: string;
   /** When the run that gave this result started (ISO 8601, from the clock). */
   checkedAt: string;
+  /** Present (false) only on a non-critical check: its failure does not fail the probe. */
+  critical?: false;
 }
 
 /** The JSON body every health handler answers with (200 when `status` is ok, else 503). */
@@ -40,6 +48,8 @@ export interface HealthReport {
   status: 'ok' | 'fail';
   state: HealthState;
   checks: Record<string, CheckResult>;
+  /** The non-critical checks that are failing, when there are any: the probe passes without them, degraded. */
+  degraded?: string[];
 }
 
 export interface HealthOptions {
@@ -80,6 +90,7 @@ interface Check {
   readonly kind: CheckKind;
   readonly timeout: number;
   readonly cacheFor: number;
+  readonly critical: boolean;
   last: { readonly result: CheckResult; readonly at: number } | undefined;
   running: Promise<CheckResult> | undefined;
 }
@@ -152,11 +163,14 @@ export class Health {
     object(options, 'options');
     const kind = options.kind ?? 'readiness';
     if (!KINDS.includes(kind)) throw new InvalidOptionError('kind', KIND, kind);
+    const critical = options.critical ?? true;
+    if (typeof critical !== 'boolean') throw new InvalidOptionError('critical', 'a boolean', critical);
     this.#checks.set(name, {
       fn,
       kind,
       timeout: delay(options.timeout, 'timeout', this.#defaults.timeout),
       cacheFor: delay(options.cacheFor, 'cacheFor', this.#defaults.cacheFor),
+      critical,
       last: undefined,
       running: undefined,
     });
@@ -195,18 +209,21 @@ export class Health {
       entries.map(([, check]) => (skip ? Promise.resolve(cachedOf(check)) : this.#result(check))),
     );
     const checks: Record<string, CheckResult> = {};
+    const degraded: string[] = [];
     let ok = true;
-    entries.forEach(([name], i) => {
+    entries.forEach(([name, check], i) => {
       const result = results[i];
       if (result === undefined) return;
-      checks[name] = result;
-      if (result.status !== 'ok') ok = false;
+      checks[name] = check.critical ? result : { ...result, critical: false };
+      if (result.status === 'ok') return;
+      if (check.critical) ok = false;
+      else degraded.push(name);
     });
     // Read the state after the checks: a shutdown that began meanwhile already makes readiness fail.
     const state = this.state;
     if (kind === 'readiness' && state !== 'ready') ok = false;
     if (kind === 'startup' && !this.#started) ok = false;
-    return { kind, status: ok ? 'ok' : 'fail', state, checks };
+    return { kind, status: ok ? 'ok' : 'fail', state, checks, ...(degraded.length ? { degraded } : {}) };
   }
 
   /**

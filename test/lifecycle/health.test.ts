@@ -331,6 +331,39 @@ describe('health checks', () => {
     }
   });
 
+  it('a failing non-critical check is reported but does not fail the probe: degraded names it', async () => {
+    const health = new Health({ defaults: { cacheFor: 0 } });
+    let queueUp = false;
+    let dbUp = true;
+    health.addCheck('db', () => dbUp);
+    health.addCheck('queue', () => queueUp, { critical: false });
+    health.markStarted();
+    const degraded = await health.report('readiness');
+    assert.equal(degraded.status, 'ok');
+    assert.deepEqual(degraded.degraded, ['queue']);
+    assert.equal(degraded.checks.queue?.status, 'fail');
+    assert.equal(degraded.checks.queue?.critical, false);
+    assert.equal('critical' in (degraded.checks.db ?? {}), false, 'critical checks are not marked');
+    const url = (await probe(health)).port;
+    const res = await request(`http://127.0.0.1:${url}/health/ready`);
+    assert.equal(res.status, 200);
+    assert.deepEqual(res.body?.degraded, ['queue']);
+    // A critical check failing still fails it; the degraded one is still named.
+    dbUp = false;
+    const both = await health.report('readiness');
+    assert.equal(both.status, 'fail');
+    assert.deepEqual(both.degraded, ['queue']);
+    // Everything up: no `degraded` at all, the report as before.
+    dbUp = true;
+    queueUp = true;
+    const ok = await health.report('readiness');
+    assert.equal(ok.status, 'ok');
+    assert.equal('degraded' in ok, false);
+    // Shutting down fails readiness whatever the checks say.
+    health.markShuttingDown();
+    assert.equal((await health.report('readiness')).status, 'fail');
+  });
+
   it('validates its arguments with InvalidOptionError', async () => {
     const bad = (fn: () => unknown, option: string) =>
       assert.throws(fn, (err: unknown) => {
@@ -357,6 +390,7 @@ describe('health checks', () => {
     bad(() => add('x', () => true, { timeout: '5' }), 'timeout');
     bad(() => add('x', () => true, { timeout: 2 ** 31 }), 'timeout');
     bad(() => add('x', () => true, { cacheFor: -5 }), 'cacheFor');
+    bad(() => add('x', () => true, { critical: 'no' }), 'critical');
     bad(() => health.handler('nope' as CheckKind), 'kind');
     const err = await rejection(health.report('nope' as CheckKind), 1_000);
     assert.ok(err instanceof InvalidOptionError && err.option === 'kind');
