@@ -2,99 +2,46 @@
 // are answered 503 naming the backend within 2 s (at once once its breaker is open), never 500 and never left
 // hanging; readiness answers 503 and names the backend, liveness stays 200; /metrics shows it down; reads that do
 // not need it keep working; within 5 s of its return the breaker closes by itself and uploads succeed. The
-// machine's Redis and PostgreSQL are never touched: the service reaches them through a forwarder in this file that
-// can pass traffic, swallow it (a partition) or refuse connections. Default settings throughout (deadlines 1 s,
+// machine's Redis and PostgreSQL are never touched: the service reaches them through the tests' fault proxy
+// (fault-proxy.ts), which can pass traffic, hold it (blackhole: a partition) or reset connections (refused). Default settings throughout (deadlines 1 s,
 // breaker threshold 5, half-open after 2 s): they are what the targets are promised for.
 import assert from 'node:assert/strict';
-import { createServer, type Server, Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { Registry } from 'prom-client';
 import type { BackendView } from 'weft/dashboard';
 import { Health } from 'weft/lifecycle';
 import { backendMetrics } from '../src/metrics.ts';
 import type { Backend } from '../src/resilience.ts';
-import { type Running, startService } from './helpers.ts';
-import { DATABASE_URL, REDIS_URL, type SharedBackends, serviceSkip, sharedBackends } from './services.ts';
+import { type FaultProxy, faultProxy } from './fault-proxy.ts';
+import { type Running, startService, until } from './helpers.ts';
+import {
+  DATABASE_URL,
+  REDIS_URL,
+  type SharedBackends,
+  serviceSkip,
+  sharedBackends,
+  via,
+} from './services.ts';
 
 const skip = await serviceSkip({ redis: REDIS_URL, postgres: DATABASE_URL });
 const ANSWER_TARGET_MS = 2_000;
 const RECOVERY_TARGET_MS = 5_000;
 
-type Mode = 'pass' | 'blackhole' | 'refuse';
-
-/**
- * A TCP forwarder to `target`: `pass` forwards, `blackhole` accepts and swallows every byte (old connections and
- * new), `refuse` resets every connection, open or new (a server that went away). Leaving `blackhole` destroys the connections it swallowed bytes of:
- * their protocol state is lost, as after a partition that outlived TCP's patience.
- */
-async function forwarder(target: URL, defaultPort: number) {
-  let mode: Mode = 'pass';
-  const sockets = new Set<Socket>();
-  const server: Server = createServer((client) => {
-    sockets.add(client);
-    client.on('close', () => sockets.delete(client));
-    client.on('error', () => {});
-    if (mode === 'refuse') return void client.resetAndDestroy();
-    if (mode === 'blackhole') return; // held: never connected upstream, dropped when the mode changes
-    const upstream = new Socket();
-    sockets.add(upstream);
-    upstream.connect(Number(target.port || defaultPort), target.hostname);
-    client.on('data', (d) => mode === 'pass' && upstream.write(d));
-    upstream.on('data', (d) => mode === 'pass' && client.write(d));
-    const end = () => {
-      client.destroy();
-      upstream.destroy();
-    };
-    for (const s of [client, upstream]) {
-      s.on('error', end);
-      s.on('close', end);
-    }
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    port: (server.address() as { port: number }).port,
-    set(next: Mode) {
-      const was = mode;
-      mode = next;
-      if (next === 'refuse') for (const s of sockets) s.resetAndDestroy();
-      else if (was === 'blackhole' && next !== 'blackhole') for (const s of sockets) s.destroy();
-    },
-    close() {
-      for (const s of sockets) s.destroy();
-      return new Promise<void>((r) => server.close(() => r()));
-    },
-  };
-}
-
-/** `url` with its host and port replaced by the forwarder's. */
-function via(url: string, port: number): string {
-  const u = new URL(url);
-  u.hostname = '127.0.0.1';
-  u.port = String(port);
-  return u.href;
-}
-
-/** Polls `test` every 50 ms until it holds; fails naming `what` after `ms`. Resolves with the time it took. */
-async function until(test: () => Promise<boolean> | boolean, ms: number, what: string): Promise<number> {
-  const t = performance.now();
-  while (!(await test())) {
-    if (performance.now() - t > ms) throw new Error(`${what}: not within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return performance.now() - t;
-}
-
 describe('a backend fails while the service runs', { skip }, () => {
   let shared: SharedBackends;
-  let redis: Awaited<ReturnType<typeof forwarder>>;
-  let postgres: Awaited<ReturnType<typeof forwarder>>;
+  let redis: FaultProxy;
+  let postgres: FaultProxy;
   let s: Running;
   const figures: string[] = [];
 
   before(async () => {
     shared = await sharedBackends('outage');
-    redis = await forwarder(new URL(REDIS_URL), 6379);
-    postgres = await forwarder(new URL(DATABASE_URL), 5432);
+    const target = (url: string, port: number) => ({
+      host: new URL(url).hostname,
+      port: Number(new URL(url).port || port),
+    });
+    redis = await faultProxy({ target: target(REDIS_URL, 6379) });
+    postgres = await faultProxy({ target: target(DATABASE_URL, 5432) });
     const health = new Health();
     const registry = new Registry();
     s = await startService(
@@ -167,9 +114,9 @@ describe('a backend fails while the service runs', { skip }, () => {
     return m ? Number(m[1]) : undefined;
   };
 
-  const cases: { backend: Backend; proxy: () => typeof redis; mode: Mode; code: string }[] = [
+  const cases: { backend: Backend; proxy: () => FaultProxy; mode: 'blackhole' | 'reset'; code: string }[] = [
     { backend: 'queue', proxy: () => redis, mode: 'blackhole', code: 'ERR_WEFT_FILES_QUEUE_UNAVAILABLE' },
-    { backend: 'queue', proxy: () => redis, mode: 'refuse', code: 'ERR_WEFT_FILES_QUEUE_UNAVAILABLE' },
+    { backend: 'queue', proxy: () => redis, mode: 'reset', code: 'ERR_WEFT_FILES_QUEUE_UNAVAILABLE' },
     {
       backend: 'database',
       proxy: () => postgres,
@@ -179,7 +126,7 @@ describe('a backend fails while the service runs', { skip }, () => {
     {
       backend: 'database',
       proxy: () => postgres,
-      mode: 'refuse',
+      mode: 'reset',
       code: 'ERR_WEFT_FILES_DATABASE_UNAVAILABLE',
     },
   ];

@@ -12,8 +12,15 @@ import { appendFileSync, existsSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import type { Storage } from '../src/storage/types.ts';
 import { type FaultMode, type FaultProxy, faultProxy } from './fault-proxy.ts';
-import { type Running, startService } from './helpers.ts';
-import { DATABASE_URL, REDIS_URL, type SharedBackends, serviceSkip, sharedBackends } from './services.ts';
+import { type Running, startService, until } from './helpers.ts';
+import {
+  DATABASE_URL,
+  REDIS_URL,
+  type SharedBackends,
+  serviceSkip,
+  sharedBackends,
+  via,
+} from './services.ts';
 
 const skip = await serviceSkip({ redis: REDIS_URL, postgres: DATABASE_URL });
 
@@ -50,23 +57,6 @@ interface Row {
 }
 
 const rows: Row[] = [];
-
-/** Polls `test` every 100 ms until it holds; fails naming `what` after `ms`. */
-async function until(test: () => Promise<boolean> | boolean, ms: number, what: string): Promise<void> {
-  const t = performance.now();
-  while (!(await test())) {
-    if (performance.now() - t > ms) throw new Error(`${what}: not within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-/** `url` with its host and port replaced by the proxy's. */
-function via(url: string, port: number): string {
-  const u = new URL(url);
-  u.hostname = '127.0.0.1';
-  u.port = String(port);
-  return u.href;
-}
 
 const csv = (i: number) => `a,b\n${i},row ${i}\n${i + 1},row ${i + 1}\n`;
 

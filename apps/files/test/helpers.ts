@@ -87,6 +87,20 @@ export function waitFor<E extends FilesEvent>(
   });
 }
 
+/** Polls `test` every 50 ms until it holds; fails naming `what` after `ms`. Resolves with the time it took. */
+export async function until(
+  test: () => Promise<boolean> | boolean,
+  ms: number,
+  what: string,
+): Promise<number> {
+  const t = performance.now();
+  while (!(await test())) {
+    if (performance.now() - t > ms) throw new Error(`${what}: not within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return performance.now() - t;
+}
+
 /** The id of the newest recorded event (0 when none). */
 export async function lastEventId(bus: EventBus): Promise<number> {
   return (await bus.since(0, 1_000_000)).at(-1)?.id ?? 0;

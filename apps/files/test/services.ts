@@ -34,6 +34,14 @@ function answers(url: string, ms = 2_000): Promise<boolean> {
   });
 }
 
+/** `url` (a backend's) with its host and port replaced by a local proxy's, such as a test's `faultProxy`. */
+export function via(url: string, port: number): string {
+  const u = new URL(url);
+  u.hostname = '127.0.0.1';
+  u.port = String(port);
+  return u.href;
+}
+
 /**
  * `false` when every named service answers; else the reason to skip, printed. Under `WEFT_REQUIRE_SERVICES=1` a
  * missing service throws instead.
