@@ -9,7 +9,11 @@ import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 // The two lifecycle files the agent needs, not weft/lifecycle's index: the agent is loaded into every worker before
 // the application, and the index (health server, shedding) added ~13 ms to each worker's start, which a crashed
 // worker's replacement pays before it serves.
-import { SUPERVISED_DRAIN_DELAY } from '../lifecycle/options.ts';
+import {
+  installSupervisorWord,
+  SUPERVISOR_WORD_TIMEOUT,
+  supervisorWord,
+} from '../lifecycle/supervisor-word.ts';
 import { watchServers } from '../lifecycle/watch.ts';
 import { isWeftMessage, METRICS_REQUEST, type PrimaryMessage, type WorkerStats } from './protocol.ts';
 import { answerRequest, customStats, deliverMessage } from './worker.ts';
@@ -17,10 +21,36 @@ import { answerRequest, customStats, deliverMessage } from './worker.ts';
 if (cluster.isWorker && process.env.WEFT_WORKER_INDEX !== undefined) install();
 
 function install(): void {
+  // The supervisor's word that this worker may stop accepting (see supervisor-word.ts): said once, for good; a
+  // supervisor that is gone says it too (nothing else would).
+  let said = false;
+  const waiting = new Set<() => void>();
+  const say = () => {
+    said = true;
+    for (const resolve of waiting) resolve();
+    waiting.clear();
+  };
+  process.once('disconnect', say);
+  installSupervisorWord({
+    wait(maxMs) {
+      if (said || !process.connected) return Promise.resolve();
+      return new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          waiting.delete(done);
+          resolve();
+        };
+        const timer = setTimeout(done, maxMs);
+        waiting.add(done);
+      });
+    },
+  });
+
   process.on('message', (msg: unknown) => {
     if (!isWeftMessage(msg)) return;
     const m = msg as PrimaryMessage;
-    if (m.weft === 'ping' && process.connected) process.send?.({ weft: 'pong', id: m.id });
+    if (m.weft === 'drain') say();
+    else if (m.weft === 'ping' && process.connected) process.send?.({ weft: 'pong', id: m.id });
     else if (m.weft === 'message') deliverMessage(m.data);
     else if (m.weft === 'request')
       void answerRequest(m.id, m.name, m.data, m.name === METRICS_REQUEST ? collectMetrics : undefined);
@@ -83,9 +113,9 @@ function drainWithoutLifecycle(): void {
       watch.destroy();
       process.exit(1);
     }, timeout).unref();
-    // As weft/lifecycle does under a supervisor: accept a little longer, so that on a stop the supervisor closes the
-    // shared listening socket first (SUPERVISED_DRAIN_DELAY).
-    void new Promise((resolve) => setTimeout(resolve, SUPERVISED_DRAIN_DELAY))
+    // As weft/lifecycle does under a supervisor: accept until the supervisor says so (it closed the shared
+    // listening socket on a stop, or retires this worker), so no connection it accepted is left to no one.
+    void wordOrTimeout()
       .then(() => watch.drain())
       .then(() => {
         // Other handles (a raw TCP server, the IPC channel) close with the worker's disconnect.
@@ -93,6 +123,12 @@ function drainWithoutLifecycle(): void {
         cluster.worker?.disconnect();
       });
   });
+}
+
+/** The supervisor's word (installed above), or its timeout. */
+function wordOrTimeout(): Promise<void> {
+  const word = supervisorWord();
+  return word ? word.wait(SUPERVISOR_WORD_TIMEOUT) : Promise.resolve();
 }
 
 /**

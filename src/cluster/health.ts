@@ -47,6 +47,7 @@ export class Liveness {
           { slot: slot.index, pid: w.process.pid, stuckMs: stuck },
           `worker ${slot.index} (pid ${w.process.pid}) has not answered for ${stuck} ms: killing it`,
         );
+        if (w.isConnected()) w.send({ weft: 'drain' }, undefined, () => {});
         w.process.kill('SIGTERM');
         setTimeout(() => {
           if (w.process.exitCode === null && w.process.signalCode === null) w.process.kill('SIGKILL');

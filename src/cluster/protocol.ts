@@ -8,6 +8,8 @@ export const METRICS_REQUEST = 'weft:metrics';
 
 export type PrimaryMessage =
   | { weft: 'ping'; id: number }
+  /** The worker may stop accepting: the supervisor closed its listening sockets, or retires this worker. */
+  | { weft: 'drain' }
   | { weft: 'message'; data: unknown }
   | { weft: 'request'; id: number; name: string; data: unknown };
 

@@ -25,6 +25,9 @@ export class Retirer {
         this.#retiring.delete(worker);
         resolve(code ?? 1);
       });
+      // The word first (see lifecycle/supervisor-word.ts): a worker that already heard a stop signal (one sent to
+      // the whole group) waits for it before it stops accepting, and one that did not starts draining at once.
+      if (worker.isConnected()) worker.send({ weft: 'drain' }, undefined, () => {});
       worker.process.kill('SIGTERM');
     });
     this.#retiring.set(worker, done);

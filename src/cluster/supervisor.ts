@@ -278,6 +278,12 @@ export class Supervisor extends EventEmitter {
     this.#log.info({ reason }, 'stopping every worker');
     this.#liveness.stop();
     // Stop accepting before the workers drain: a connection accepted from now on would have no worker to take it.
+    // Not before the connections already waiting in the listening sockets' backlog are taken (handed to workers,
+    // which keep accepting until they get the word the retirer sends): closing a listening socket resets those, and
+    // a stop signal handled late (a busy machine) finds many. The first setImmediate runs after the I/O events of
+    // this loop turn, the second after one more poll for I/O, which accepts what arrived while this process was held
+    // back.
+    for (let turn = 0; turn < 2; turn++) await new Promise((resolve) => setImmediate(resolve));
     this.#listeners.closeAll();
     const code = await this.#retirer.retireAll(this.#slots, this.#rollout.candidates, this.#log);
     this.#finish(code);

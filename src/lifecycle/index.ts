@@ -26,4 +26,5 @@ export {
 } from './options.ts';
 export type { FastifyLikeReply } from './reply.ts';
 export * from './shed.ts';
+export { SUPERVISOR_WORD_TIMEOUT } from './supervisor-word.ts';
 export { type ServerWatch, watchServers } from './watch.ts';

@@ -4,6 +4,7 @@ import { Health, type HealthOptions } from './health.ts';
 import { type DrainableServer, type HttpDrain, type ServerOptions, serverDrain } from './http-drain.ts';
 import { type Logger, stderrLogger } from './logger.ts';
 import { type LifecycleOptions, PHASES, type Phase, resolveLifecycleOptions } from './options.ts';
+import { SUPERVISOR_WORD_TIMEOUT, supervisorWord } from './supervisor-word.ts';
 
 /** What a shutdown hook receives. */
 export interface HookContext {
@@ -271,12 +272,16 @@ export class Lifecycle extends EventEmitter {
     if (phase === 'readiness') {
       this.health.markShuttingDown();
       const delay = Math.max(this.#options.drainDelay, ...this.#servers.map((s) => s.drainDelay));
+      const left = deadline - performance.now();
       if (delay > 0) {
-        const left = deadline - performance.now();
         // A drain delay that does not fit in the deadline uses it all: nothing after it may run.
         const after = () => (delay >= left ? this.#pastDeadline('listeners') : undefined);
         steps.push(sleep(Math.min(delay, left)).then(after));
       }
+      // Under `weft start`: the listeners close once the supervisor has closed its shared listening sockets (its
+      // word), so no connection it accepted is left to no one, whichever process heard the stop signal first.
+      const word = this.#servers.length > 0 ? supervisorWord() : undefined;
+      if (word) steps.push(word.wait(Math.min(SUPERVISOR_WORD_TIMEOUT, left)));
     } else if (phase === 'listeners') {
       for (const s of this.#servers) s.stopAccepting();
     } else if (phase === 'drain') {

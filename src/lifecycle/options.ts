@@ -2,12 +2,14 @@ import { InvalidOptionError } from '../errors.ts';
 import { timerOption } from '../validate.ts';
 import type { HealthOptions } from './health.ts';
 import type { Logger } from './logger.ts';
+import { supervisorWord } from './supervisor-word.ts';
 
 /**
- * The default `drainDelay` in a worker run by the weft supervisor, ms. One Ctrl-C or systemd stop signals the workers
- * and the supervisor at once; a worker that stopped accepting before the supervisor closed the shared listening
- * socket would leave connections the supervisor accepted meanwhile to no one (node:cluster resets them). Accepting
- * a little longer lets the supervisor close it first; each connection accepted meanwhile is still served.
+ * The default `drainDelay` in a worker run by the weft supervisor without its agent (`node:cluster` set up by hand
+ * with `WEFT_WORKER_INDEX`), ms. One Ctrl-C or systemd stop signals the workers and the supervisor at once; a worker
+ * that stopped accepting before the supervisor closed the shared listening socket would leave connections the
+ * supervisor accepted meanwhile to no one (node:cluster resets them). With the agent (every worker `weft start`
+ * runs) the worker waits for the supervisor's word instead (supervisor-word.ts), which no fixed delay can match.
  */
 export const SUPERVISED_DRAIN_DELAY = 100;
 
@@ -39,8 +41,9 @@ export interface LifecycleOptions {
   /** Exit the process when the shutdown ends (true), never (false), or call this function. Default: true. */
   exit?: boolean | ((code: number) => void);
   /**
-   * Ms between readiness turning 503 and the listeners closing (load balancers notice). Default: 0; 100 in a worker
-   * run by the weft supervisor (see `SUPERVISED_DRAIN_DELAY`).
+   * Ms between readiness turning 503 and the listeners closing (load balancers notice). Default: 0. In a worker run
+   * by `weft start` the listeners also stay open until the supervisor says it closed its own (at most 1 s, see
+   * `SUPERVISOR_WORD_TIMEOUT`); in a supervised worker without the agent the default is `SUPERVISED_DRAIN_DELAY`.
    */
   drainDelay?: number;
   /** Options of the health checks. */
@@ -54,7 +57,7 @@ export function resolveLifecycleOptions(options: LifecycleOptions) {
   const drainDelay = timerOption(
     options,
     'drainDelay',
-    process.env.WEFT_WORKER_INDEX === undefined ? 0 : SUPERVISED_DRAIN_DELAY,
+    process.env.WEFT_WORKER_INDEX === undefined || supervisorWord() ? 0 : SUPERVISED_DRAIN_DELAY,
   );
   const signals = options.signals ?? ['SIGTERM', 'SIGINT'];
   if (!Array.isArray(signals) || !signals.every((s) => (SIGNALS as readonly string[]).includes(s))) {

@@ -34,14 +34,27 @@ type Event =
   | 'two reloads 1 s apart'
   | 'weft stop'
   | 'SIGINT to the group'
-  | 'SIGTERM to the group';
+  | 'SIGTERM to the group'
+  | 'SIGTERM to the workers, the supervisor 300 ms later';
 const EVENTS: Event[] = [
   'two reloads back to back',
   'two reloads 1 s apart',
   'weft stop',
   'SIGINT to the group',
   'SIGTERM to the group',
+  // The order a stop signal reaches the processes of a group is not promised (and a busy machine or a collection
+  // can hold the supervisor back): workers that stop accepting before their supervisor closed the shared listening
+  // socket leave the connections it accepted meanwhile to no one. A 100 ms wait in the worker was not enough.
+  'SIGTERM to the workers, the supervisor 300 ms later',
 ];
+
+/** The pids of the workers `weft status --json` lists. */
+async function workerPids(name: string): Promise<number[]> {
+  const r = await runWeft(['status', '--name', name, '--json'], env);
+  const pids = (JSON.parse(r.stdout) as { slots: { pid?: number }[] }).slots.map((s) => s.pid);
+  assert.ok(pids.length === 2 && pids.every((p) => typeof p === 'number'), r.stdout);
+  return pids as number[];
+}
 
 let names = 0;
 
@@ -75,6 +88,11 @@ for (const [appName, app] of Object.entries(APPS)) {
           } else if (event === 'weft stop') {
             const r = await runWeft(['stop', '--name', name], env);
             assert.equal(r.stdout.trim(), 'stopped (exit code 0)', r.stderr);
+          } else if (event === 'SIGTERM to the workers, the supervisor 300 ms later') {
+            for (const pid of await workerPids(name)) process.kill(pid, 'SIGTERM');
+            // The delay is the scenario: the supervisor hears the stop late.
+            await new Promise((r) => setTimeout(r, 300));
+            process.kill(weft.child.pid!, 'SIGTERM');
           } else {
             process.kill(-weft.child.pid!, event.startsWith('SIGINT') ? 'SIGINT' : 'SIGTERM');
           }
