@@ -6,16 +6,20 @@
 import pg from 'pg';
 import {
   type Catalog,
+  type CatalogOptions,
   csvTableFor,
   type DerivedRecord,
   type FileRecord,
+  kindsColumn,
+  kindsOf,
   recordThenQueue,
 } from './catalog.ts';
 import { FilesError } from './errors.ts';
-import type { Job, JobKind, JobQueue } from './queue/types.ts';
+import { type OutboxRow, type Recorded, recordWithOutbox } from './outbox.ts';
+import type { JobKind, JobQueue } from './queue/types.ts';
 
 /** Options of {@link PgCatalog.open}. */
-export interface PgCatalogOptions {
+export interface PgCatalogOptions extends CatalogOptions {
   /** Connections in the pool. Default: 4 (each worker process has its own pool). */
   max?: number;
   /** How long to wait for a connection before failing. Default: 10 000 ms. */
@@ -50,7 +54,18 @@ CREATE TABLE IF NOT EXISTS weft_derived (
   height   integer,
   PRIMARY KEY (file_id, name)
 );
+CREATE TABLE IF NOT EXISTS weft_files_outbox (
+  file_id      text PRIMARY KEY,
+  kinds        text NOT NULL,
+  max_attempts integer NOT NULL,
+  created_at   bigint NOT NULL,
+  lease_owner  text,
+  lease_until  bigint NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS weft_files_outbox_created_at ON weft_files_outbox (created_at);
 `;
+/** The database's clock in epoch ms: leases are compared on one clock, whatever the nodes' clocks say. */
+const NOW_MS = '(extract(epoch from clock_timestamp()) * 1000)::bigint';
 const SCHEMA_LOCK = "SELECT pg_advisory_xact_lock(hashtext('weft-files:schema'))";
 
 interface FileRow {
@@ -60,6 +75,13 @@ interface FileRow {
   // bigint columns arrive as strings: pg does not guess whether they fit in a double.
   size: string;
   sha256: string;
+  created_at: string;
+}
+
+interface OutboxDbRow {
+  file_id: string;
+  kinds: string;
+  max_attempts: number;
   created_at: string;
 }
 
@@ -81,8 +103,10 @@ const toFile = (r: FileRow): FileRecord => ({
 });
 
 /**
- * The catalog in PostgreSQL, through a small connection pool. The queue is separate (SQLite or BullMQ), so an
- * upload is recorded, then queued, and the record removed again when queueing fails.
+ * The catalog in PostgreSQL, through a small connection pool. The queue is separate (SQLite or BullMQ): with
+ * `outboxLeaseMs` (a remote queue) an upload is recorded with its outbox row in one statement, then queued, and
+ * stays recorded with its jobs pending when the queue is unavailable (see outbox.ts); without it, it is recorded,
+ * then queued, and the record removed again when queueing fails.
  *
  * @example
  * ```ts
@@ -94,12 +118,14 @@ export class PgCatalog implements Catalog {
   readonly csvDatabase: string;
   readonly #pool: pg.Pool;
   readonly #queue: JobQueue;
+  readonly #outboxLeaseMs: number | undefined;
   #closed: Promise<void> | undefined;
 
-  private constructor(pool: pg.Pool, queue: JobQueue, url: string) {
+  private constructor(pool: pg.Pool, queue: JobQueue, url: string, outboxLeaseMs: number | undefined) {
     this.#pool = pool;
     this.#queue = queue;
     this.csvDatabase = url;
+    this.#outboxLeaseMs = outboxLeaseMs;
   }
 
   /**
@@ -149,10 +175,50 @@ export class PgCatalog implements Catalog {
       o.query_timeout = options.queryTimeoutMs;
       o.connectionTimeoutMillis = options.queryTimeoutMs;
     }
-    return new PgCatalog(pool, queue, url);
+    return new PgCatalog(pool, queue, url, options.outboxLeaseMs);
   }
 
-  recordUpload(file: FileRecord, kinds: JobKind[], maxAttempts: number): Promise<Job[]> {
+  recordUpload(file: FileRecord, kinds: JobKind[], maxAttempts: number): Promise<Recorded> {
+    const leaseMs = this.#outboxLeaseMs;
+    if (leaseMs !== undefined && kinds.length > 0) {
+      const deleteRow = () => this.#pool.query('DELETE FROM weft_files_outbox WHERE file_id = $1', [file.id]);
+      return recordWithOutbox(
+        {
+          // One statement, one transaction, one round trip: the record and its outbox row, or neither.
+          insert: async () => {
+            await this.#pool.query(
+              `WITH f AS (
+                 INSERT INTO weft_files (id, name, type, size, sha256, created_at) VALUES ($1, $2, $3, $4, $5, $6)
+               )
+               INSERT INTO weft_files_outbox (file_id, kinds, max_attempts, created_at, lease_until)
+               VALUES ($1, $7, $8, $6, ${NOW_MS} + $9)`,
+              [
+                file.id,
+                file.name,
+                file.type,
+                file.size,
+                file.sha256,
+                file.createdAt,
+                kindsColumn(kinds),
+                maxAttempts,
+                leaseMs,
+              ],
+            );
+          },
+          remove: () =>
+            this.#pool.query(
+              `WITH o AS (DELETE FROM weft_files_outbox WHERE file_id = $1)
+               DELETE FROM weft_files WHERE id = $1`,
+              [file.id],
+            ),
+          settle: deleteRow,
+        },
+        this.#queue,
+        file.id,
+        kinds,
+        maxAttempts,
+      );
+    }
     return recordThenQueue(
       async () => {
         await this.#pool.query(
@@ -229,6 +295,7 @@ export class PgCatalog implements Catalog {
       await client.query('BEGIN');
       const { rowCount } = await client.query('DELETE FROM weft_files WHERE id = $1', [id]);
       await client.query('DELETE FROM weft_derived WHERE file_id = $1', [id]);
+      await client.query('DELETE FROM weft_files_outbox WHERE file_id = $1', [id]);
       await client.query(`DROP TABLE IF EXISTS ${table}, ${staging}`);
       await client.query('COMMIT');
       client.release();
@@ -242,6 +309,47 @@ export class PgCatalog implements Catalog {
   async count(): Promise<number> {
     const { rows } = await this.#pool.query<{ n: string }>('SELECT count(*) AS n FROM weft_files');
     return Number(rows[0]?.n);
+  }
+
+  async claimOutbox(owner: string, limit: number, leaseMs: number): Promise<OutboxRow[]> {
+    // SKIP LOCKED: a relay claiming at the same moment takes other rows instead of waiting for these, and never
+    // the same ones; the lease keeps them this relay's after the statement.
+    const { rows } = await this.#pool.query<OutboxDbRow>(
+      `UPDATE weft_files_outbox SET lease_owner = $1, lease_until = ${NOW_MS} + $3
+       WHERE file_id IN (
+         SELECT file_id FROM weft_files_outbox
+         WHERE lease_until <= ${NOW_MS} OR lease_owner = $1
+         ORDER BY created_at LIMIT $2
+         FOR UPDATE SKIP LOCKED)
+       RETURNING file_id, kinds, max_attempts, created_at`,
+      [owner, limit, leaseMs],
+    );
+    return rows
+      .map((r) => ({
+        fileId: r.file_id,
+        kinds: kindsOf(r.kinds),
+        maxAttempts: r.max_attempts,
+        createdAt: Number(r.created_at),
+      }))
+      .sort((a, b) => a.createdAt - b.createdAt);
+  }
+
+  async deleteOutbox(fileId: string): Promise<boolean> {
+    const { rowCount } = await this.#pool.query('DELETE FROM weft_files_outbox WHERE file_id = $1', [fileId]);
+    return rowCount === 1;
+  }
+
+  async outboxSize(): Promise<number> {
+    const { rows } = await this.#pool.query<{ n: string }>('SELECT count(*) AS n FROM weft_files_outbox');
+    return Number(rows[0]?.n);
+  }
+
+  async pendingKinds(fileId: string): Promise<JobKind[]> {
+    const { rows } = await this.#pool.query<{ kinds: string }>(
+      'SELECT kinds FROM weft_files_outbox WHERE file_id = $1',
+      [fileId],
+    );
+    return rows[0] ? kindsOf(rows[0].kinds) : [];
   }
 
   async ping(): Promise<void> {

@@ -4,8 +4,9 @@
  */
 import type { DatabaseSync, SQLInputValue } from 'node:sqlite';
 import { transaction } from './db.ts';
+import { type OutboxRow, type Recorded, recordWithOutbox } from './outbox.ts';
 import { SqliteQueue } from './queue/sqlite.ts';
-import type { Job, JobKind, JobQueue } from './queue/types.ts';
+import type { JobKind, JobQueue } from './queue/types.ts';
 
 export interface FileRecord {
   id: string;
@@ -38,10 +39,12 @@ const toFile = (r: Row): FileRecord => ({
 /** Where file records live. Every method may reach a network database, so every one is asynchronous. */
 export interface Catalog {
   /**
-   * Records a stored upload and queues its jobs: both exist, or neither. With the embedded queue this is one
-   * transaction; with another queue the record is removed again when queueing fails.
+   * Records a stored upload and queues its jobs. With the embedded queue this is one transaction. With the outbox
+   * (a remote queue) the record and an outbox row go in one transaction, then the jobs are queued: when the queue is
+   * unavailable the upload stays recorded and its kinds come back `pending`, for the relay to queue later. Otherwise
+   * the record is removed again when queueing fails (no file without its jobs).
    */
-  recordUpload(file: FileRecord, kinds: JobKind[], maxAttempts: number): Promise<Job[]>;
+  recordUpload(file: FileRecord, kinds: JobKind[], maxAttempts: number): Promise<Recorded>;
   get(id: string): Promise<FileRecord | undefined>;
   /** Newest first; `before` pages by creation time. */
   list(limit?: number, before?: number): Promise<FileRecord[]>;
@@ -51,8 +54,22 @@ export interface Catalog {
    */
   setDerived(fileId: string, outputs: DerivedRecord[]): Promise<boolean>;
   derived(fileId: string): Promise<DerivedRecord[]>;
-  /** Removes the file's record, its derived rows and its CSV table (not its jobs: see `JobQueue.removeForFile`). */
+  /**
+   * Removes the file's record, its derived rows, its outbox row and its CSV table (not its jobs: see
+   * `JobQueue.removeForFile`).
+   */
   delete(id: string): Promise<boolean>;
+  /**
+   * Leases up to `limit` outbox rows to `owner` for `leaseMs`: rows whose lease ran out, and rows `owner` already
+   * holds. No two owners hold a row at once. Oldest first.
+   */
+  claimOutbox(owner: string, limit: number, leaseMs: number): Promise<OutboxRow[]>;
+  /** Deletes the outbox row of a file whose jobs are queued; false when there was none. */
+  deleteOutbox(fileId: string): Promise<boolean>;
+  /** Rows waiting in the outbox. */
+  outboxSize(): Promise<number>;
+  /** The kinds of `fileId`'s jobs still waiting in the outbox (none: `[]`). */
+  pendingKinds(fileId: string): Promise<JobKind[]>;
   /** How many files are recorded. */
   count(): Promise<number>;
   /** Resolves when the database answers; the readiness probe calls it. */
@@ -71,15 +88,30 @@ export async function recordThenQueue(
   fileId: string,
   kinds: JobKind[],
   maxAttempts: number,
-): Promise<Job[]> {
+): Promise<Recorded> {
   await insert();
+  // Nothing to queue (a plain text file): the queue is not asked, so its outage does not refuse the upload.
+  if (kinds.length === 0) return { jobs: [], pending: [] };
   try {
-    return await queue.add(fileId, kinds, maxAttempts);
+    return { jobs: await queue.add(fileId, kinds, maxAttempts), pending: [] };
   } catch (err) {
     await remove().catch(() => {});
     throw err;
   }
 }
+
+/** Options of the catalogs. */
+export interface CatalogOptions {
+  /**
+   * Record uploads through the outbox (set with a remote queue): the row is the upload's own for this long, ms (the
+   * time its jobs take to be queued directly, the queue's deadline and some), then any relay's to take.
+   */
+  outboxLeaseMs?: number;
+}
+
+/** `kinds` as stored in an outbox row, and back. */
+export const kindsColumn = (kinds: readonly JobKind[]): string => kinds.join(',');
+export const kindsOf = (column: string): JobKind[] => (column === '' ? [] : (column.split(',') as JobKind[]));
 
 /** The catalog in the embedded SQLite database (`db`, which may also hold the queue). */
 export class SqliteCatalog implements Catalog {
@@ -87,13 +119,16 @@ export class SqliteCatalog implements Catalog {
   readonly #queue: JobQueue;
   readonly csvDatabase: string;
 
-  constructor(db: DatabaseSync, queue: JobQueue, path: string) {
+  readonly #outboxLeaseMs: number | undefined;
+
+  constructor(db: DatabaseSync, queue: JobQueue, path: string, options: CatalogOptions = {}) {
     this.#db = db;
     this.#queue = queue;
     this.csvDatabase = path;
+    this.#outboxLeaseMs = options.outboxLeaseMs;
   }
 
-  async recordUpload(file: FileRecord, kinds: JobKind[], maxAttempts: number): Promise<Job[]> {
+  async recordUpload(file: FileRecord, kinds: JobKind[], maxAttempts: number): Promise<Recorded> {
     const insert = () =>
       this.#db
         .prepare('INSERT INTO files (id, name, type, size, sha256, created_at) VALUES (?, ?, ?, ?, ?, ?)')
@@ -101,10 +136,37 @@ export class SqliteCatalog implements Catalog {
     // The embedded queue shares the database: the record and its jobs go in one transaction.
     const queue = this.#queue;
     if (queue instanceof SqliteQueue) {
-      return transaction(this.#db, () => {
+      const jobs = transaction(this.#db, () => {
         insert();
         return queue.addSync(file.id, kinds, maxAttempts);
       });
+      return { jobs, pending: [] };
+    }
+    const leaseMs = this.#outboxLeaseMs;
+    if (leaseMs !== undefined && kinds.length > 0) {
+      const row = this.#db.prepare(
+        'INSERT INTO outbox (file_id, kinds, max_attempts, created_at, lease_until) VALUES (?, ?, ?, ?, ?)',
+      );
+      const deleteRow = () => this.#db.prepare('DELETE FROM outbox WHERE file_id = ?').run(file.id);
+      return recordWithOutbox(
+        {
+          insert: async () =>
+            transaction(this.#db, () => {
+              insert();
+              row.run(file.id, kindsColumn(kinds), maxAttempts, file.createdAt, Date.now() + leaseMs);
+            }),
+          remove: async () =>
+            transaction(this.#db, () => {
+              deleteRow();
+              this.#db.prepare('DELETE FROM files WHERE id = ?').run(file.id);
+            }),
+          settle: async () => deleteRow(),
+        },
+        queue,
+        file.id,
+        kinds,
+        maxAttempts,
+      );
     }
     return recordThenQueue(
       async () => void insert(),
@@ -158,6 +220,7 @@ export class SqliteCatalog implements Catalog {
     return transaction(this.#db, () => {
       const { changes } = this.#db.prepare('DELETE FROM files WHERE id = ?').run(id);
       this.#db.prepare('DELETE FROM derived WHERE file_id = ?').run(id);
+      this.#db.prepare('DELETE FROM outbox WHERE file_id = ?').run(id);
       this.#db.exec(`DROP TABLE IF EXISTS ${csvTable}`);
       this.#db.exec(`DROP TABLE IF EXISTS ${csvTable}__staging`);
       return changes === 1;
@@ -168,6 +231,33 @@ export class SqliteCatalog implements Catalog {
     return Number((this.#db.prepare('SELECT count(*) AS n FROM files').get() as Row).n);
   }
 
+  async claimOutbox(owner: string, limit: number, leaseMs: number): Promise<OutboxRow[]> {
+    const now = Date.now();
+    // One statement, so one write transaction: two processes cannot both take a row.
+    const rows = this.#db
+      .prepare(
+        `UPDATE outbox SET lease_owner = ?, lease_until = ?
+         WHERE file_id IN (SELECT file_id FROM outbox WHERE lease_until <= ? OR lease_owner = ?
+                           ORDER BY created_at LIMIT ?)
+         RETURNING file_id, kinds, max_attempts, created_at`,
+      )
+      .all(owner, now + leaseMs, now, owner, limit) as Row[];
+    return rows.map(toOutboxRow).sort((a, b) => a.createdAt - b.createdAt);
+  }
+
+  async deleteOutbox(fileId: string): Promise<boolean> {
+    return this.#db.prepare('DELETE FROM outbox WHERE file_id = ?').run(fileId).changes === 1;
+  }
+
+  async outboxSize(): Promise<number> {
+    return Number((this.#db.prepare('SELECT count(*) AS n FROM outbox').get() as Row).n);
+  }
+
+  async pendingKinds(fileId: string): Promise<JobKind[]> {
+    const row = this.#db.prepare('SELECT kinds FROM outbox WHERE file_id = ?').get(fileId) as Row | undefined;
+    return row ? kindsOf(String(row.kinds)) : [];
+  }
+
   async ping(): Promise<void> {
     this.#db.prepare('SELECT 1').get();
   }
@@ -175,6 +265,13 @@ export class SqliteCatalog implements Catalog {
   /** The database is the service's to close (the queue and the bus may use it too). */
   async close(): Promise<void> {}
 }
+
+const toOutboxRow = (r: Row): OutboxRow => ({
+  fileId: String(r.file_id),
+  kinds: kindsOf(String(r.kinds)),
+  maxAttempts: Number(r.max_attempts),
+  createdAt: Number(r.created_at),
+});
 
 /** The CSV table of a file: ids are UUIDs, so this is always a safe identifier. */
 export function csvTableFor(fileId: string): string {

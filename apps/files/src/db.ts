@@ -52,6 +52,15 @@ CREATE TABLE IF NOT EXISTS derived (
   height   INTEGER,
   PRIMARY KEY (file_id, name)
 );
+CREATE TABLE IF NOT EXISTS outbox (
+  file_id      TEXT PRIMARY KEY,
+  kinds        TEXT NOT NULL,
+  max_attempts INTEGER NOT NULL,
+  created_at   INTEGER NOT NULL,
+  lease_owner  TEXT,
+  lease_until  INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS outbox_created ON outbox (created_at);
 CREATE TABLE IF NOT EXISTS events (
   id    INTEGER PRIMARY KEY AUTOINCREMENT,
   type  TEXT NOT NULL,
@@ -97,10 +106,10 @@ export function openDatabase(path: string): DatabaseSync {
 function schemaReady(db: DatabaseSync): boolean {
   const tables = db
     .prepare(
-      "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('files', 'jobs', 'derived', 'events')",
+      "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('files', 'jobs', 'derived', 'events', 'outbox')",
     )
     .all();
-  if (tables.length < 4) return false;
+  if (tables.length < 5) return false;
   const columns = db.prepare('PRAGMA table_info(jobs)').all() as { name: string }[];
   return columns.some((c) => c.name === 'started_at');
 }

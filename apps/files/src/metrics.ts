@@ -7,6 +7,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Counter, Gauge, Histogram } from 'prom-client';
 import type { Metrics } from 'weft/metrics';
 import type { EventBus } from './events.ts';
+import type { OutboxRelay } from './outbox.ts';
 import type { JobQueue } from './queue/types.ts';
 import type { Backend, BackendGuard } from './resilience.ts';
 
@@ -118,6 +119,39 @@ export function backendMetrics(
     ]) {
       metrics.registry.removeSingleMetric(name);
     }
+  };
+}
+
+/**
+ * The outbox (with a remote queue): `weft_files_outbox_pending`, the uploads whose jobs wait for the queue (the
+ * shared table, as the relay last counted it: every process reports it, use max()), and
+ * `weft_files_outbox_relayed_total`, the rows this process's relay queued. Returns the function that removes them.
+ */
+export function outboxMetrics(
+  metrics: Pick<Metrics, 'registry'>,
+  relay: Pick<OutboxRelay, 'pending' | 'relayed'>,
+): () => void {
+  const registers = [metrics.registry];
+  new Gauge({
+    name: 'weft_files_outbox_pending',
+    help: 'Uploads whose jobs wait in the outbox for the queue (the shared table: use max(), not sum())',
+    registers,
+    collect() {
+      this.set(relay.pending);
+    },
+  });
+  new Counter({
+    name: 'weft_files_outbox_relayed_total',
+    help: "Outbox rows this process's relay queued (or found queued) and deleted",
+    registers,
+    collect() {
+      this.reset();
+      this.inc(relay.relayed);
+    },
+  });
+  return () => {
+    metrics.registry.removeSingleMetric('weft_files_outbox_pending');
+    metrics.registry.removeSingleMetric('weft_files_outbox_relayed_total');
   };
 }
 

@@ -300,6 +300,7 @@ export function resilient<T extends object>(
  */
 export const QUEUE_CALLS: Partial<Record<keyof JobQueue, CallSpec>> = {
   add: 'write',
+  hasJobs: 'read',
   removeForFile: 'read',
   waiting: 'read',
   claim: 'write',
@@ -326,6 +327,11 @@ export function catalogCalls(recordUploadMs: number): Partial<Record<keyof Catal
     delete: 'write',
     count: 'read',
     ping: 'read',
+    // Claiming changes the lease (not retried); deleting a row twice deletes it once.
+    claimOutbox: 'write',
+    deleteOutbox: 'read',
+    outboxSize: 'read',
+    pendingKinds: 'read',
   };
 }
 

@@ -7,7 +7,8 @@ import { createLifecycle, type LoadShedder } from 'weft/lifecycle';
 import { defaultMetrics } from 'weft/metrics';
 import { loadConfig } from './config.ts';
 import { createLogger } from './logger.ts';
-import { backendMetrics, metricsRoute, serviceMetrics } from './metrics.ts';
+import { backendMetrics, metricsRoute, outboxMetrics, serviceMetrics } from './metrics.ts';
+import type { Backend } from './resilience.ts';
 import { createService } from './service.ts';
 import { uploadShedder } from './shedding.ts';
 
@@ -36,6 +37,7 @@ metrics.addPool(service.pool, { name: 'files' });
 metrics.addLifecycle(life, { name: 'files' });
 serviceMetrics(metrics, service.bus, service.queue);
 backendMetrics(metrics, service.guards);
+if (service.relay) outboxMetrics(metrics, service.relay);
 // A keep-alive connection that is idle when the drain starts is closed only once the client's own idle timer
 // (the `Keep-Alive: timeout=5` hint, which undici and Node's agent honour, minus their margin) has retired it:
 // closing it sooner races a request the client may be sending on it at that moment (a reset upload).
@@ -43,9 +45,11 @@ life.addServer(service.app.server, { idleGrace: KEEP_ALIVE_MS });
 // Dashboard streams never end by themselves: end them as soon as the listener closes (the pages reconnect to a
 // process that still serves), or the drain would wait on them until the deadline.
 life.onShutdown('dashboard', () => service.dashboard.close(), { phase: 'listeners' });
-// Not ready while a backend uploads need is away or its breaker is open; liveness does not depend on them.
-for (const [backend, check] of Object.entries(service.checks))
-  life.addCheck(backend, check, { kind: 'readiness' });
+// Not ready while a backend uploads need is away or its breaker is open; liveness does not depend on them. A remote
+// queue's check is shown failing but leaves the node ready (degraded): its uploads wait in the outbox meanwhile.
+for (const [backend, check] of Object.entries(service.checks)) {
+  life.addCheck(backend, check, { kind: 'readiness', critical: service.critical[backend as Backend] });
+}
 // Running jobs get most of the deadline to finish; what is still running then is released back to the queue.
 life.onShutdown('jobs', ({ signal }) => service.close(signal), {
   phase: 'drain',

@@ -19,6 +19,7 @@ import { RedisEventBus } from './events-redis.ts';
 import { type AppDeps, buildApp } from './http/app.ts';
 import { ThrottledLog } from './log-throttle.ts';
 import type { Logger } from './logger.ts';
+import { OutboxRelay } from './outbox.ts';
 import { type ProcessorTasks, tasksUrl } from './processors/index.ts';
 import { BullQueue, parseQueueUrl } from './queue/bullmq.ts';
 import { SqliteQueue } from './queue/sqlite.ts';
@@ -59,6 +60,13 @@ export interface Service {
    * deadline). `server.ts` adds them to the lifecycle's readiness probe.
    */
   checks: Record<Backend, () => Promise<void>>;
+  /**
+   * Whether uploads need the backend now: a remote queue is not critical, since its outbox keeps uploads (and their
+   * jobs) durable while it is away. `server.ts` adds the other checks as non-critical readiness checks.
+   */
+  critical: Record<Backend, boolean>;
+  /** The outbox relay (with a remote queue): queues the jobs of uploads made while the queue was away. */
+  relay: OutboxRelay | undefined;
   /** Jobs waiting to run (queued or waiting for a retry), for load shedding; a remote queue's is refreshed each second. */
   queued(): number;
   /** Stops the runner (running jobs get until `signal` aborts), then the pool, the bus and the database. */
@@ -77,6 +85,10 @@ export interface ServiceOptions {
   metrics?: () => MetricsSnapshot;
   /** Wraps the storage adapter (tests inject faults: a full disk, a slow write). */
   storage?: (storage: Storage) => Storage;
+  /** Start the outbox relay at once (default true; only with a remote queue). */
+  relay?: boolean;
+  /** Options of the outbox relay (tests shorten its lease and intervals). */
+  relayOptions?: { intervalMs?: number; idleMs?: number; leaseMs?: number; batch?: number };
 }
 
 /** The queue, catalog and event bus the configuration asks for; what is not remote lives in the SQLite file. */
@@ -125,8 +137,14 @@ async function openBackends(
     bus = sqliteBus;
   }
   let catalog: Catalog;
+  // With a remote queue, uploads go through the outbox: the row is the upload's own while it queues its jobs
+  // directly (up to the queue's deadline), then the relay's.
+  const outbox = config.queueUrl ? { outboxLeaseMs: config.queueTimeout + 1_000 } : {};
   if (config.databaseUrl) {
-    const pg = await PgCatalog.open(config.databaseUrl, queue, { queryTimeoutMs: config.databaseTimeout });
+    const pg = await PgCatalog.open(config.databaseUrl, queue, {
+      queryTimeoutMs: config.databaseTimeout,
+      ...outbox,
+    });
     closers.unshift(() => pg.close());
     raw.catalog = pg;
     // recordUpload also adds the jobs to the queue, under the queue's own deadline.
@@ -136,7 +154,7 @@ async function openBackends(
       catalogCalls(config.databaseTimeout + config.queueTimeout),
     );
   } else {
-    catalog = retryBusy(new SqliteCatalog(db!, queue, path), busy);
+    catalog = retryBusy(new SqliteCatalog(db!, queue, path, outbox), busy);
     raw.catalog = catalog;
   }
   return { db, queue, bus, catalog, raw: raw as Required<typeof raw> };
@@ -212,6 +230,18 @@ export async function createService(
   });
   const runner = new JobRunner({ queue, catalog, storage, pool, bus, log: options.log, config });
   const offReady = queue.onReady?.(() => runner.wake());
+  // Every process relays: whichever is up when the queue returns queues what the others left in the outbox.
+  const relay = config.queueUrl
+    ? new OutboxRelay({
+        catalog,
+        queue,
+        guard: guards.queue,
+        log: options.log,
+        owner: runner.owner,
+        onRelayed: () => runner.wake(),
+        ...options.relayOptions,
+      })
+    : undefined;
   const dashboard = filesDashboard({
     config,
     catalog,
@@ -245,10 +275,12 @@ export async function createService(
     bus,
     log: options.log,
     runner,
+    relay,
     dashboard,
     ...options.http,
   });
   if (options.runJobs !== false) runner.start();
+  if (options.relay !== false) relay?.start();
   let closed: Promise<void> | undefined;
   return {
     app,
@@ -262,8 +294,11 @@ export async function createService(
     dashboard,
     guards,
     checks,
+    critical: { queue: !relay, database: true, storage: true },
+    relay,
     queued: () => {
-      if (!sqlite) return waiting;
+      // Jobs waiting in the outbox count too (one row per upload): while Redis is away they are the backlog.
+      if (!sqlite) return waiting + (relay?.pending ?? 0);
       try {
         waiting = sqlite.waitingSync();
       } catch {} // a locked or failing database: shedding goes on with the last count
@@ -274,6 +309,7 @@ export async function createService(
         clearInterval(refresh);
         offReady?.();
         await dashboard.close();
+        await relay?.close();
         await runner.close(signal);
         await pool.close();
         await closeAll();

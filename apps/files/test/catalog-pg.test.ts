@@ -10,9 +10,16 @@ import { join } from 'node:path';
 import type { DatabaseSync } from 'node:sqlite';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import { type Catalog, csvTableFor, type FileRecord, SqliteCatalog } from '../src/catalog.ts';
+import {
+  type Catalog,
+  type CatalogOptions,
+  csvTableFor,
+  type FileRecord,
+  SqliteCatalog,
+} from '../src/catalog.ts';
 import { PgCatalog } from '../src/catalog-pg.ts';
 import { openDatabase } from '../src/db.ts';
+import { FilesError } from '../src/errors.ts';
 import { SqliteQueue } from '../src/queue/sqlite.ts';
 import type { JobQueue } from '../src/queue/types.ts';
 import { DATABASE_URL, serviceSkip } from './services.ts';
@@ -26,8 +33,8 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 interface Store {
   catalog: Catalog;
   queue: JobQueue;
-  /** Another catalog on the same store, with another queue. */
-  withQueue(queue: JobQueue): Promise<Catalog>;
+  /** Another catalog on the same store, with another queue (and the outbox when `options` say so). */
+  withQueue(queue: JobQueue, options?: CatalogOptions): Promise<Catalog>;
   exec(sql: string): Promise<void>;
   tables(): Promise<string[]>;
 }
@@ -51,6 +58,7 @@ function brokenQueue(): JobQueue {
   };
   return {
     add: down,
+    hasJobs: down,
     removeForFile: down,
     waiting: down,
     claim: down,
@@ -63,6 +71,19 @@ function brokenQueue(): JobQueue {
     list: down,
     counts: down,
     close: async () => {},
+  };
+}
+
+/** A queue that is unavailable, as the guarded BullMQ queue answers while Redis is away. */
+function unavailableQueue(): JobQueue {
+  return {
+    ...brokenQueue(),
+    add: async () => {
+      throw new FilesError(
+        'ERR_WEFT_FILES_QUEUE_UNAVAILABLE',
+        'The queue backend is unavailable (circuit open)',
+      );
+    },
   };
 }
 
@@ -79,7 +100,7 @@ function sqliteBackend(): Backend {
       return {
         catalog: new SqliteCatalog(db, queue, path),
         queue,
-        withQueue: async (other) => new SqliteCatalog(db, other, path),
+        withQueue: async (other, options) => new SqliteCatalog(db, other, path, options),
         exec: async (sql) => db.exec(sql),
         tables: async () =>
           db
@@ -115,8 +136,8 @@ function postgresBackend(): Backend {
       schemas.push(schema);
       const { queue, db } = sqliteQueue();
       closers.push(async () => db.close());
-      const open = async (q: JobQueue) => {
-        const catalog = await PgCatalog.open(urlWithSchema(schema), q, { max: 2 });
+      const open = async (q: JobQueue, options: CatalogOptions = {}) => {
+        const catalog = await PgCatalog.open(urlWithSchema(schema), q, { max: 2, ...options });
         closers.push(() => catalog.close());
         return catalog;
       };
@@ -164,7 +185,8 @@ for (const [name, backend, when] of [
       const { catalog, queue } = await backend.fresh();
       // Sizes past 2^32 and epoch-ms times come back as numbers, not strings.
       const record = file(1_700_000_000_123, { size: 5 * 2 ** 32, name: 'Zoë "big".csv' });
-      const jobs = await catalog.recordUpload(record, ['csv', 'image'], 3);
+      const { jobs, pending } = await catalog.recordUpload(record, ['csv', 'image'], 3);
+      assert.deepEqual(pending, []);
       assert.deepEqual(
         jobs.map((j) => [j.fileId, j.kind, j.state, j.maxAttempts]),
         [
@@ -253,6 +275,102 @@ for (const [name, backend, when] of [
       assert.equal(await catalog.count(), 1);
     });
 
+    it('with the outbox, an upload the queue cannot take is kept, its jobs pending, until a relay deletes the row', async () => {
+      const store = await backend.fresh();
+      // The upload holds its row for a minute: no relay takes it meanwhile.
+      const catalog = await store.withQueue(unavailableQueue(), { outboxLeaseMs: 60_000 });
+      const record = file(1);
+      assert.deepEqual(await catalog.recordUpload(record, ['csv'], 3), { jobs: [], pending: ['csv'] });
+      assert.deepEqual(await catalog.get(record.id), record);
+      assert.deepEqual(await catalog.pendingKinds(record.id), ['csv']);
+      assert.deepEqual(await catalog.pendingKinds(randomUUID()), []);
+      assert.equal(await catalog.outboxSize(), 1);
+      assert.deepEqual(await catalog.claimOutbox('relay-a', 10, 60_000), [], 'leased to the upload');
+      // A file with no jobs needs no row.
+      const plain = file(2, { type: 'text/plain' });
+      assert.deepEqual(await catalog.recordUpload(plain, [], 3), { jobs: [], pending: [] });
+      assert.equal(await catalog.outboxSize(), 1);
+      // Once the upload's lease is over, a relay takes it.
+      const soon = await store.withQueue(unavailableQueue(), { outboxLeaseMs: 0 });
+      const later = file(3);
+      await soon.recordUpload(later, ['image'], 4);
+      assert.deepEqual(await catalog.claimOutbox('relay-a', 10, 60_000), [
+        { fileId: later.id, kinds: ['image'], maxAttempts: 4, createdAt: 3 },
+      ]);
+      assert.equal(await catalog.deleteOutbox(later.id), true);
+      assert.equal(await catalog.deleteOutbox(later.id), false);
+      assert.deepEqual(await catalog.pendingKinds(later.id), []);
+      // Deleting a file removes its row with it.
+      assert.equal(await catalog.delete(record.id), true);
+      assert.equal(await catalog.outboxSize(), 0);
+      assert.deepEqual(await catalog.pendingKinds(record.id), []);
+    });
+
+    it('leases outbox rows: one owner at a time, its own again, anyone once the lease ran out', async () => {
+      const store = await backend.fresh();
+      const catalog = await store.withQueue(unavailableQueue(), { outboxLeaseMs: 0 });
+      const records = Array.from({ length: 3 }, (_, i) => file(10 + i));
+      for (const r of records) await catalog.recordUpload(r, ['csv'], 2);
+      const ids = (rows: ({ fileId: string } | { id: string })[]) =>
+        rows.map((r) => ('fileId' in r ? r.fileId : r.id));
+      assert.deepEqual(
+        ids(await catalog.claimOutbox('a', 2, 60_000)),
+        ids(records.slice(0, 2)),
+        'oldest first',
+      );
+      assert.deepEqual(ids(await catalog.claimOutbox('b', 10, 60_000)), ids(records.slice(2)));
+      assert.deepEqual(await catalog.claimOutbox('c', 10, 60_000), [], 'all leased');
+      assert.deepEqual(ids(await catalog.claimOutbox('a', 10, 0)), ids(records.slice(0, 2)), 'its own again');
+      // a's lease is now over (0 ms): anyone takes those rows, never b's.
+      assert.deepEqual(ids(await catalog.claimOutbox('c', 10, 60_000)), ids(records.slice(0, 2)));
+    });
+
+    it('two catalogs claiming at once never get the same outbox row', async () => {
+      const store = await backend.fresh();
+      const a = await store.withQueue(unavailableQueue(), { outboxLeaseMs: 0 });
+      const b = await store.withQueue(unavailableQueue(), { outboxLeaseMs: 0 });
+      const records = Array.from({ length: 40 }, (_, i) => file(100 + i));
+      for (const r of records) await a.recordUpload(r, ['csv'], 2);
+      const taken: string[][] = [[], []];
+      await Promise.all(
+        [a, b].map(async (catalog, k) => {
+          for (;;) {
+            const rows = await catalog.claimOutbox(`owner-${k}`, 3, 60_000);
+            if (rows.length === 0) return;
+            taken[k]!.push(...rows.map((r) => r.fileId));
+            // As a relay does once the jobs are queued (its own rows would come back to it otherwise).
+            for (const r of rows) await catalog.deleteOutbox(r.fileId);
+          }
+        }),
+      );
+      const all = [...taken[0]!, ...taken[1]!];
+      assert.equal(new Set(all).size, all.length, 'no row claimed twice');
+      assert.deepEqual(new Set(all), new Set(records.map((r) => r.id)));
+    });
+
+    it('with the outbox and a queue that takes the jobs, the row goes; another failure keeps nothing', async () => {
+      const store = await backend.fresh();
+      const catalog = await store.withQueue(store.queue, { outboxLeaseMs: 60_000 });
+      const record = file(1);
+      const { jobs, pending } = await catalog.recordUpload(record, ['csv'], 3);
+      assert.deepEqual(pending, []);
+      assert.deepEqual(
+        jobs.map((j) => [j.fileId, j.kind]),
+        [[record.id, 'csv']],
+      );
+      // The row is deleted in the background once the jobs are queued.
+      const until = performance.now() + 5_000;
+      while ((await catalog.outboxSize()) > 0) {
+        assert.ok(performance.now() < until, 'the outbox row is deleted within 5 s');
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      const broken = await store.withQueue(brokenQueue(), { outboxLeaseMs: 60_000 });
+      const other = file(2);
+      await assert.rejects(broken.recordUpload(other, ['csv'], 3), { message: 'queue unreachable' });
+      assert.equal(await catalog.get(other.id), undefined);
+      assert.equal(await catalog.outboxSize(), 0);
+    });
+
     it('removes the record again when queueing fails: no file without its jobs', async () => {
       const store = await backend.fresh();
       const catalog = await store.withQueue(brokenQueue());
@@ -295,7 +413,7 @@ describe('PgCatalog', { skip }, () => {
       );
       assert.deepEqual(
         rows.map((r) => r.table_name),
-        ['weft_derived', 'weft_files'],
+        ['weft_derived', 'weft_files', 'weft_files_outbox'],
       );
       const first = opened[0];
       assert.ok(first?.status === 'fulfilled');

@@ -316,6 +316,37 @@ describe('BullQueue specifics', { skip: redisSkip }, () => {
     }
   });
 
+  it("adding a file's job of a kind again returns the job queued before, even once it completed (outbox relay)", async () => {
+    const { a, b, close } = await bullPair();
+    try {
+      assert.equal(await a.hasJobs('f'), false);
+      const [first] = await a.add('f', ['csv'], 3);
+      assert.ok(first);
+      assert.equal(await b.hasJobs('f'), true);
+      // Another node repeats the add (its answer was lost): the same job, nothing new to run.
+      const [again] = await b.add('f', ['csv'], 3);
+      assert.equal(again?.id, first.id);
+      assert.equal(await a.waiting(), 1);
+      const [claimed] = await a.claim('A', 5);
+      assert.equal(claimed?.id, first.id);
+      assert.equal(await a.complete(claimed!, 'A', { ok: true }), true);
+      const [late] = await b.add('f', ['csv'], 3);
+      assert.equal(late?.id, first.id, 'a completed job is not queued again');
+      assert.deepEqual(await b.claim('B', 5), []);
+      assert.deepEqual(
+        (await a.list({ fileId: 'f' })).map((j) => [j.id, j.state]),
+        [[first.id, 'completed']],
+      );
+      // Another kind of the same file is a job of its own.
+      const [image] = await a.add('f', ['image'], 3);
+      assert.notEqual(image?.id, first.id);
+      await a.removeForFile('f');
+      assert.equal(await a.hasJobs('f'), false);
+    } finally {
+      await close();
+    }
+  });
+
   it('hands out the job fetched with a completion first, and gives it back at close', async () => {
     const { a, b, close } = await bullPair();
     try {

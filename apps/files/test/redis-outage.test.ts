@@ -1,6 +1,7 @@
-// With QUEUE_URL set, a Redis that stops answering (or refuses connections) mid-run: an upload answers 503
-// ERR_WEFT_FILES_QUEUE_UNAVAILABLE (was ERR_WEFT_FILES_REDIS) within queueTimeout (plus slack), is not kept (no record listed without its jobs), and
-// uploads work again once Redis is back. The machine's Redis is never stopped: the service reaches it through a
+// With QUEUE_URL set, a Redis that stops answering (or refuses connections) mid-run: an upload is answered 201
+// within queueTimeout (plus slack) with its jobs pending, and kept (listed) with its outbox row (it was answered 503
+// ERR_WEFT_FILES_QUEUE_UNAVAILABLE and not kept before the outbox); uploads queue their jobs directly again once
+// Redis is back. outbox.test.ts follows such uploads to their processing. The machine's Redis is never stopped: the service reaches it through a
 // TCP proxy in this test, which can swallow traffic or cut and refuse connections.
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
@@ -95,7 +96,7 @@ describe('Redis unreachable during uploads', { skip }, () => {
     );
 
   for (const mode of ['blackhole', 'refuse'] as const) {
-    it(`answers 503 ERR_WEFT_FILES_QUEUE_UNAVAILABLE within a bound and keeps no record when Redis ${mode === 'blackhole' ? 'stops answering' : 'refuses connections'}`, async () => {
+    it(`answers 201 with the jobs pending within a bound and keeps the upload when Redis ${mode === 'blackhole' ? 'stops answering' : 'refuses connections'}`, async () => {
       proxy.set('pass');
       // Redis answers again (ioredis reconnects by itself after a cut): a bounded poll until an upload is taken.
       const deadline = Date.now() + 20_000;
@@ -111,14 +112,13 @@ describe('Redis unreachable during uploads', { skip }, () => {
         throw new Error(`no answer within ${ANSWER_BOUND_MS} ms while Redis is away (${err.message})`);
       });
       const ms = performance.now() - t;
-      assert.equal(res.status, 503);
-      assert.equal(res.headers.get('retry-after'), '1');
-      assert.equal(
-        ((await res.json()) as { error: { code: string } }).error.code,
-        'ERR_WEFT_FILES_QUEUE_UNAVAILABLE',
-      );
+      const body = (await res.json()) as { id: string; jobs: unknown[]; pending: string[] };
+      assert.equal(res.status, 201, JSON.stringify(body));
+      assert.deepEqual(body.jobs, []);
+      assert.deepEqual(body.pending, ['csv']);
       assert.ok(ms < ANSWER_BOUND_MS, `answered in ${Math.round(ms)} ms`);
-      assert.ok(!(await listed()).includes(`during-${mode}.csv`), 'the refused upload is not listed');
+      assert.ok((await listed()).includes(`during-${mode}.csv`), 'the upload is kept');
+      assert.deepEqual(await s.catalog.pendingKinds(body.id), ['csv'], 'its jobs wait in the outbox');
       proxy.set('pass');
     });
   }

@@ -26,6 +26,8 @@ export interface AppDeps {
   log: Logger;
   /** Told when jobs were queued here, so they start without waiting for the next poll. */
   runner?: { wake(): void };
+  /** Told when an upload's jobs were left in the outbox (the queue unavailable), so it looks at once. */
+  relay?: { wake(): void };
   /** An `onRequest` hook that answers 503 when the service is overloaded (uploads only). */
   shed?: (request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void) => unknown;
   /** Liveness and readiness handlers (weft/lifecycle's). */

@@ -4,6 +4,8 @@ import type { Readable } from 'node:stream';
 import { finished } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { FilesError } from '../errors.ts';
+import { ThrottledLog } from '../log-throttle.ts';
+import { queueUnavailable } from '../outbox.ts';
 import { derivedKey, derivedPrefix, originalKey } from '../storage/types.ts';
 import { Inspector, jobsFor, sanitizeName, sniffType } from '../upload.ts';
 import type { AppDeps } from './app.ts';
@@ -52,7 +54,7 @@ function tooLarge(max: number): FilesError {
   return new FilesError('ERR_WEFT_FILES_TOO_LARGE', `The upload is larger than the limit of ${max} bytes`);
 }
 
-async function upload(deps: AppDeps, request: FastifyRequest, reply: FastifyReply) {
+async function upload(deps: AppDeps, request: FastifyRequest, reply: FastifyReply, errors: ThrottledLog) {
   const { config, storage, catalog, bus } = deps;
   const max = config.maxUpload;
   if (Number(request.headers['content-length']) > max) {
@@ -103,24 +105,34 @@ async function upload(deps: AppDeps, request: FastifyRequest, reply: FastifyRepl
     sha256: inspector.digest(),
     createdAt: Date.now(),
   };
-  let jobs: Awaited<ReturnType<typeof catalog.recordUpload>>;
+  let recorded: Awaited<ReturnType<typeof catalog.recordUpload>>;
   try {
-    jobs = await catalog.recordUpload(file, jobsFor(type), config.maxAttempts);
+    recorded = await catalog.recordUpload(file, jobsFor(type), config.maxAttempts);
   } catch (err) {
     await storage.delete(key);
     throw err;
   }
+  // `pending`: the queue was unavailable; the upload is durable and its jobs wait in the outbox for the relay.
+  const { jobs, pending } = recorded;
   // The upload is recorded: an event that cannot be published (Redis down) is logged, not answered with an error.
-  await bus
+  // With its jobs pending the queue's Redis (which carries the bus) has just failed: the answer does not wait for a
+  // second deadline on the event (queueing 1 s, then publishing 1 s, would miss the 2 s answer target).
+  const published = bus
     .publish('file.uploaded', {
       fileId: id,
       name: file.name,
       type,
       size: file.size,
-      jobs: jobs.map((j) => j.kind),
+      jobs: [...jobs.map((j) => j.kind), ...pending],
     })
-    .catch((err) => request.log.warn({ err }, 'publishing file.uploaded failed'));
-  deps.runner?.wake();
+    .then(
+      () => errors.recovered('publish', 'publishing file.uploaded works again'),
+      // The bus is on the queue's Redis: while it is away every upload (now accepted) fails here.
+      (err) => errors.failure('publish', err, 'publishing file.uploaded failed'),
+    );
+  if (pending.length === 0) await published;
+  if (pending.length > 0) deps.relay?.wake();
+  else deps.runner?.wake();
   reply.code(201).header('location', `/files/${id}`);
   return {
     id,
@@ -129,6 +141,7 @@ async function upload(deps: AppDeps, request: FastifyRequest, reply: FastifyRepl
     size: file.size,
     type,
     jobs: jobs.map((j) => ({ id: j.id, kind: j.kind, state: j.state })),
+    pending,
   };
 }
 
@@ -146,7 +159,8 @@ export function fileRoutes(app: FastifyInstance, deps: AppDeps): void {
     ? [(q: FastifyRequest, r: FastifyReply, done: () => void) => void shed(q, r, done), auth]
     : [auth];
 
-  app.post('/files', { onRequest: guards }, (request, reply) => upload(deps, request, reply));
+  const errors = new ThrottledLog(deps.log);
+  app.post('/files', { onRequest: guards }, (request, reply) => upload(deps, request, reply, errors));
 
   app.get('/files', async (request) => {
     const q = request.query as { limit?: string; before?: string };
@@ -166,12 +180,16 @@ export function fileRoutes(app: FastifyInstance, deps: AppDeps): void {
   app.get('/files/:id', { schema: { params: idParams } }, async (request) => {
     const { id } = request.params as { id: string };
     const file = await found(id);
+    // Kinds still in the outbox (the queue was away at upload) have no job yet: listed as `pending`. A row read
+    // just before its jobs were queued and it was deleted names kinds already listed as jobs: those are not pending.
+    const waiting = await catalog.pendingKinds(id);
     const jobs = await queue.list({ fileId: id, limit: 100 });
+    const pending = waiting.filter((kind) => !jobs.some((j) => j.kind === kind));
     const derived = (await catalog.derived(id)).map((d) => ({
       ...d,
       url: `${at}/files/${id}/derived/${encodeURIComponent(d.name)}`,
     }));
-    return { ...file, content: `${at}/files/${id}/content`, jobs, derived };
+    return { ...file, content: `${at}/files/${id}/content`, jobs, pending, derived };
   });
 
   app.get('/files/:id/content', { schema: { params: idParams } }, async (request, reply) => {
@@ -210,8 +228,21 @@ export function fileRoutes(app: FastifyInstance, deps: AppDeps): void {
     // finishes (a record whose bytes are gone is answered 404 for its content meanwhile).
     await storage.delete(originalKey(id));
     await storage.delete(derivedPrefix(id), { prefix: true });
+    // The record goes with its outbox row (jobs never queued are never queued now).
     if (!(await catalog.delete(id))) throw new FilesError('ERR_WEFT_FILES_NOT_FOUND', `No file ${id}`);
-    await queue.removeForFile(id);
+    // With the queue away the file is still deleted: a job of it left in the queue finds its file gone when it
+    // runs and removes itself (runner.ts), so the answer is 204 rather than a 503 whose retry would find nothing.
+    await queue.removeForFile(id).then(
+      () => errors.recovered('remove-jobs', "removing deleted files' jobs works again"),
+      (err: unknown) => {
+        if (!queueUnavailable(err)) throw err;
+        errors.failure(
+          'remove-jobs',
+          err,
+          "removing a deleted file's jobs failed (they remove themselves when run)",
+        );
+      },
+    );
     await bus
       .publish('file.deleted', { fileId: id })
       .catch((err) => request.log.warn({ err }, 'publishing file.deleted failed'));

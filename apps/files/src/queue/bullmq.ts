@@ -39,8 +39,8 @@ export interface BullQueueOptions {
   retryDelayMs: number;
   maxRetryDelayMs?: number;
   /**
-   * Longest adding an upload's jobs may take before it fails with `ERR_WEFT_FILES_REDIS` (the upload is answered
-   * 503 and not kept). Default 5 s.
+   * Longest adding an upload's jobs may take before it fails with `ERR_WEFT_FILES_REDIS` (the jobs then wait in the
+   * outbox). Default 5 s.
    */
   timeoutMs?: number;
   /** How often stalled jobs (their process died) are looked for. Default: `leaseMs`. */
@@ -62,6 +62,12 @@ export interface BullQueueOptions {
    * abandoned at its deadline that Redis carried out late). Default 1 s.
    */
   orphanGraceMs?: number;
+  /**
+   * How long an added job stays the answer to adding the same file's job of the same kind again (BullMQ's
+   * deduplication key, kept after the job finishes): the window in which a repeated `add` (the outbox relay after
+   * an answer was lost) cannot queue it twice. Default 24 h.
+   */
+  dedupTtlMs?: number;
 }
 
 interface Data {
@@ -135,6 +141,9 @@ interface Held {
 /** Default of `orphanGraceMs`. */
 const ORPHAN_GRACE_MS = 1_000;
 
+/** Default of `dedupTtlMs`. */
+const DEDUP_TTL_MS = 24 * 60 * 60 * 1_000;
+
 /**
  * @example
  * ```ts
@@ -173,6 +182,7 @@ export class BullQueue implements JobQueue {
       timeoutMs: 5_000,
       prefetch: true,
       orphanGraceMs: ORPHAN_GRACE_MS,
+      dedupTtlMs: DEDUP_TTL_MS,
       ...options,
     };
     // Reconnect at least once a second: BullMQ's default backs off exponentially to 20 s, so after an outage of a
@@ -261,8 +271,8 @@ export class BullQueue implements JobQueue {
   }
 
   /**
-   * Fails with `ERR_WEFT_FILES_REDIS` (503) when Redis does not take the jobs: the upload is then not recorded
-   * (see `recordThenQueue`) and the client is told to try again.
+   * Fails with `ERR_WEFT_FILES_REDIS` (mapped to `…_QUEUE_UNAVAILABLE` at the port) when Redis does not take the
+   * jobs: the upload's jobs then wait in the outbox (outbox.ts). Idempotent per file and kind for `dedupTtlMs`.
    */
   async add(fileId: string, kinds: readonly JobKind[], maxAttempts: number): Promise<Job[]> {
     // A file with nothing to process (a plain text upload) has no jobs; Redis refuses an empty SADD.
@@ -291,12 +301,21 @@ export class BullQueue implements JobQueue {
           backoff: { type: 'weft' },
           removeOnComplete: { count: this.#o.keepCompleted },
           removeOnFail: false,
+          // Set in the same script that adds the job (SET NX): adding this file's job of this kind again within the
+          // TTL returns the job already there. The outbox relay repeats an add whose answer was lost (a timeout, a
+          // crash before the SADD below); ids stay BullMQ's integers, which a custom jobId could not be.
+          deduplication: { id: `${fileId}.${kind}`, ttl: this.#o.dedupTtlMs },
         },
       })),
     )) as Bull[];
-    // Which jobs are a file's: for `GET /files/:id` and for deleting a file.
+    // Which jobs are a file's: for `GET /files/:id`, for deleting a file and for `hasJobs`. Written once every job
+    // is in: a file with members had all of its jobs added.
     await this.#redis.sadd(this.#fileKey(fileId), ...jobs.map((j) => j.id!));
     return jobs.map((j) => toJob(j, 'queued'));
+  }
+
+  async hasJobs(fileId: string): Promise<boolean> {
+    return (await this.#redis.scard(this.#fileKey(fileId))) > 0;
   }
 
   async removeForFile(fileId: string): Promise<void> {

@@ -70,6 +70,10 @@ export class SqliteQueue implements JobQueue {
     return transaction(this.#db, () => this.addSync(fileId, kinds, maxAttempts));
   }
 
+  async hasJobs(fileId: string): Promise<boolean> {
+    return this.#db.prepare('SELECT 1 FROM jobs WHERE file_id = ? LIMIT 1').get(fileId) !== undefined;
+  }
+
   async removeForFile(fileId: string): Promise<void> {
     this.#db.prepare('DELETE FROM jobs WHERE file_id = ?').run(fileId);
   }

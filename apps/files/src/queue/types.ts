@@ -39,8 +39,16 @@ export type JobCounts = Record<JobState, number>;
 export type FailOutcome = 'retrying' | 'dead' | 'lost';
 
 export interface JobQueue {
-  /** Queues one job per kind for `fileId`, in this order. */
+  /**
+   * Queues one job per kind for `fileId`, in this order. A remote queue makes it idempotent per file and kind (a
+   * repeat returns the jobs already queued), so a call whose answer was lost can be made again.
+   */
   add(fileId: string, kinds: readonly JobKind[], maxAttempts: number): Promise<Job[]>;
+  /**
+   * Whether jobs were queued for `fileId` (any state, even finished): the outbox relay asks before adding, so an
+   * upload whose jobs a previous relay added (without deleting its outbox row) is not queued twice.
+   */
+  hasJobs(fileId: string): Promise<boolean>;
   /** Removes every job of `fileId` (its file was deleted); a running one finds its file gone. */
   removeForFile(fileId: string): Promise<void>;
   /** Jobs waiting to run (queued, or waiting for a retry): load shedding and metrics read it. */
