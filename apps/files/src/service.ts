@@ -10,18 +10,15 @@ import type { Dashboard } from 'weft/dashboard';
 import type { MetricsSnapshot } from 'weft/metrics';
 import { Pool } from 'weft/pool';
 import { type Catalog, SqliteCatalog } from './catalog.ts';
-import { PgCatalog } from './catalog-pg.ts';
 import type { FilesConfig } from './config.ts';
 import { filesDashboard } from './dashboard.ts';
 import { openDatabase, retryBusy } from './db.ts';
 import { type EventBus, SqliteEventBus } from './events.ts';
-import { RedisEventBus } from './events-redis.ts';
 import { type AppDeps, buildApp } from './http/app.ts';
 import { ThrottledLog } from './log-throttle.ts';
 import type { Logger } from './logger.ts';
 import { OutboxRelay } from './outbox.ts';
 import { type ProcessorTasks, tasksUrl } from './processors/index.ts';
-import { BullQueue, parseQueueUrl } from './queue/bullmq.ts';
 import { SqliteQueue } from './queue/sqlite.ts';
 import type { JobQueue } from './queue/types.ts';
 import {
@@ -38,7 +35,6 @@ import {
 import { JobRunner } from './runner.ts';
 import { DiskStorage } from './storage/disk.ts';
 import { reportNoSpace } from './storage/no-space.ts';
-import { parseStorageUrl, S3Storage } from './storage/s3.ts';
 import type { Storage } from './storage/types.ts';
 
 export interface Service {
@@ -108,6 +104,12 @@ async function openBackends(
   // The adapters themselves, for the readiness checks and probes that run through their guard (not twice).
   const raw: { queue?: JobQueue; catalog?: Catalog } = {};
   if (config.queueUrl) {
+    // The remote adapters are loaded only when configured: BullMQ with ioredis, pg and the AWS SDK cost a process
+    // that does not use them some 30 MB of memory and their load time at every start.
+    const [{ BullQueue, parseQueueUrl }, { RedisEventBus }] = await Promise.all([
+      import('./queue/bullmq.ts'),
+      import('./events-redis.ts'),
+    ]);
     const bull = await BullQueue.open({
       url: config.queueUrl,
       leaseMs: config.leaseMs,
@@ -141,6 +143,7 @@ async function openBackends(
   // directly (up to the queue's deadline), then the relay's.
   const outbox = config.queueUrl ? { outboxLeaseMs: config.queueTimeout + 1_000 } : {};
   if (config.databaseUrl) {
+    const { PgCatalog } = await import('./catalog-pg.ts');
     const pg = await PgCatalog.open(config.databaseUrl, queue, {
       queryTimeoutMs: config.databaseTimeout,
       ...outbox,
@@ -192,11 +195,13 @@ export async function createService(
   try {
     backends = await openBackends(config, closers, guards);
     // Local disk by default; S3-compatible storage when STORAGE_URL says so (temp copies still go under dataDir).
-    const adapter = config.storageUrl
-      ? new S3Storage(parseStorageUrl(config.storageUrl), join(config.dataDir, 'tmp'), {
-          stallMs: config.storageTimeout,
-        })
-      : new DiskStorage(config.dataDir);
+    let adapter: Storage;
+    if (config.storageUrl) {
+      const { parseStorageUrl, S3Storage } = await import('./storage/s3.ts');
+      adapter = new S3Storage(parseStorageUrl(config.storageUrl), join(config.dataDir, 'tmp'), {
+        stallMs: config.storageTimeout,
+      });
+    } else adapter = new DiskStorage(config.dataDir);
     // A full disk is an answer (507), not an outage: reportNoSpace turns it into one inside the storage's guard.
     rawStorage = reportNoSpace(options.storage ? options.storage(adapter) : adapter);
     storage = resilient<Storage>(rawStorage, guards.storage, STORAGE_CALLS);

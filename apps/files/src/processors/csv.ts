@@ -10,9 +10,9 @@ import { type CsvError, type InfoRecord, type Options, type Parser, parse } from
 import type { TaskContext } from 'weft/pool/task';
 import { batch } from 'weft/stream';
 import { sanitiseColumns } from './columns.ts';
+import { isPostgresUrl } from './database-url.ts';
 import { CsvDecoder, type CsvDialect, decodeSample, detectDelimiter, SAMPLE_BYTES } from './dialect.ts';
 import { type CsvProblem, ProcessorError, requireInputFile } from './errors.ts';
-import { connectPg, isPostgresUrl, PgStagingTable } from './pg.ts';
 import { openDatabase, quoteIdent, type StagedRow, StagingTable } from './sqlite.ts';
 
 /** Input of `ingestCsv`. */
@@ -148,6 +148,8 @@ interface Sink {
 /** Connects to `database`, a SQLite file path or a PostgreSQL URL. */
 async function openSink(database: string, table: string): Promise<Sink> {
   if (isPostgresUrl(database)) {
+    // pg is loaded by the threads that write to PostgreSQL only (each pool thread would carry it otherwise).
+    const { connectPg, PgStagingTable } = await import('./pg.ts');
     const client = await connectPg(database);
     return {
       maxColumns: MAX_COLUMNS_PG,

@@ -13,18 +13,6 @@ const MAX_PARAMETERS = 65_535;
 const MAX_ROWS_PER_INSERT = 1_000;
 
 /**
- * True when `database` names a PostgreSQL database (a `postgres://` or `postgresql://` URL), not a SQLite file.
- *
- * @example
- * ```ts
- * isPostgresUrl('postgres://weft@db/files'); // true
- * ```
- */
-export function isPostgresUrl(database: string): boolean {
-  return /^postgres(?:ql)?:\/\//i.test(database);
-}
-
-/**
  * Opens one connection for a loader. A lock held longer than 5 s (a reader inside a long transaction on the
  * target table) fails the statement rather than stalling the job, as SQLite's busy_timeout does.
  *
