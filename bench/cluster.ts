@@ -324,7 +324,7 @@ function report(
   const d = matrixReport(matrix);
 
   const status = (ok: boolean) => (ok ? '**met**' : '**not met**');
-  return `A node:http service with keep-alive and a 5 ms async handler (\`bench/fixtures/cluster-app.mjs\`), loaded by autocannon with ${CONNECTIONS} connections on loopback; autocannon shares the 2 cores with the service. Every implementation runs for the whole area on its own port; each round measures them in rotated order; ${rounds} rounds, medians. weft runs from \`dist/\` (\`weft start --workers 2\`, the app drained by \`weft/lifecycle\`); PM2 ${pm2Version()} runs \`pm2 start -i 2 --wait-ready\` with the app written to its documented graceful pattern (\`process.send('ready')\` once listening; \`server.close()\` then exit on SIGINT); raw node:cluster forks 2 workers and re-forks on exit.
+  return `A node:http service with keep-alive and a 5 ms async handler (\`bench/fixtures/cluster-app.mjs\`), loaded by autocannon with ${CONNECTIONS} connections on loopback; autocannon shares the 2 cores with the service. For (a) and (b) every implementation runs for the whole area on its own port ((c) and (d) start it afresh for each sample); each round measures them in rotated order; ${rounds} rounds, medians. weft runs from \`dist/\` (\`weft start --workers 2\`, the app drained by \`weft/lifecycle\`); PM2 ${pm2Version()} runs \`pm2 start -i 2 --wait-ready\` with the app written to its documented graceful pattern (\`process.send('ready')\` once listening; \`server.close()\` then exit on SIGINT); raw node:cluster forks 2 workers and re-forks on exit.
 
 ### Targets
 
