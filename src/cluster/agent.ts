@@ -12,7 +12,7 @@ import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import {
   installSupervisorWord,
   SUPERVISOR_WORD_TIMEOUT,
-  supervisorWord,
+  type SupervisorWord,
 } from '../lifecycle/supervisor-word.ts';
 import { watchServers } from '../lifecycle/watch.ts';
 import { isWeftMessage, METRICS_REQUEST, type PrimaryMessage, type WorkerStats } from './protocol.ts';
@@ -31,7 +31,7 @@ function install(): void {
     waiting.clear();
   };
   process.once('disconnect', say);
-  installSupervisorWord({
+  const word: SupervisorWord = {
     wait(maxMs) {
       if (said || !process.connected) return Promise.resolve();
       return new Promise<void>((resolve) => {
@@ -44,7 +44,8 @@ function install(): void {
         waiting.add(done);
       });
     },
-  });
+  };
+  installSupervisorWord(word);
 
   process.on('message', (msg: unknown) => {
     if (!isWeftMessage(msg)) return;
@@ -90,7 +91,7 @@ function install(): void {
     }, interval).unref();
   }
 
-  drainWithoutLifecycle();
+  drainWithoutLifecycle(word);
 }
 
 /**
@@ -101,7 +102,7 @@ function install(): void {
  * One Ctrl-C or systemd stop signals every process of the group: the worker hears it, then its supervisor's SIGTERM.
  * So the drain starts once, whatever arrives, and SIGINT is left to the supervisor, which answers it with SIGTERM.
  */
-function drainWithoutLifecycle(): void {
+function drainWithoutLifecycle(word: SupervisorWord): void {
   const watch = watchServers();
   let draining = false;
   process.on('SIGINT', () => {});
@@ -115,7 +116,8 @@ function drainWithoutLifecycle(): void {
     }, timeout).unref();
     // As weft/lifecycle does under a supervisor: accept until the supervisor says so (it closed the shared
     // listening socket on a stop, or retires this worker), so no connection it accepted is left to no one.
-    void wordOrTimeout()
+    void word
+      .wait(SUPERVISOR_WORD_TIMEOUT)
       .then(() => watch.drain())
       .then(() => {
         // Other handles (a raw TCP server, the IPC channel) close with the worker's disconnect.
@@ -123,12 +125,6 @@ function drainWithoutLifecycle(): void {
         cluster.worker?.disconnect();
       });
   });
-}
-
-/** The supervisor's word (installed above), or its timeout. */
-function wordOrTimeout(): Promise<void> {
-  const word = supervisorWord();
-  return word ? word.wait(SUPERVISOR_WORD_TIMEOUT) : Promise.resolve();
 }
 
 /**

@@ -2,6 +2,7 @@ import type { Worker } from 'node:cluster';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '../lifecycle/index.ts';
 import type { ResolvedSuperviseOptions } from './options.ts';
+import { askToDrain } from './retire.ts';
 import type { Slot } from './slot.ts';
 
 /**
@@ -47,8 +48,7 @@ export class Liveness {
           { slot: slot.index, pid: w.process.pid, stuckMs: stuck },
           `worker ${slot.index} (pid ${w.process.pid}) has not answered for ${stuck} ms: killing it`,
         );
-        if (w.isConnected()) w.send({ weft: 'drain' }, undefined, () => {});
-        w.process.kill('SIGTERM');
+        askToDrain(w);
         setTimeout(() => {
           if (w.process.exitCode === null && w.process.signalCode === null) w.process.kill('SIGKILL');
         }, this.#options.hungKillGrace).unref();

@@ -2,6 +2,16 @@ import type { Worker } from 'node:cluster';
 import type { Logger } from '../lifecycle/index.ts';
 import type { Slot } from './slot.ts';
 
+/**
+ * Tells a worker to drain: the supervisor's word first (see lifecycle/supervisor-word.ts), then SIGTERM. A worker
+ * that already heard a stop signal (one sent to the whole group) waits for the word before it stops accepting; one
+ * that did not starts draining at once.
+ */
+export function askToDrain(worker: Worker): void {
+  if (worker.isConnected()) worker.send({ weft: 'drain' }, undefined, () => {});
+  worker.process.kill('SIGTERM');
+}
+
 /** Drains workers through their lifecycle, each once, and stops them all at the end. Internal. */
 export class Retirer {
   readonly #retiring = new Map<Worker, Promise<number>>();
@@ -25,10 +35,7 @@ export class Retirer {
         this.#retiring.delete(worker);
         resolve(code ?? 1);
       });
-      // The word first (see lifecycle/supervisor-word.ts): a worker that already heard a stop signal (one sent to
-      // the whole group) waits for it before it stops accepting, and one that did not starts draining at once.
-      if (worker.isConnected()) worker.send({ weft: 'drain' }, undefined, () => {});
-      worker.process.kill('SIGTERM');
+      askToDrain(worker);
     });
     this.#retiring.set(worker, done);
     return done;

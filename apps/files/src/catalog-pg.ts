@@ -181,7 +181,6 @@ export class PgCatalog implements Catalog {
   recordUpload(file: FileRecord, kinds: JobKind[], maxAttempts: number): Promise<Recorded> {
     const leaseMs = this.#outboxLeaseMs;
     if (leaseMs !== undefined && kinds.length > 0) {
-      const deleteRow = () => this.#pool.query('DELETE FROM weft_files_outbox WHERE file_id = $1', [file.id]);
       return recordWithOutbox(
         {
           // One statement, one transaction, one round trip: the record and its outbox row, or neither.
@@ -211,7 +210,7 @@ export class PgCatalog implements Catalog {
                DELETE FROM weft_files WHERE id = $1`,
               [file.id],
             ),
-          settle: deleteRow,
+          settle: () => this.deleteOutbox(file.id),
         },
         this.#queue,
         file.id,

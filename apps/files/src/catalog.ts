@@ -147,7 +147,6 @@ export class SqliteCatalog implements Catalog {
       const row = this.#db.prepare(
         'INSERT INTO outbox (file_id, kinds, max_attempts, created_at, lease_until) VALUES (?, ?, ?, ?, ?)',
       );
-      const deleteRow = () => this.#db.prepare('DELETE FROM outbox WHERE file_id = ?').run(file.id);
       return recordWithOutbox(
         {
           insert: async () =>
@@ -157,10 +156,10 @@ export class SqliteCatalog implements Catalog {
             }),
           remove: async () =>
             transaction(this.#db, () => {
-              deleteRow();
+              this.#db.prepare('DELETE FROM outbox WHERE file_id = ?').run(file.id);
               this.#db.prepare('DELETE FROM files WHERE id = ?').run(file.id);
             }),
-          settle: async () => deleteRow(),
+          settle: () => this.deleteOutbox(file.id),
         },
         queue,
         file.id,

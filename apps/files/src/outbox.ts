@@ -174,7 +174,7 @@ export class OutboxRelay {
         }
       } else {
         // The queue is away: no pass, but the backlog is still counted (the gauge matters most now).
-        this.#pending = await this.#o.catalog.outboxSize().catch(() => this.#pending);
+        await this.#count();
       }
       if (this.#closing) break;
       if (more || this.#nudged) {
@@ -216,9 +216,14 @@ export class OutboxRelay {
         await this.#relay(row);
       }
     } finally {
-      this.#pending = await catalog.outboxSize().catch(() => this.#pending);
+      await this.#count();
     }
     return rows.length === this.#o.batch;
+  }
+
+  /** Counts the rows waiting (a failed count keeps the last one). */
+  async #count(): Promise<void> {
+    this.#pending = await this.#o.catalog.outboxSize().catch(() => this.#pending);
   }
 
   async #relay(row: OutboxRow): Promise<void> {

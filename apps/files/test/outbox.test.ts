@@ -363,6 +363,16 @@ for (const [name, makeStore, skip] of [
         intervalMs: 20,
         idleMs: 20,
       });
+    /** Passes of `owner`'s relay until the outbox is empty: the first pass after the rows' lease ran out takes them. */
+    const relayUntilEmpty = (catalog: Catalog, queue: JobQueue, owner: string, what: string) =>
+      until(
+        async () => {
+          await relayOf(catalog, queue, owner).pass();
+          return (await catalog.outboxSize()) === 0;
+        },
+        5_000,
+        what,
+      );
 
     it('a relay that stopped between queueing and deleting the row does not queue twice', async () => {
       const [f] = await recordAway(1);
@@ -385,14 +395,7 @@ for (const [name, makeStore, skip] of [
       assert.equal(await catalog.outboxSize(), 1, 'the row is still there');
       // Its lease runs out; relay B finds the jobs queued and only deletes the row.
       const b = countingQueue(bull);
-      await until(
-        async () => {
-          await relayOf(catalog, b.queue, 'B').pass();
-          return (await catalog.outboxSize()) === 0;
-        },
-        5_000,
-        'relay B takes the row once A lease ran out',
-      );
+      await relayUntilEmpty(catalog, b.queue, 'B', 'relay B takes the row once A lease ran out');
       assert.equal(b.adds.get(f!.id), undefined, 'B did not add');
       // Relay C's add goes through but its answer is lost (a timeout): the row stays.
       const [g] = await recordAway(1);
@@ -413,14 +416,7 @@ for (const [name, makeStore, skip] of [
       // Relay D does not see the file's jobs (as if the add had stopped before recording them) and adds again: the
       // queue answers with the job already there (deduplicated per file and kind), nothing new runs.
       const lying = countingQueue(bull, async () => false);
-      await until(
-        async () => {
-          await relayOf(catalog, lying.queue, 'D').pass();
-          return (await catalog.outboxSize()) === 0;
-        },
-        5_000,
-        'relay D takes the row once C lease ran out',
-      );
+      await relayUntilEmpty(catalog, lying.queue, 'D', 'relay D takes the row once C lease ran out');
       assert.equal(lying.adds.get(g!.id), 1);
       for (const file of [f!, g!]) {
         const jobs = await bull.list({ fileId: file.id });

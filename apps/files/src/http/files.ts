@@ -130,9 +130,11 @@ async function upload(deps: AppDeps, request: FastifyRequest, reply: FastifyRepl
       // The bus is on the queue's Redis: while it is away every upload (now accepted) fails here.
       (err) => errors.failure('publish', err, 'publishing file.uploaded failed'),
     );
-  if (pending.length === 0) await published;
   if (pending.length > 0) deps.relay?.wake();
-  else deps.runner?.wake();
+  else {
+    await published;
+    deps.runner?.wake();
+  }
   reply.code(201).header('location', `/files/${id}`);
   return {
     id,
