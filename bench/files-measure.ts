@@ -3,14 +3,15 @@
  * per measurement against the service, the node:http baselines and bare sharp, each bounded in time.
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { mkdir, open, rename, writeFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import type { Input } from './files-data.ts';
-import { type ProcessPeak, sampleGroup } from './files-proc.ts';
-import type { CsvSample, E2eSample, ThumbSample, UploadSample } from './files-report.ts';
-import { type Group, getJson, type startService, until, uploadFile } from './files-service.ts';
+import { type ProcessPeak, sampleGroup, workersResident } from './files-proc.ts';
+import type { CsvSample, E2eSample, MemorySample, ThumbSample, UploadSample } from './files-report.ts';
+import { type Group, getJson, startService, until, uploadFile } from './files-service.ts';
 
 export const SIZES = {
   blobs: 10,
@@ -20,6 +21,9 @@ export const SIZES = {
   big: [4000, 3000] as const,
   csvRows: 1_000_000,
   e2ePerRound: 5,
+  memoryPhotos: 24,
+  /** Seconds idle before the idle reading, and after the photos before the last one. */
+  memoryIdleSeconds: [3, 20] as const,
   concurrency: 2,
 };
 
@@ -33,6 +37,7 @@ interface JobAnswer {
   id: number;
   state: string;
   createdAt: number;
+  startedAt: number | null;
   finishedAt: number | null;
   lastError: string | null;
   result: { rows?: number } | null;
@@ -203,6 +208,145 @@ export async function measureServiceThumbs(s: Service, photos: Input[]): Promise
     libvipsMsPerImage: (peaks.reduce((a, p) => a + p.libvipsCpu, 0) * 1000) / n,
     peaks,
   };
+}
+
+/** Warm-up images of the jobs-only measurement: one for each worker process, as bare sharp warms its one process. */
+export const JOBS_ONLY_WARMUP = 2;
+
+/**
+ * (2b) Image jobs alone, as bare sharp runs them: the photos (after {@link JOBS_ONLY_WARMUP} warm-up copies) are
+ * uploaded first through an upload-only node (`FILES_CONCURRENCY=0`), which is then stopped; a fresh service with 2
+ * workers is started on the same data directory and runs the queued jobs. Images/s counts from the first timed job's
+ * start to the last one's end (the runner's `startedAt` and `finishedAt`); CPU is every process of the service from
+ * its ready line to the last job, warm-up jobs and the start of the pool threads included, per job.
+ */
+export async function measureServiceJobsOnly(photos: Input[], scratch: string): Promise<ThumbSample> {
+  const dataDir = mkdtempSync(join(scratch, 'jobs-only-'));
+  try {
+    const inputs = [...photos.slice(0, JOBS_ONLY_WARMUP), ...photos];
+    const gateway = await startService({ FILES_DATA_DIR: dataDir, FILES_CONCURRENCY: '0' }, 1);
+    let answers: FileAnswer[];
+    try {
+      answers = await uploadAll<FileAnswer>(
+        inputs,
+        (i) => `${gateway.url}/files?name=photo-${i}.jpg`,
+        SIZES.concurrency,
+      );
+    } finally {
+      await gateway.stop();
+    }
+    const ids = answers.map((a) => a.jobs[0]!.id);
+    const service = await startService({ FILES_DATA_DIR: dataDir });
+    const sampler = sampleGroup(service.child.pid!);
+    let peaks: ProcessPeak[] | undefined;
+    let jobs: JobAnswer[];
+    try {
+      await until(
+        async () => {
+          const c = await counts(service);
+          if (c.dead > 0 || c.retrying > 0) throw new Error(`image jobs failed: ${JSON.stringify(c)}`);
+          return c.completed >= ids.length ? c : undefined;
+        },
+        300_000,
+        'every image job to complete',
+        250,
+      );
+      peaks = sampler.stop();
+      jobs = await jobsDone(service, ids, 10_000);
+    } finally {
+      peaks ??= sampler.stop();
+      await service.stop();
+    }
+    const timed = jobs.slice(JOBS_ONLY_WARMUP);
+    const firstStart = Math.min(...timed.map((j) => j.startedAt!));
+    const lastEnd = Math.max(...timed.map((j) => j.finishedAt!));
+    return {
+      perSecond: timed.length / ((lastEnd - firstStart) / 1000),
+      meanMs: timed.reduce((a, j) => a + (j.finishedAt! - j.startedAt!), 0) / timed.length,
+      cpuMsPerImage: (peaks.reduce((a, p) => a + p.cpu, 0) * 1000) / jobs.length,
+      libvipsMsPerImage: (peaks.reduce((a, p) => a + p.libvipsCpu, 0) * 1000) / jobs.length,
+      peaks,
+    };
+  } finally {
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * (5) Memory of the worker processes: a fresh service idle for a few seconds after its workers are ready, then
+ * {@link SIZES.memoryPhotos} photos uploaded 2 at a time and their image jobs run (peak sampled every 100 ms), then
+ * idle again. `env` is added to the service's environment (an allocator setting).
+ */
+export async function measureMemory(photos: Input[], env: Record<string, string>): Promise<MemorySample> {
+  const [before, afterIdle] = SIZES.memoryIdleSeconds;
+  const service = await startService(env);
+  try {
+    await new Promise((r) => setTimeout(r, before * 1000));
+    const idle = workersResident(service.child.pid!);
+    const sampler = sampleGroup(service.child.pid!);
+    let peaks: ProcessPeak[] | undefined;
+    let jobs: JobAnswer[];
+    try {
+      const answers = await uploadAll<FileAnswer>(
+        photos,
+        (i) => `${service.url}/files?name=photo-${i}.jpg`,
+        SIZES.concurrency,
+      );
+      const ids = answers.map((a) => a.jobs[0]!.id);
+      await until(
+        async () => {
+          const c = await counts(service);
+          if (c.dead > 0 || c.retrying > 0) throw new Error(`image jobs failed: ${JSON.stringify(c)}`);
+          return c.completed >= ids.length ? c : undefined;
+        },
+        300_000,
+        'every image job to complete',
+        250,
+      );
+      peaks = sampler.stop();
+      jobs = await jobsDone(service, ids, 10_000);
+    } finally {
+      peaks ??= sampler.stop();
+    }
+    const done = workersResident(service.child.pid!);
+    await new Promise((r) => setTimeout(r, afterIdle * 1000));
+    const later = workersResident(service.child.pid!);
+    const firstStart = Math.min(...jobs.map((j) => j.startedAt!));
+    const lastEnd = Math.max(...jobs.map((j) => j.finishedAt!));
+    const workers = peaks.filter((p) => !p.leader);
+    return {
+      idle,
+      peak: workers.map((p) => ({ pid: p.pid, rss: Math.max(p.sampled, p.hwm ?? 0), anon: p.anon })),
+      done,
+      later,
+      perSecond: jobs.length / ((lastEnd - firstStart) / 1000),
+      cpuMsPerImage: (peaks.reduce((a, p) => a + p.cpu, 0) * 1000) / jobs.length,
+    };
+  } finally {
+    await service.stop();
+  }
+}
+
+/**
+ * The allocator settings (5) compares: the service's (one glibc arena per worker, `apps/files/weft.config.mjs`),
+ * glibc's default, 2 arenas, and jemalloc where it is installed. The first is the one the targets are read from.
+ */
+export function allocators(): { name: string; env: Record<string, string> }[] {
+  const out: { name: string; env: Record<string, string> }[] = [
+    { name: 'glibc, MALLOC_ARENA_MAX=1 (the service’s setting)', env: { MALLOC_ARENA_MAX: '1' } },
+    // glibc's own default on 64-bit: 8 arenas per core.
+    {
+      name: 'glibc default (8 arenas per core)',
+      env: { MALLOC_ARENA_MAX: String(8 * availableParallelism()) },
+    },
+    { name: 'glibc, MALLOC_ARENA_MAX=2', env: { MALLOC_ARENA_MAX: '2' } },
+  ];
+  const jemalloc = [
+    '/usr/lib/x86_64-linux-gnu/libjemalloc.so.2',
+    '/usr/lib/aarch64-linux-gnu/libjemalloc.so.2',
+  ].find((p) => existsSync(p));
+  if (jemalloc) out.push({ name: 'jemalloc (LD_PRELOAD)', env: { LD_PRELOAD: jemalloc } });
+  return out;
 }
 
 interface BareResult {

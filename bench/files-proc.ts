@@ -120,3 +120,32 @@ export function sampleGroup(pgid: number): { stop(): ProcessPeak[] } {
     },
   };
 }
+
+/** Resident memory of one process now, bytes: VmRSS, its private part (RssAnon) and its proportional share (Pss). */
+export interface Resident {
+  pid: number;
+  rss: number;
+  anon: number;
+  /** Pss from /proc/<pid>/smaps_rollup: private pages plus each shared page divided by the processes sharing it. */
+  pss: number;
+}
+
+/** {@link Resident} of every process of the group but its leader (the workers under weft), by pid. */
+export function workersResident(pgid: number): Resident[] {
+  const out: Resident[] = [];
+  for (const pid of groupCpu(pgid).keys()) {
+    if (pid === pgid) continue;
+    let pss = 0;
+    try {
+      const m = /^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
+      pss = m ? Number(m[1]) * 1024 : 0;
+    } catch {}
+    out.push({
+      pid,
+      rss: (statusKb(pid, 'VmRSS') ?? 0) * 1024,
+      anon: (statusKb(pid, 'RssAnon') ?? 0) * 1024,
+      pss,
+    });
+  }
+  return out.sort((a, b) => a.pid - b.pid);
+}

@@ -1,6 +1,6 @@
 /** The markdown of the `files` benchmark area: targets, then one section per measurement. */
 import type { Input } from './files-data.ts';
-import type { ProcessPeak } from './files-proc.ts';
+import type { ProcessPeak, Resident } from './files-proc.ts';
 import type { Series } from './lib/harness.ts';
 import { fmt, median, table, times } from './lib/stats.ts';
 
@@ -28,6 +28,16 @@ export interface ThumbSample {
   bare?: { libvipsThreads: number; maxRssBytes: number };
 }
 
+/** (5) The workers' memory: idle, at the peak of the photos' jobs, once they are done, and after idling again. */
+export interface MemorySample {
+  idle: Resident[];
+  peak: { pid: number; rss: number; anon: number }[];
+  done: Resident[];
+  later: Resident[];
+  perSecond: number;
+  cpuMsPerImage: number;
+}
+
 export interface CsvSample {
   rows: number;
   uploadSeconds: number;
@@ -51,6 +61,7 @@ type Subject = { name: string };
 
 export interface ReportInput {
   rounds: number;
+  memoryPhotos: number;
   inputs: { blobs: Input[]; photos: Input[]; big: Input; csv: Input };
   uploads: Map<Subject & { kind: 'service' | 'sink' }, Series<UploadSample>>;
   thumbs: Map<Subject, Series<ThumbSample>>;
@@ -58,11 +69,17 @@ export interface ReportInput {
   durableMs: number;
   csvs: Map<Subject, Series<CsvSample>>;
   e2e: Map<Subject, Series<E2eSample>>;
+  memory: Map<Subject, Series<MemorySample>>;
 }
 
 /** RSS ceiling per process while uploading (issue 6), and the service's share of bare sharp's image rate. */
 const RSS_TARGET = 200e6;
 const THUMB_TARGET = 0.9;
+/** Issue 17: image jobs alone (inputs already stored) against bare sharp at the same parallelism. */
+const JOBS_TARGET = 0.95;
+/** Issue 17: an idle worker, and a worker after the photos' jobs, in VmRSS. */
+const IDLE_TARGET = 90e6;
+const AFTER_TARGET = 180e6;
 
 const mb = (bytes: number) => `${fmt(bytes / 1e6)} MB`;
 const peakOf = (p: ProcessPeak) => Math.max(p.sampled, p.hwm ?? 0);
@@ -165,8 +182,15 @@ function paired(
   return Array.from({ length: n }, (_, i) => f(svc!.samples[i]!) / f(bare!.samples[i]!));
 }
 
-function thumbSection(r: ReportInput): { markdown: string; ratio: number; cells: string } {
+function thumbSection(r: ReportInput): {
+  markdown: string;
+  ratio: number;
+  cells: string;
+  jobsRatio: number;
+  jobsCells: string;
+} {
   const svc = find(r.thumbs, 'weft files (2 workers)');
+  const jobsOnly = find(r.thumbs, 'weft files, jobs only');
   const bare = find(r.thumbs, 'bare sharp');
   const med = (s: Series<ThumbSample> | undefined, f: (x: ThumbSample) => number | undefined) =>
     median((s?.samples ?? []).map(f).filter((v): v is number => v !== undefined));
@@ -174,6 +198,9 @@ function thumbSection(r: ReportInput): { markdown: string; ratio: number; cells:
   const ratio = median(ratios);
   const withUpload = paired(svc, bare, (x) => x.perSecondWithUpload ?? x.perSecond);
   const cpuRatios = paired(svc, bare, (x) => x.cpuMsPerImage);
+  const jobsRatios = paired(jobsOnly, bare, (x) => x.perSecond);
+  const jobsRatio = median(jobsRatios);
+  const jobsCpuRatios = paired(jobsOnly, bare, (x) => x.cpuMsPerImage);
   const threads = bare?.samples[0]?.bare?.libvipsThreads;
   const workers = byProcess(svc?.samples ?? []);
   const list = (v: number[]) => v.map((x) => times(x)).join(', ');
@@ -197,6 +224,15 @@ function thumbSection(r: ReportInput): { markdown: string; ratio: number; cells:
       [...workers.values()].map((p) => mb(p.peak)).join(' / '),
     ],
     [
+      '**weft files, jobs only**: stored first, then run by a fresh service (after 2 warm-up jobs)',
+      fmt(med(jobsOnly, (x) => x.perSecond)),
+      perRound(jobsOnly, (x) => fmt(x.perSecond)),
+      `${times(jobsRatio)} (${list(jobsRatios)})`,
+      fmt(med(jobsOnly, (x) => x.meanMs)),
+      `${fmt(med(jobsOnly, (x) => x.cpuMsPerImage))} (${times(median(jobsCpuRatios))}; warm-up jobs and thread start included)`,
+      [...byProcess(jobsOnly?.samples ?? []).values()].map((p) => mb(p.peak)).join(' / '),
+    ],
+    [
       `**weft files**, first upload byte → last job done (upload ${fmt(med(svc, (x) => x.uploadSeconds))} s)`,
       fmt(med(svc, (x) => x.perSecondWithUpload)),
       perRound(svc, (x) => fmt(x.perSecondWithUpload ?? Number.NaN)),
@@ -211,17 +247,18 @@ function thumbSection(r: ReportInput): { markdown: string; ratio: number; cells:
   const svcVips = med(svc, (x) => x.libvipsMsPerImage);
   const bareVips = med(bare, (x) => x.libvipsMsPerImage);
   const signed = (v: number) => `${v >= 0 ? '+' : ''}${fmt(v)}`;
-  const pays = `What the service pays per image that bare sharp does not, in CPU time (medians over rounds): ${fmt(svcCpu)} ms in all its processes, uploads and this benchmark's polls included, against ${fmt(bareCpu)} ms in bare sharp's process (${signed(svcCpu - bareCpu)} ms). Of these, libvips' worker threads, where the pixel work runs, used ${fmt(svcVips)} ms against ${fmt(bareVips)} ms (${signed(svcVips - bareVips)}); everything else used ${fmt(svcCpu - svcVips)} ms against ${fmt(bareCpu - bareVips)} ms (${signed(svcCpu - svcVips - (bareCpu - bareVips))}). That remainder is the service: it received, hashed, fsynced and recorded each upload; a job reads its file's row and stats the original, makes and removes a scratch folder, crosses to its pool thread and back (structured clone), writes each output flushed and renamed, moves it into storage with another fsync, a rename and a directory fsync, records the outputs and completes the job in SQLite (WAL) and appends a \`job.completed\` event; and the HTTP server, event-loop and metrics timers and GC run beside it. The durable writes of one image's two outputs alone, measured beside on the same disk (16 kB and 500 kB), take ${fmt(r.durableMs)} ms of wall time (median of 10), mostly waiting on the disk. A job is claimed at once: the worker that took the upload wakes its runner (the other one polls every 250 ms).`;
+  const pays = `What the service pays per image that bare sharp does not, in CPU time (medians over rounds): ${fmt(svcCpu)} ms in all its processes, uploads and this benchmark's polls included, against ${fmt(bareCpu)} ms in bare sharp's process (${signed(svcCpu - bareCpu)} ms). Of these, libvips' worker threads, where the pixel work runs, used ${fmt(svcVips)} ms against ${fmt(bareVips)} ms (${signed(svcVips - bareVips)}); everything else used ${fmt(svcCpu - svcVips)} ms against ${fmt(bareCpu - bareVips)} ms (${signed(svcCpu - svcVips - (bareCpu - bareVips))}). That remainder is the service: it received, hashed, fsynced and recorded each upload; a job reads its file's row and stats the original, makes and removes a scratch folder, crosses to its pool thread and back (structured clone), writes each output and renames it, moves it into storage with another fsync, a rename and a directory fsync, records the outputs and completes the job in SQLite (WAL) and appends a \`job.completed\` event; and the HTTP server, event-loop and metrics timers and GC run beside it. The durable writes of one image's two outputs alone, measured beside on the same disk (16 kB and 500 kB), take ${fmt(r.durableMs)} ms of wall time (median of 10), mostly waiting on the disk. A job is claimed at once: the worker that took the upload wakes its runner (the other one polls every 250 ms).`;
   const sizes = r.inputs.photos.map((p) => p.size);
   const markdown = `### (2) Thumbnails per second against bare sharp
 
-${r.inputs.photos.length} generated JPEGs of 3000×2000 (quality 90, gradients, texture and noise; every fourth with EXIF orientation 6; ${mb(Math.min(...sizes))} to ${mb(Math.max(...sizes))}). Each gets what \`processors/images.ts\` makes: metadata, a 256×256 cover thumbnail and a copy that fits in 1920×1920, auto-rotated, WebP quality 80. The service: all uploaded 2 at a time, then polled (\`GET /jobs\`) until every image job completed; a job's start is its \`finishedAt\` minus its run time from its \`job.completed\` event. Bare sharp (\`bench/fixtures/files-sharp.ts\`): the same calls in one fresh process, 2 images at a time, after one untimed warm-up image. The ratio is the median of the per-round ratios (the two subjects run back to back in each round, so they share that round's background load). Per image: the runner's job time in the service, one image's time in bare sharp. Higher images/s is better.
+${r.inputs.photos.length} generated JPEGs of 3000×2000 (quality 90, gradients, texture and noise; every fourth with EXIF orientation 6; ${mb(Math.min(...sizes))} to ${mb(Math.max(...sizes))}). Each gets what \`processors/images.ts\` makes: metadata, a 256×256 cover thumbnail and a copy that fits in 1920×1920, auto-rotated, WebP quality 80. The service: all uploaded 2 at a time, then polled (\`GET /jobs\`) until every image job completed; a job's start is its \`finishedAt\` minus its run time from its \`job.completed\` event. The jobs-only row is the comparison bare sharp makes, which finds its inputs on disk: each round, the photos (after 2 warm-up copies, one for each worker process) are uploaded through an upload-only node (\`FILES_CONCURRENCY=0\`), which is then stopped, and a fresh service with 2 workers runs the queued jobs; images/s counts from the first timed job's start to the last one's end. Bare sharp (\`bench/fixtures/files-sharp.ts\`): the same calls in one fresh process, 2 images at a time, after one untimed warm-up image. The ratio is the median of the per-round ratios (the two subjects run back to back in each round, so they share that round's background load). Per image: the runner's job time in the service, one image's time in bare sharp. Higher images/s is better.
 
 ${table(['Subject', 'images/s (median)', 'per round', '÷ bare sharp (per round)', 'ms per image', 'CPU ms per image (÷ bare)', 'peak RSS'], rows)}
 
 ${pays}`;
   const cells = `${fmt(med(svc, (x) => x.perSecond))} vs ${fmt(med(bare, (x) => x.perSecond))} images/s; per round ${list(ratios)}. CPU per image, bare ÷ service: ${((bareCpu / svcCpu) * 100).toFixed(1)} %`;
-  return { markdown, ratio, cells };
+  const jobsCells = `${fmt(med(jobsOnly, (x) => x.perSecond))} vs ${fmt(med(bare, (x) => x.perSecond))} images/s; per round ${list(jobsRatios)}`;
+  return { markdown, ratio, cells, jobsRatio, jobsCells };
 }
 
 function csvSection(r: ReportInput): string {
@@ -242,6 +279,42 @@ function csvSection(r: ReportInput): string {
 A generated CSV of ${fmt(s?.samples[0]?.rows ?? Number.NaN)} rows and 6 columns (id, name, email, city, amount, timestamp), uploaded once per round; the job loads it into SQLite (\`csv_<id>\`, in batches of 1,000 rows). Rows/s counts from the upload's 201 (the job's \`createdAt\`) to the job's \`finishedAt\`; the run time is the runner's, from its \`job.completed\` event. The table is dropped (\`DELETE /files/:id\`) after each round.
 
 ${table(['File MB', 'upload', 'upload done → job completed', 'rows/s (median)', 'job run time', 'rows/s per round'], rows)}`;
+}
+
+/** The highest of the workers' values of one reading, median over rounds. */
+function worstWorker(s: Series<MemorySample> | undefined, f: (x: MemorySample) => number[]): number {
+  return median((s?.samples ?? []).map((x) => Math.max(...f(x))));
+}
+
+function memorySection(r: ReportInput): { markdown: string; idle: number; after: number; cells: string } {
+  const rows = [...r.memory].map(([subject, series]) => {
+    const w = (f: (x: MemorySample) => number[]) => worstWorker(series, f);
+    return [
+      subject.name,
+      `${mb(w((x) => x.idle.map((p) => p.rss)))} (${mb(w((x) => x.idle.map((p) => p.pss)))}, ${mb(w((x) => x.idle.map((p) => p.anon)))})`,
+      `${mb(w((x) => x.peak.map((p) => p.rss)))} (private ${mb(w((x) => x.peak.map((p) => p.anon)))})`,
+      `${mb(w((x) => x.done.map((p) => p.rss)))} (${mb(w((x) => x.done.map((p) => p.pss)))}, ${mb(w((x) => x.done.map((p) => p.anon)))})`,
+      `${mb(w((x) => x.later.map((p) => p.rss)))} (${mb(w((x) => x.later.map((p) => p.pss)))}, ${mb(w((x) => x.later.map((p) => p.anon)))})`,
+      fmt(median(series.samples.map((x) => x.perSecond))),
+      fmt(median(series.samples.map((x) => x.cpuMsPerImage))),
+    ];
+  });
+  const base = [...r.memory][0]?.[1];
+  const idle = worstWorker(base, (x) => x.idle.map((p) => p.rss));
+  const after = worstWorker(base, (x) => x.done.map((p) => p.rss));
+  const later = worstWorker(base, (x) => x.later.map((p) => p.rss));
+  const [before, afterIdle] = [3, 20];
+  const markdown = `### (5) Memory of a worker: idle, through ${r.memoryPhotos} photos, and after
+
+A fresh service (2 workers, compiled) for each allocator and round: idle ${before} s after its workers are ready, then ${r.memoryPhotos} of the photos above uploaded 2 at a time and their image jobs run, then idle ${afterIdle} s. Each cell is the worker with the most memory, median over rounds: VmRSS, then in parentheses its proportional share (Pss: private pages, plus each page it shares with the other processes, the node binary's and libvips' code above all, divided by how many map it) and its private memory (RssAnon). The peak is VmRSS sampled every 100 ms and VmHWM. Images/s from the first job's start to the last one's end; CPU of every process of the service per image.
+
+${table(['Allocator', 'idle (Pss, private)', 'peak during the jobs', 'jobs done (Pss, private)', `${afterIdle} s later (Pss, private)`, 'images/s', 'CPU ms per image'], rows)}`;
+  return {
+    markdown,
+    idle,
+    after,
+    cells: `idle ${mb(idle)}; after the photos ${mb(after)}, ${mb(later)} ${afterIdle} s later (the service's setting, one malloc arena per worker)`,
+  };
 }
 
 function e2eSection(r: ReportInput): string {
@@ -294,6 +367,7 @@ ${failed.length ? `\n${failed.join('\n')}\n` : ''}`;
 export function report(r: ReportInput): string {
   const up = uploadSection(r);
   const th = thumbSection(r);
+  const mem = memorySection(r);
   return `\`apps/files\` under \`weft start apps/files/src/server.ts --workers 2\` (from source, \`--conditions=weft-source\`, as the tests run it; default settings, so each worker has 1 pool thread and libvips 1 thread), its own data directory on the local disk, requests over loopback from the benchmark's process, which shares the 2 cores with it. Every service measurement starts on an idle service; ${r.rounds} round${r.rounds === 1 ? '' : 's'}, subjects in rotated order within each round, medians. The load average above includes this benchmark's own work (about 2 while it runs on 2 cores); more than that means other processes competed for the cores, which slows every wall-clock figure here (MB/s, images/s, ms) by different amounts from one measurement to the next — compare the per-round ratios and the CPU times rather than single numbers.
 
 ### Targets
@@ -302,6 +376,9 @@ export function report(r: ReportInput): string {
 | --- | --- | --- | --- |
 | Peak RSS per process while uploading 1 GB | < ${mb(RSS_TARGET)} | ${up.cells} | ${status(up.worst < RSS_TARGET)} |
 | Thumbnails: service ÷ bare sharp (median of per-round ratios) | ≥ ${THUMB_TARGET * 100} % | ${(th.ratio * 100).toFixed(1)} % (${th.cells}) | ${status(th.ratio >= THUMB_TARGET)} |
+| Image jobs alone (inputs stored first) ÷ bare sharp | ≥ ${JOBS_TARGET * 100} % | ${(th.jobsRatio * 100).toFixed(1)} % (${th.jobsCells}) | ${status(th.jobsRatio >= JOBS_TARGET)} |
+| An idle worker's VmRSS | ≤ ${mb(IDLE_TARGET)} | ${mb(mem.idle)} | ${status(mem.idle <= IDLE_TARGET)} |
+| A worker's VmRSS once ${r.memoryPhotos} photos' jobs are done | ≤ ${mb(AFTER_TARGET)} | ${mem.cells} | ${status(mem.after <= AFTER_TARGET)} |
 
 ${up.markdown}
 
@@ -309,5 +386,7 @@ ${th.markdown}
 
 ${csvSection(r)}
 
-${e2eSection(r)}`;
+${e2eSection(r)}
+
+${mem.markdown}`;
 }

@@ -1,6 +1,6 @@
 /**
- * The file service as the `files` benchmark runs it: `weft start apps/files/src/server.ts --workers 2` from source
- * (as the tests and `npm start` do), in its own process group with its own data and runtime directories; plus the
+ * The file service as the `files` benchmark runs it: `weft start apps/files/dist/server.js --workers 2`, compiled
+ * (as a deployment runs it), in its own process group with its own data and runtime directories; plus the
  * HTTP client calls the benchmark makes.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -13,8 +13,12 @@ import { within } from './lib/harness.ts';
 import { freePort, killGroup } from './lib/process.ts';
 
 const root = new URL('..', import.meta.url).pathname;
-const CLI = join(root, 'src/cli/weft.ts');
-const SERVER = join(root, 'apps/files/src/server.ts');
+// Compiled JavaScript, as production runs it (`npm run bench` builds `dist/` and `apps/files/dist/` first): type
+// stripping at load costs each process about 17 MB and start-up time that a deployment does not pay.
+const CLI = join(root, 'dist/cli/weft.js');
+const SERVER = join(root, 'apps/files/dist/server.js');
+/** The service's supervisor settings, as `npm start` uses them (one malloc arena per worker). */
+const CONFIG = join(root, 'apps/files/weft.config.mjs');
 
 /** A process group the benchmark started, and how to end it. */
 export interface Group {
@@ -73,7 +77,7 @@ export async function startService(
     WEFT_RUNTIME_DIR: join(base, 'run'),
     ...extra,
   };
-  const args = ['--conditions=weft-source', CLI, 'start', SERVER, '--workers', String(workers)];
+  const args = [CLI, 'start', SERVER, '--config', CONFIG, '--workers', String(workers)];
   const name = `files-bench-${process.pid}-${++services}`;
   const child = spawn(process.execPath, [...args, '--name', name], {
     env,

@@ -10,11 +10,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeBlobs, makeCsv, makeJpeg, makeJpegs } from './files-data.ts';
 import {
+  allocators,
   bareSharp,
   clearDir,
   durableOutputsMs,
   measureCsv,
+  measureMemory,
   measureServiceE2e,
+  measureServiceJobsOnly,
   measureServiceThumbs,
   measureUpload,
   SIZES,
@@ -82,11 +85,13 @@ export async function run({ rounds, log }: AreaOptions): Promise<string> {
     log(`  (2) ${SIZES.photos} photos: the service against bare sharp`);
     const paths = photos.map((p) => p.path);
     const thumbs = await alternate(
-      [{ name: 'weft files (2 workers)' }, { name: 'bare sharp' }],
+      [{ name: 'weft files (2 workers)' }, { name: 'weft files, jobs only' }, { name: 'bare sharp' }],
       rounds,
       async (subject): Promise<ThumbSample> => {
         let sample: ThumbSample;
-        if (subject.name === 'bare sharp') {
+        if (subject.name === 'weft files, jobs only') {
+          sample = await within(measureServiceJobsOnly(photos, scratch), 600_000, 'service jobs only');
+        } else if (subject.name === 'bare sharp') {
           const r = await bareSharp(paths, SIZES.concurrency, scratch);
           const meanMs = r.images.reduce((a, b) => a + b.ms, 0) / r.images.length;
           sample = {
@@ -137,9 +142,30 @@ export async function run({ rounds, log }: AreaOptions): Promise<string> {
       log,
     );
 
+    log(`  (5) memory: idle, ${SIZES.memoryPhotos} photos, idle again`);
+    const memory = await alternate(
+      allocators(),
+      rounds,
+      async (a) => {
+        const sample = await within(
+          measureMemory(photos.slice(0, SIZES.memoryPhotos), a.env),
+          600_000,
+          `memory, ${a.name}`,
+        );
+        const max = (v: { rss: number }[]) => `${fmt(Math.max(...v.map((p) => p.rss)) / 1e6)} MB`;
+        log(
+          `    ${a.name}: idle ${max(sample.idle)}, peak ${max(sample.peak)}, done ${max(sample.done)}, later ${max(sample.later)}`,
+        );
+        return sample;
+      },
+      log,
+    );
+
     const inputs = { blobs, photos, big, csv };
     return report({
       rounds,
+      memoryPhotos: SIZES.memoryPhotos,
+      memory,
       inputs,
       uploads,
       thumbs,

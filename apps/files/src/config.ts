@@ -36,7 +36,10 @@ export interface FilesConfig {
   csvMaxBadRows: number;
   /** sharp's pixel limit per image (pixel bombs). Default 100 000 000. */
   limitInputPixels: number;
-  /** Jobs run at once per process. Default: the process's thread budget (`WEFT_THREADS`), else 1. */
+  /**
+   * Jobs run at once per process. Default: the process's thread budget (`WEFT_THREADS`), else 1. 0 makes an
+   * upload-only node: it takes uploads and serves reads, and leaves every job to the processes that run them.
+   */
   concurrency: number;
   /** Deadline of a graceful stop. Default 30 s. */
   shutdownTimeout: number;
@@ -262,7 +265,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     'maxUpload',
     'maxAttempts',
     'leaseMs',
-    'concurrency',
     'jobTimeoutMs',
     'pollMs',
     'uploadIdleTimeout',
@@ -275,6 +277,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
   ] as const) {
     if (config[key] < 1) throw bad(key, 'config', 'at least 1', config[key]);
   }
+  if (config.concurrency < 0) throw bad('concurrency', 'config', 'at least 0', config.concurrency);
   if (config.queueUrl !== undefined && !/^rediss?:\/\//.test(config.queueUrl)) {
     throw bad('queueUrl', 'config', 'a redis:// or rediss:// URL', redact(config.queueUrl));
   }

@@ -226,9 +226,10 @@ export async function createService(
   }
   const pool = new Pool<ProcessorTasks>({
     filename: tasksUrl,
-    maxThreads: config.concurrency,
+    // An upload-only node (concurrency 0) starts no thread: the pool's threads start with the first task.
+    maxThreads: Math.max(1, config.concurrency),
     // Threads read the process's budget to size libvips' own thread pool (processors/images.ts).
-    env: { ...process.env, WEFT_THREADS: String(config.concurrency) },
+    env: { ...process.env, WEFT_THREADS: String(Math.max(1, config.concurrency)) },
     // sharp cannot be interrupted mid-image, and terminating a thread inside libvips can take the process down:
     // a cancelled image task is left to finish (its result is dropped) rather than killed.
     cancelGrace: config.jobTimeoutMs,
@@ -284,7 +285,7 @@ export async function createService(
     dashboard,
     ...options.http,
   });
-  if (options.runJobs !== false) runner.start();
+  if (options.runJobs !== false && config.concurrency > 0) runner.start();
   if (options.relay !== false) relay?.start();
   let closed: Promise<void> | undefined;
   return {

@@ -67,6 +67,9 @@ export async function startCluster(
       cli,
       'start',
       server,
+      // The service's supervisor settings, as `npm start` uses them.
+      '--config',
+      new URL('../weft.config.mjs', import.meta.url).pathname,
       '--workers',
       String(workers),
       '--name',

@@ -207,13 +207,15 @@ async function writeVariant(job: ImageJobInput, variant: Variant): Promise<Deriv
 }
 
 /**
- * Writes to a unique temp name in the same folder, flushed to disk, then renames over `path`: readers see the old
- * file or the new one, never a half-written one, and a re-run simply replaces the previous output.
+ * Writes to a unique temp name in the same folder, then renames over `path`: readers see the old file or the new
+ * one, never a half-written one, and a re-run simply replaces the previous output. Not flushed here: the job runner
+ * stores each output through the storage port, which fsyncs it (local disk) or uploads it (S3), so flushing in the
+ * pool thread would only hold the thread while the disk works.
  */
 async function writeAtomically(path: string, data: Uint8Array): Promise<void> {
   const temp = `${path}.${randomUUID()}.tmp`;
   try {
-    await writeFile(temp, data, { flush: true });
+    await writeFile(temp, data);
     await rename(temp, path);
   } catch (err) {
     await rm(temp, { force: true });

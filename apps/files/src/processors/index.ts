@@ -23,7 +23,11 @@ export function loadSharp(): Promise<unknown> {
 }
 
 /** The task module, for the pool's `filename`. */
-export const tasksUrl: URL = new URL('./tasks.ts', import.meta.url);
+// Compiled to `dist/`, this module is `index.js` and its tasks are `tasks.js`.
+export const tasksUrl: URL = new URL(
+  import.meta.url.endsWith('.ts') ? './tasks.ts' : './tasks.js',
+  import.meta.url,
+);
 
 /** The task module's type, for `new Pool<ProcessorTasks>(...)`. */
 export type ProcessorTasks = typeof import('./tasks.ts');
