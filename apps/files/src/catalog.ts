@@ -107,6 +107,11 @@ export interface CatalogOptions {
    * time its jobs take to be queued directly, the queue's deadline and some), then any relay's to take.
    */
   outboxLeaseMs?: number;
+  /**
+   * SQLite only: makes the commits so far durable (`walSync` of the database), awaited after each write whose outcome
+   * is reported (an upload recorded, outputs recorded, a file deleted). Default: nothing.
+   */
+  sync?: () => Promise<void>;
 }
 
 /** `kinds` as stored in an outbox row, and back. */
@@ -120,12 +125,32 @@ export class SqliteCatalog implements Catalog {
   readonly csvDatabase: string;
 
   readonly #outboxLeaseMs: number | undefined;
+  readonly #sync: () => Promise<void>;
 
   constructor(db: DatabaseSync, queue: JobQueue, path: string, options: CatalogOptions = {}) {
     this.#db = db;
     this.#queue = queue;
     this.csvDatabase = path;
     this.#outboxLeaseMs = options.outboxLeaseMs;
+    this.#sync = options.sync ?? (async () => {});
+  }
+
+  /**
+   * The upload's record (and its jobs or outbox row), committed and then made durable. Should the sync fail (the
+   * disk failed), the record is removed again before the error goes up: the route deletes the bytes and answers an
+   * error, and no record may point to them.
+   */
+  async #durable<T>(write: () => T, undo: () => void): Promise<T> {
+    const result = transaction(this.#db, write);
+    try {
+      await this.#sync();
+    } catch (err) {
+      try {
+        transaction(this.#db, undo);
+      } catch {}
+      throw err;
+    }
+    return result;
   }
 
   async recordUpload(file: FileRecord, kinds: JobKind[], maxAttempts: number): Promise<Recorded> {
@@ -135,11 +160,16 @@ export class SqliteCatalog implements Catalog {
         .run(file.id, file.name, file.type, file.size, file.sha256, file.createdAt);
     // The embedded queue shares the database: the record and its jobs go in one transaction.
     const queue = this.#queue;
+    const removeRecord = () => {
+      this.#db.prepare('DELETE FROM jobs WHERE file_id = ?').run(file.id);
+      this.#db.prepare('DELETE FROM outbox WHERE file_id = ?').run(file.id);
+      this.#db.prepare('DELETE FROM files WHERE id = ?').run(file.id);
+    };
     if (queue instanceof SqliteQueue) {
-      const jobs = transaction(this.#db, () => {
+      const jobs = await this.#durable(() => {
         insert();
         return queue.addSync(file.id, kinds, maxAttempts);
-      });
+      }, removeRecord);
       return { jobs, pending: [] };
     }
     const leaseMs = this.#outboxLeaseMs;
@@ -149,11 +179,11 @@ export class SqliteCatalog implements Catalog {
       );
       return recordWithOutbox(
         {
-          insert: async () =>
-            transaction(this.#db, () => {
+          insert: () =>
+            this.#durable(() => {
               insert();
               row.run(file.id, kindsColumn(kinds), maxAttempts, file.createdAt, Date.now() + leaseMs);
-            }),
+            }, removeRecord),
           remove: async () =>
             transaction(this.#db, () => {
               this.#db.prepare('DELETE FROM outbox WHERE file_id = ?').run(file.id);
@@ -168,7 +198,7 @@ export class SqliteCatalog implements Catalog {
       );
     }
     return recordThenQueue(
-      async () => void insert(),
+      () => this.#durable(() => void insert(), removeRecord),
       async () => this.#db.prepare('DELETE FROM files WHERE id = ?').run(file.id),
       queue,
       file.id,
@@ -191,7 +221,7 @@ export class SqliteCatalog implements Catalog {
 
   async setDerived(fileId: string, outputs: DerivedRecord[]): Promise<boolean> {
     // One transaction with the check: a delete (also a write transaction) runs wholly before or after it.
-    return transaction(this.#db, () => {
+    const kept = transaction(this.#db, () => {
       if (!this.#db.prepare('SELECT 1 FROM files WHERE id = ?').get(fileId)) return false;
       const put = this.#db.prepare(
         'INSERT OR REPLACE INTO derived (file_id, name, type, size, width, height) VALUES (?, ?, ?, ?, ?, ?)',
@@ -199,6 +229,8 @@ export class SqliteCatalog implements Catalog {
       for (const o of outputs) put.run(fileId, o.name, o.type, o.size, o.width, o.height);
       return true;
     });
+    await this.#sync();
+    return kept;
   }
 
   async derived(fileId: string): Promise<DerivedRecord[]> {
@@ -216,7 +248,7 @@ export class SqliteCatalog implements Catalog {
 
   async delete(id: string): Promise<boolean> {
     const csvTable = csvTableFor(id);
-    return transaction(this.#db, () => {
+    const deleted = transaction(this.#db, () => {
       const { changes } = this.#db.prepare('DELETE FROM files WHERE id = ?').run(id);
       this.#db.prepare('DELETE FROM derived WHERE file_id = ?').run(id);
       this.#db.prepare('DELETE FROM outbox WHERE file_id = ?').run(id);
@@ -224,6 +256,8 @@ export class SqliteCatalog implements Catalog {
       this.#db.exec(`DROP TABLE IF EXISTS ${csvTable}__staging`);
       return changes === 1;
     });
+    await this.#sync();
+    return deleted;
   }
 
   async count(): Promise<number> {

@@ -10,6 +10,7 @@ import { dirname } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { FilesError } from './errors.ts';
+import { SyncBarrier } from './fsync.ts';
 
 /** How long SQLite's own (blocking) busy handler may wait, ms: a bound on how long one statement blocks the loop. */
 export const BUSY_TIMEOUT_MS = 20;
@@ -85,9 +86,11 @@ export function openDatabase(path: string): DatabaseSync {
   // Switching to WAL needs the write lock even when the file already is in WAL: ask first (a read).
   const mode = db.prepare('PRAGMA journal_mode').get() as { journal_mode: string };
   if (mode.journal_mode !== 'wal') db.exec('PRAGMA journal_mode = WAL');
-  // FULL, not NORMAL: in WAL mode NORMAL does not fsync the WAL at each commit, so a power cut or an OS crash can
-  // lose the last transactions, uploads already answered 201. FULL fsyncs before COMMIT returns (docs/files.md).
-  db.exec('PRAGMA synchronous = FULL');
+  // NORMAL: a commit writes the WAL without an fsync, so it does not hold the event loop while the disk works. A
+  // write whose outcome is reported (an upload's 201, a delete, a job's outcome) is made durable before that by
+  // {@link walSync}: an fsync of the WAL off the event loop, shared by the writes of the same moment (docs/files.md,
+  // "What a power cut can lose"). SQLite itself fsyncs the WAL before each checkpoint and the database after it.
+  db.exec('PRAGMA synchronous = NORMAL');
   db.exec('PRAGMA foreign_keys = ON');
   // A worker that starts while another process holds the write lock must not need it: the schema is only written
   // when something is missing (a read tells).
@@ -112,6 +115,31 @@ function schemaReady(db: DatabaseSync): boolean {
   if (tables.length < 5) return false;
   const columns = db.prepare('PRAGMA table_info(jobs)').all() as { name: string }[];
   return columns.some((c) => c.name === 'started_at');
+}
+
+/**
+ * Makes what this process committed to the database at `path` durable: resolves once an fsync of its WAL that
+ * started after the call has completed (commits are written to the WAL in order, so every earlier commit is on disk
+ * too, whichever process made it). Concurrent callers share fsyncs ({@link SyncBarrier}). A database in memory has
+ * nothing to sync.
+ *
+ * @example
+ * ```ts
+ * const durable = walSync('data/files.db');
+ * transaction(db, () => insert());
+ * await durable(); // only now answer 201
+ * ```
+ */
+export function walSync(path: string, barrier = new SyncBarrier()): () => Promise<void> {
+  if (path === ':memory:') return async () => {};
+  const wal = `${path}-wal`;
+  // The WAL exists while a connection is open in WAL mode; should it be gone, the commits were checkpointed into
+  // the database file, which is then synced instead.
+  return () =>
+    barrier.sync(wal).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return barrier.sync(path);
+      throw err;
+    });
 }
 
 /** Runs `fn` in one write transaction (`BEGIN IMMEDIATE`: the write lock is taken up front, so no upgrade deadlock). */

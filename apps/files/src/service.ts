@@ -12,7 +12,7 @@ import { Pool } from 'weft/pool';
 import { type Catalog, SqliteCatalog } from './catalog.ts';
 import type { FilesConfig } from './config.ts';
 import { filesDashboard } from './dashboard.ts';
-import { openDatabase, retryBusy } from './db.ts';
+import { openDatabase, retryBusy, walSync } from './db.ts';
 import { type EventBus, SqliteEventBus } from './events.ts';
 import { type AppDeps, buildApp } from './http/app.ts';
 import { ThrottledLog } from './log-throttle.ts';
@@ -96,6 +96,8 @@ async function openBackends(
   const needsSqlite = !config.queueUrl || !config.databaseUrl;
   const path = join(config.dataDir, 'files.db');
   const db = needsSqlite ? openDatabase(path) : undefined;
+  // Commits are not fsynced by SQLite (synchronous = NORMAL); writes whose outcome is reported await this instead.
+  const sync = walSync(path);
   if (db) closers.unshift(() => db.close());
   // Every SQLite adapter waits out a locked database asynchronously, up to dbBusyTimeout (db.ts).
   const busy = { timeoutMs: config.dbBusyTimeout };
@@ -130,7 +132,7 @@ async function openBackends(
     bus = resilient<EventBus>(redisBus, guards.queue, BUS_CALLS);
   } else {
     queue = retryBusy(
-      new SqliteQueue(db!, { leaseMs: config.leaseMs, retryDelayMs: config.retryDelayMs }),
+      new SqliteQueue(db!, { leaseMs: config.leaseMs, retryDelayMs: config.retryDelayMs, sync }),
       busy,
     );
     raw.queue = queue;
@@ -157,7 +159,7 @@ async function openBackends(
       catalogCalls(config.databaseTimeout + config.queueTimeout),
     );
   } else {
-    catalog = retryBusy(new SqliteCatalog(db!, queue, path, outbox), busy);
+    catalog = retryBusy(new SqliteCatalog(db!, queue, path, { ...outbox, sync }), busy);
     raw.catalog = catalog;
   }
   return { db, queue, bus, catalog, raw: raw as Required<typeof raw> };

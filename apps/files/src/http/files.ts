@@ -133,7 +133,7 @@ async function upload(deps: AppDeps, request: FastifyRequest, reply: FastifyRepl
   if (pending.length > 0) deps.relay?.wake();
   else {
     await published;
-    deps.runner?.wake();
+    if (jobs.length > 0) deps.runner?.wake();
   }
   reply.code(201).header('location', `/files/${id}`);
   return {

@@ -21,6 +21,12 @@ export interface SqliteQueueOptions {
   maxRetryDelayMs?: number;
   clock?: () => number;
   random?: () => number;
+  /**
+   * Makes the commits so far durable (`walSync` of the database): awaited after each write whose outcome is acted
+   * on (a job added, completed, failed, released, retried or removed); not after claims and heartbeats, leases that
+   * a power cut ends anyway. Default: nothing (the database's own `synchronous` setting decides).
+   */
+  sync?: () => Promise<void>;
 }
 
 type Row = Record<string, SQLInputValue>;
@@ -53,7 +59,13 @@ export class SqliteQueue implements JobQueue {
 
   constructor(db: DatabaseSync, options: SqliteQueueOptions) {
     this.#db = db;
-    this.#o = { maxRetryDelayMs: 300_000, clock: Date.now, random: Math.random, ...options };
+    this.#o = {
+      maxRetryDelayMs: 300_000,
+      clock: Date.now,
+      random: Math.random,
+      sync: async () => {},
+      ...options,
+    };
   }
 
   /** Inserts one queued job per kind for `fileId`; call it inside the upload's transaction. */
@@ -67,7 +79,9 @@ export class SqliteQueue implements JobQueue {
   }
 
   async add(fileId: string, kinds: readonly Job['kind'][], maxAttempts: number): Promise<Job[]> {
-    return transaction(this.#db, () => this.addSync(fileId, kinds, maxAttempts));
+    const jobs = transaction(this.#db, () => this.addSync(fileId, kinds, maxAttempts));
+    await this.#o.sync();
+    return jobs;
   }
 
   async hasJobs(fileId: string): Promise<boolean> {
@@ -76,6 +90,7 @@ export class SqliteQueue implements JobQueue {
 
   async removeForFile(fileId: string): Promise<void> {
     this.#db.prepare('DELETE FROM jobs WHERE file_id = ?').run(fileId);
+    await this.#o.sync();
   }
 
   async waiting(): Promise<number> {
@@ -140,6 +155,7 @@ export class SqliteQueue implements JobQueue {
          WHERE id = ? AND lease_owner = ? AND state = 'active'`,
       )
       .run(JSON.stringify(result ?? null), now, now, job.id, owner);
+    await this.#o.sync();
     return changes === 1;
   }
 
@@ -169,6 +185,7 @@ export class SqliteQueue implements JobQueue {
         job.id,
         owner,
       );
+    await this.#o.sync();
     if (changes === 0) return 'lost';
     return dead ? 'dead' : 'retrying';
   }
@@ -182,6 +199,7 @@ export class SqliteQueue implements JobQueue {
          WHERE id = ? AND lease_owner = ? AND state = 'active'`,
       )
       .run(now, now, job.id, owner);
+    await this.#o.sync();
     return changes === 1;
   }
 
@@ -194,6 +212,7 @@ export class SqliteQueue implements JobQueue {
          WHERE id = ? AND state = 'dead' RETURNING *`,
       )
       .get(now, now, id) as Row | undefined;
+    await this.#o.sync();
     return row ? toJob(row) : undefined;
   }
 

@@ -3,20 +3,25 @@
  * final `rename` is atomic. Every worker process of the service shares the directory.
  */
 import { randomUUID } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, mkdtemp, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { type FileHandle, mkdir, mkdtemp, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import { dirname, join, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { FilesError } from '../errors.ts';
+import { SyncBarrier } from '../fsync.ts';
 import type { ObjectInfo, Storage } from './types.ts';
 
 /** Temp files older than this at start belong to a process that died mid-write. */
 const STALE_TEMP_MS = 24 * 3_600_000;
+/** Directory fsyncs of this process, shared by the objects committed into one folder at the same moment. */
+const directories = new SyncBarrier();
 
 export class DiskStorage implements Storage {
   readonly #root: string;
   readonly #tmp: string;
+  /** Folders this process made or found: not asked for again (a rename into a removed one makes it again). */
+  readonly #dirs = new Set<string>();
 
   constructor(dataDir: string) {
     this.#root = join(dataDir, 'objects');
@@ -45,38 +50,82 @@ export class DiskStorage implements Storage {
 
   async put(key: string, source: Readable, options: { signal?: AbortSignal } = {}): Promise<ObjectInfo> {
     const temp = join(this.#tmp, `${randomUUID()}.part`);
+    const final = this.#path(key);
+    let fh: FileHandle | undefined;
     try {
-      const out = createWriteStream(temp, { flags: 'wx' });
-      await pipeline(source, out, options.signal ? { signal: options.signal } : {});
-      return await this.#commit(temp, this.#path(key));
+      fh = await open(temp, 'wx');
+      // Written, fsynced and measured through the one descriptor, closed before the rename.
+      const handle = fh;
+      await pipeline(
+        source,
+        async (chunks: AsyncIterable<Buffer>) => {
+          for await (const chunk of chunks) {
+            // write(2) may take less than asked (a signal, a nearly full disk): the rest goes in the next call.
+            for (let at = 0; at < chunk.length; ) at += (await handle.write(chunk, at)).bytesWritten;
+          }
+        },
+        options.signal ? { signal: options.signal } : {},
+      );
+      await fh.sync();
+      const st = await fh.stat();
+      const closing = fh;
+      fh = undefined;
+      await closing.close();
+      await this.#place(temp, final);
+      return { size: st.size, mtimeMs: st.mtimeMs };
     } catch (err) {
+      await fh?.close().catch(() => {});
       await unlink(temp).catch(() => {});
       throw err;
     }
   }
 
   async putFile(key: string, path: string): Promise<ObjectInfo> {
-    return this.#commit(path, this.#path(key));
-  }
-
-  /** fsync the data, rename into place, fsync the directory: after a crash the object is whole or absent. */
-  async #commit(temp: string, final: string): Promise<ObjectInfo> {
-    const fh = await open(temp, 'r+');
+    const final = this.#path(key);
+    const fh = await open(path, 'r+');
+    let st: { size: number; mtimeMs: number };
     try {
       await fh.sync();
+      st = await fh.stat();
     } finally {
       await fh.close();
     }
-    await mkdir(dirname(final), { recursive: true });
-    await rename(temp, final);
-    const dir = await open(dirname(final), 'r');
-    try {
-      await dir.sync();
-    } finally {
-      await dir.close();
-    }
-    const st = await stat(final);
+    await this.#place(path, final);
     return { size: st.size, mtimeMs: st.mtimeMs };
+  }
+
+  /**
+   * Renames a complete, fsynced file into place and fsyncs the directory (one fsync shared by the objects renamed
+   * into that directory at the same moment): after a crash the object is whole or absent.
+   */
+  async #place(temp: string, final: string): Promise<void> {
+    const dir = dirname(final);
+    if (!this.#dirs.has(dir)) {
+      await this.#makeDir(dir);
+      // A bound on what is remembered: one folder per file's derived outputs would otherwise grow without end.
+      if (this.#dirs.size >= 1_000) this.#dirs.clear();
+      this.#dirs.add(dir);
+    }
+    try {
+      await rename(temp, final);
+    } catch (err) {
+      // A folder known to exist was removed since (a file's derived outputs, deleted with it): make it again.
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      await this.#makeDir(dir);
+      await rename(temp, final);
+    }
+    await directories.sync(dir);
+  }
+
+  /** Makes `dir` and the missing folders above it, each new one's entry fsynced in its parent. */
+  async #makeDir(dir: string): Promise<void> {
+    const made = await mkdir(dir, { recursive: true });
+    if (made === undefined) return;
+    // `made` is the topmost folder created; every one from it down to `dir` is new, so is its entry in its parent.
+    for (let d = dir; ; d = dirname(d)) {
+      await directories.sync(dirname(d));
+      if (d === made || dirname(d) === d) break;
+    }
   }
 
   async read(key: string, range?: { start: number; end: number }): Promise<Readable> {
