@@ -3,8 +3,10 @@
  * per measurement against the service, the node:http baselines and bare sharp, each bounded in time.
  */
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { mkdir, open, rename, writeFile } from 'node:fs/promises';
+import { Agent, request } from 'node:http';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
@@ -22,6 +24,8 @@ export const SIZES = {
   csvRows: 1_000_000,
   e2ePerRound: 5,
   memoryPhotos: 24,
+  /** (6) Small uploads: how many, how big, how many at once. */
+  small: { count: 2_000, bytes: 400, concurrency: 16 },
   /** Seconds idle before the idle reading, and after the photos before the last one. */
   memoryIdleSeconds: [3, 20] as const,
   concurrency: 2,
@@ -347,6 +351,68 @@ export function allocators(): { name: string; env: Record<string, string> }[] {
   ].find((p) => existsSync(p));
   if (jemalloc) out.push({ name: 'jemalloc (LD_PRELOAD)', env: { LD_PRELOAD: jemalloc } });
   return out;
+}
+
+/** (6) One measurement of small uploads: rate and latency. */
+export interface SmallSample {
+  perSecond: number;
+  p50Ms: number;
+  p95Ms: number;
+}
+
+/**
+ * (6) {@link SIZES.small} uploads of random bytes (a new body each), `concurrency` at a time on as many keep-alive
+ * connections, POSTed to `url` (the service stores them as `application/octet-stream`, so no job is queued); every
+ * one must answer 201.
+ */
+export async function measureSmallUploads(url: string): Promise<SmallSample> {
+  const { count, bytes, concurrency } = SIZES.small;
+  const keepAlive = new Agent({ keepAlive: true, maxSockets: concurrency });
+  const latencies: number[] = [];
+  let next = 0;
+  const post = (i: number) =>
+    new Promise<void>((resolve, reject) => {
+      const body = randomBytes(bytes);
+      const t = performance.now();
+      const req = request(
+        `${url}/files?name=small-${i}.bin`,
+        {
+          method: 'POST',
+          agent: keepAlive,
+          headers: { 'content-type': 'application/octet-stream', 'content-length': String(bytes) },
+        },
+        (res) => {
+          res.resume();
+          res.on('end', () => {
+            if (res.statusCode !== 201) reject(new Error(`small upload ${i}: status ${res.statusCode}`));
+            else {
+              latencies.push(performance.now() - t);
+              resolve();
+            }
+          });
+          res.on('error', reject);
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
+  try {
+    const t0 = performance.now();
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (next < count) await post(next++);
+      }),
+    );
+    const seconds = (performance.now() - t0) / 1000;
+    latencies.sort((a, b) => a - b);
+    return {
+      perSecond: count / seconds,
+      p50Ms: latencies[Math.floor(latencies.length * 0.5)]!,
+      p95Ms: latencies[Math.floor(latencies.length * 0.95)]!,
+    };
+  } finally {
+    keepAlive.destroy();
+  }
 }
 
 interface BareResult {

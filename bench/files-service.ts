@@ -14,7 +14,7 @@ import { freePort, killGroup } from './lib/process.ts';
 
 const root = new URL('..', import.meta.url).pathname;
 // Compiled JavaScript, as production runs it (`npm run bench` builds `dist/` and `apps/files/dist/` first): type
-// stripping at load costs each process about 17 MB and start-up time that a deployment does not pay.
+// stripping at load costs each process about 29 MB and start-up time that a deployment does not pay.
 const CLI = join(root, 'dist/cli/weft.js');
 const SERVER = join(root, 'apps/files/dist/server.js');
 /** The service's supervisor settings, as `npm start` uses them (one malloc arena per worker). */

@@ -19,6 +19,7 @@ import {
   measureServiceE2e,
   measureServiceJobsOnly,
   measureServiceThumbs,
+  measureSmallUploads,
   measureUpload,
   SIZES,
   settle,
@@ -161,11 +162,38 @@ export async function run({ rounds, log }: AreaOptions): Promise<string> {
       log,
     );
 
+    log(
+      `  (6) ${SIZES.small.count} uploads of ${SIZES.small.bytes} bytes, ${SIZES.small.concurrency} at a time`,
+    );
+    const single = await startService({}, 1);
+    groups.push(single);
+    const small = await alternate(
+      [
+        { name: 'node:http → file + SHA-256 + fsync (1 process)', url: durable.url, dir: sinks.durable },
+        { name: 'weft files (1 worker)', url: single.url, dir: '' },
+      ],
+      rounds,
+      async (subject) => {
+        const sample = await within(
+          measureSmallUploads(subject.url),
+          300_000,
+          `${subject.name} small uploads`,
+        );
+        log(`    ${subject.name}: ${fmt(sample.perSecond)} uploads/s, p50 ${fmt(sample.p50Ms)} ms`);
+        if (subject.dir) await clearDir(subject.dir);
+        await settle();
+        return sample;
+      },
+      log,
+    );
+
     const inputs = { blobs, photos, big, csv };
     return report({
       rounds,
       memoryPhotos: SIZES.memoryPhotos,
       memory,
+      small,
+      smallSizes: SIZES.small,
       inputs,
       uploads,
       thumbs,
