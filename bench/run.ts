@@ -20,7 +20,7 @@ const AREAS: Record<string, () => Promise<Area>> = {
   metrics: async () => ({ title: 'Metrics overhead', run: (await import('./metrics.ts')).run }),
   files: async () => ({ title: 'File service', run: (await import('./files.ts')).run }),
   'files-sync': async () => ({
-    title: 'File service: the cost of synchronous = FULL',
+    title: 'File service: making a 201 durable, FULL against a shared WAL fsync',
     run: (await import('./files-sync.ts')).run,
   }),
   // `files --backend redis` runs this one.
