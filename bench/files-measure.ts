@@ -214,6 +214,24 @@ export async function measureServiceThumbs(s: Service, photos: Input[]): Promise
   };
 }
 
+/**
+ * Waits (polling the counts every 250 ms, as a client would) until as many jobs as `ids` completed on a service that
+ * ran nothing else, failing at once when one failed; resolves with those jobs.
+ */
+async function allCompleted(s: Service, ids: readonly number[]): Promise<JobAnswer[]> {
+  await until(
+    async () => {
+      const c = await counts(s);
+      if (c.dead > 0 || c.retrying > 0) throw new Error(`image jobs failed: ${JSON.stringify(c)}`);
+      return c.completed >= ids.length ? c : undefined;
+    },
+    300_000,
+    'every image job to complete',
+    250,
+  );
+  return jobsDone(s, ids, 10_000);
+}
+
 /** Warm-up images of the jobs-only measurement: one for each worker process, as bare sharp warms its one process. */
 export const JOBS_ONLY_WARMUP = 2;
 
@@ -245,18 +263,8 @@ export async function measureServiceJobsOnly(photos: Input[], scratch: string): 
     let peaks: ProcessPeak[] | undefined;
     let jobs: JobAnswer[];
     try {
-      await until(
-        async () => {
-          const c = await counts(service);
-          if (c.dead > 0 || c.retrying > 0) throw new Error(`image jobs failed: ${JSON.stringify(c)}`);
-          return c.completed >= ids.length ? c : undefined;
-        },
-        300_000,
-        'every image job to complete',
-        250,
-      );
+      jobs = await allCompleted(service, ids);
       peaks = sampler.stop();
-      jobs = await jobsDone(service, ids, 10_000);
     } finally {
       peaks ??= sampler.stop();
       await service.stop();
@@ -297,18 +305,8 @@ export async function measureMemory(photos: Input[], env: Record<string, string>
         SIZES.concurrency,
       );
       const ids = answers.map((a) => a.jobs[0]!.id);
-      await until(
-        async () => {
-          const c = await counts(service);
-          if (c.dead > 0 || c.retrying > 0) throw new Error(`image jobs failed: ${JSON.stringify(c)}`);
-          return c.completed >= ids.length ? c : undefined;
-        },
-        300_000,
-        'every image job to complete',
-        250,
-      );
+      jobs = await allCompleted(service, ids);
       peaks = sampler.stop();
-      jobs = await jobsDone(service, ids, 10_000);
     } finally {
       peaks ??= sampler.stop();
     }
