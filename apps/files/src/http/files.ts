@@ -163,6 +163,8 @@ export function fileRoutes(app: FastifyInstance, deps: AppDeps): void {
 
   const errors = new ThrottledLog(deps.log);
   app.post('/files', { onRequest: guards }, (request, reply) => upload(deps, request, reply, errors));
+  // `curl -T file URL` sends PUT: the same upload, so the command people reach for first works.
+  app.put('/files', { onRequest: guards }, (request, reply) => upload(deps, request, reply, errors));
 
   app.get('/files', async (request) => {
     const q = request.query as { limit?: string; before?: string };
