@@ -12,7 +12,14 @@ import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import type { Input } from './files-data.ts';
 import { type ProcessPeak, sampleGroup, workersResident } from './files-proc.ts';
-import type { CsvSample, E2eSample, MemorySample, ThumbSample, UploadSample } from './files-report.ts';
+import type {
+  CsvSample,
+  E2eSample,
+  MemorySample,
+  SmallSample,
+  ThumbSample,
+  UploadSample,
+} from './files-report.ts';
 import { type Group, getJson, startService, until, uploadFile } from './files-service.ts';
 
 export const SIZES = {
@@ -349,13 +356,6 @@ export function allocators(): { name: string; env: Record<string, string> }[] {
   ].find((p) => existsSync(p));
   if (jemalloc) out.push({ name: 'jemalloc (LD_PRELOAD)', env: { LD_PRELOAD: jemalloc } });
   return out;
-}
-
-/** (6) One measurement of small uploads: rate and latency. */
-export interface SmallSample {
-  perSecond: number;
-  p50Ms: number;
-  p95Ms: number;
 }
 
 /**

@@ -69,6 +69,8 @@ type Subject = { name: string };
 export interface ReportInput {
   rounds: number;
   memoryPhotos: number;
+  /** Seconds idle before the idle reading, and after the photos before the last one. */
+  memoryIdleSeconds: readonly [number, number];
   inputs: { blobs: Input[]; photos: Input[]; big: Input; csv: Input };
   uploads: Map<Subject & { kind: 'service' | 'sink' }, Series<UploadSample>>;
   thumbs: Map<Subject, Series<ThumbSample>>;
@@ -320,7 +322,7 @@ function memorySection(r: ReportInput): { markdown: string; idle: number; after:
   const idle = worstWorker(base, (x) => x.idle.map((p) => p.rss));
   const after = worstWorker(base, (x) => x.done.map((p) => p.rss));
   const later = worstWorker(base, (x) => x.later.map((p) => p.rss));
-  const [before, afterIdle] = [3, 20];
+  const [before, afterIdle] = r.memoryIdleSeconds;
   const markdown = `### (5) Memory of a worker: idle, through ${r.memoryPhotos} photos, and after
 
 A fresh service (2 workers, compiled) for each allocator and round: idle ${before} s after its workers are ready, then ${r.memoryPhotos} of the photos above uploaded 2 at a time and their image jobs run, then idle ${afterIdle} s. Each cell is the worker with the most memory, median over rounds: VmRSS, then in parentheses its proportional share (Pss: private pages, plus each page it shares with the other processes, the node binary's and libvips' code above all, divided by how many map it) and its private memory (RssAnon). The peak is VmRSS sampled every 100 ms and VmHWM. Images/s from the first job's start to the last one's end; CPU of every process of the service per image.
@@ -344,7 +346,7 @@ function smallSection(r: ReportInput): { markdown: string; ratio: number; cells:
   );
   const ratio = median(ratios);
   const rows = [...r.small].map(([subject, series]) => [
-    subject === [...r.small][1]?.[0] ? `**${subject.name}**` : subject.name,
+    series === svc ? `**${subject.name}**` : subject.name,
     fmt(median(series.samples.map((x) => x.perSecond))),
     perRound(series, (x) => fmt(x.perSecond)),
     series === svc ? `${times(ratio)} (${ratios.map((x) => times(x)).join(', ')})` : '1.00×',

@@ -191,6 +191,7 @@ export async function run({ rounds, log }: AreaOptions): Promise<string> {
     return report({
       rounds,
       memoryPhotos: SIZES.memoryPhotos,
+      memoryIdleSeconds: SIZES.memoryIdleSeconds,
       memory,
       small,
       smallSizes: SIZES.small,

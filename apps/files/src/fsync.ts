@@ -32,12 +32,11 @@ export class SyncBarrier {
 
   /** Resolves once a sync of `path` that started after this call has completed; rejects with its error. */
   sync(path: string): Promise<void> {
-    let state = this.#paths.get(path);
-    if (!state) {
-      state = { running: undefined, next: undefined };
-      this.#paths.set(path, state);
+    let s = this.#paths.get(path);
+    if (!s) {
+      s = { running: undefined, next: undefined };
+      this.#paths.set(path, s);
     }
-    const s = state;
     if (s.next) return s.next;
     if (!s.running) return this.#start(path, s);
     const running = s.running;

@@ -226,12 +226,13 @@ export async function createService(
     // An open breaker is probed in the background, so it closes soon after the backend returns, with no traffic.
     guards[backend].probe(probes[backend]);
   }
+  // An upload-only node (concurrency 0) starts no thread: the pool's threads start with the first task.
+  const threads = Math.max(1, config.concurrency);
   const pool = new Pool<ProcessorTasks>({
     filename: tasksUrl,
-    // An upload-only node (concurrency 0) starts no thread: the pool's threads start with the first task.
-    maxThreads: Math.max(1, config.concurrency),
+    maxThreads: threads,
     // Threads read the process's budget to size libvips' own thread pool (processors/images.ts).
-    env: { ...process.env, WEFT_THREADS: String(Math.max(1, config.concurrency)) },
+    env: { ...process.env, WEFT_THREADS: String(threads) },
     // sharp cannot be interrupted mid-image, and terminating a thread inside libvips can take the process down:
     // a cancelled image task is left to finish (its result is dropped) rather than killed.
     cancelGrace: config.jobTimeoutMs,

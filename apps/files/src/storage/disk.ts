@@ -51,30 +51,24 @@ export class DiskStorage implements Storage {
   async put(key: string, source: Readable, options: { signal?: AbortSignal } = {}): Promise<ObjectInfo> {
     const temp = join(this.#tmp, `${randomUUID()}.part`);
     const final = this.#path(key);
-    let fh: FileHandle | undefined;
     try {
-      fh = await open(temp, 'wx');
+      const fh = await open(temp, 'wx');
       // Written, fsynced and measured through the one descriptor, closed before the rename.
-      const handle = fh;
-      await pipeline(
-        source,
-        async (chunks: AsyncIterable<Buffer>) => {
-          for await (const chunk of chunks) {
-            // write(2) may take less than asked (a signal, a nearly full disk): the rest goes in the next call.
-            for (let at = 0; at < chunk.length; ) at += (await handle.write(chunk, at)).bytesWritten;
-          }
-        },
-        options.signal ? { signal: options.signal } : {},
+      const info = await sealed(fh, () =>
+        pipeline(
+          source,
+          async (chunks: AsyncIterable<Buffer>) => {
+            for await (const chunk of chunks) {
+              // write(2) may take less than asked (a signal, a nearly full disk): the rest goes in the next call.
+              for (let at = 0; at < chunk.length; ) at += (await fh.write(chunk, at)).bytesWritten;
+            }
+          },
+          options.signal ? { signal: options.signal } : {},
+        ),
       );
-      await fh.sync();
-      const st = await fh.stat();
-      const closing = fh;
-      fh = undefined;
-      await closing.close();
       await this.#place(temp, final);
-      return { size: st.size, mtimeMs: st.mtimeMs };
+      return info;
     } catch (err) {
-      await fh?.close().catch(() => {});
       await unlink(temp).catch(() => {});
       throw err;
     }
@@ -82,16 +76,9 @@ export class DiskStorage implements Storage {
 
   async putFile(key: string, path: string): Promise<ObjectInfo> {
     const final = this.#path(key);
-    const fh = await open(path, 'r+');
-    let st: { size: number; mtimeMs: number };
-    try {
-      await fh.sync();
-      st = await fh.stat();
-    } finally {
-      await fh.close();
-    }
+    const info = await sealed(await open(path, 'r+'), async () => {});
     await this.#place(path, final);
-    return { size: st.size, mtimeMs: st.mtimeMs };
+    return info;
   }
 
   /**
@@ -157,4 +144,23 @@ export class DiskStorage implements Storage {
     const dir = await mkdtemp(join(this.#tmp, `${name.replace(/[^\w-]/g, '_')}-`));
     return { dir, release: () => rm(dir, { recursive: true, force: true }) };
   }
+}
+
+/**
+ * Runs `write` on an open file, then fsyncs it and reads its size and time; closes it either way (a failure to close
+ * after a failed write does not hide that write's error).
+ */
+async function sealed(fh: FileHandle, write: () => Promise<void>): Promise<ObjectInfo> {
+  let info: ObjectInfo;
+  try {
+    await write();
+    await fh.sync();
+    const st = await fh.stat();
+    info = { size: st.size, mtimeMs: st.mtimeMs };
+  } catch (err) {
+    await fh.close().catch(() => {});
+    throw err;
+  }
+  await fh.close();
+  return info;
 }
