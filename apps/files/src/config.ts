@@ -75,6 +75,11 @@ export interface FilesConfig {
    * of it) that the content and derived-output links handed out point to; only those routes answer on it.
    */
   contentOrigin: string | undefined;
+  /**
+   * How long an unfinished tus upload (`/uploads`) may be resumed after its creation; then it is removed (answered
+   * 410 when resumed). Default 24 h.
+   */
+  tusExpiry: number;
 }
 
 type Kind = 'int' | 'size' | 'duration' | 'string' | 'path';
@@ -110,6 +115,7 @@ const SETTINGS: Record<keyof FilesConfig, { env: string[]; kind: Kind }> = {
   queueUrl: { env: ['QUEUE_URL'], kind: 'string' },
   databaseUrl: { env: ['DATABASE_URL'], kind: 'string' },
   contentOrigin: { env: ['FILES_CONTENT_ORIGIN'], kind: 'string' },
+  tusExpiry: { env: ['FILES_TUS_EXPIRY'], kind: 'duration' },
 };
 
 function defaults(env: NodeJS.ProcessEnv): FilesConfig {
@@ -138,6 +144,7 @@ function defaults(env: NodeJS.ProcessEnv): FilesConfig {
     databaseTimeout: 1_000,
     storageTimeout: 1_000,
     backendRetries: 2,
+    tusExpiry: 86_400_000,
     breakerThreshold: 5,
     breakerHalfOpen: 2_000,
     storageUrl: undefined,

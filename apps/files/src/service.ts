@@ -15,6 +15,7 @@ import { filesDashboard } from './dashboard.ts';
 import { openDatabase, retryBusy, walSync } from './db.ts';
 import { type EventBus, SqliteEventBus } from './events.ts';
 import { type AppDeps, buildApp } from './http/app.ts';
+import type { TusSetup } from './http/tus.ts';
 import { ThrottledLog } from './log-throttle.ts';
 import type { Logger } from './logger.ts';
 import { OutboxRelay } from './outbox.ts';
@@ -36,6 +37,7 @@ import { JobRunner } from './runner.ts';
 import { DiskStorage } from './storage/disk.ts';
 import { reportNoSpace } from './storage/no-space.ts';
 import type { Storage } from './storage/types.ts';
+import type { LeaseBackend } from './tus-lock.ts';
 
 export interface Service {
   app: FastifyInstance;
@@ -166,6 +168,78 @@ async function openBackends(
 }
 
 /**
+ * The tus endpoint's parts: the store of unfinished uploads (files under `dataDir/uploads`, or the bucket of
+ * `STORAGE_URL` under `<prefix>uploads/`, with their metadata cached in Redis or under `dataDir`) and a lock every
+ * process sees (Redis with a remote queue, else the SQLite file all processes of this machine share).
+ */
+async function openTus(
+  config: Readonly<FilesConfig>,
+  db: DatabaseSync | undefined,
+  closers: (() => unknown)[],
+  log: Logger,
+): Promise<TusSetup> {
+  const [{ LeaseLocker, RedisLeases, SqliteLeases }, { FileKvStore, IoRedisKvStore }] = await Promise.all([
+    import('./tus-lock.ts'),
+    import('@tus/utils'),
+  ]);
+  let backend: LeaseBackend;
+  let redis: import('ioredis').Redis | undefined;
+  let redisPrefix = '';
+  if (config.queueUrl) {
+    const [{ parseQueueUrl }, { Redis }] = await Promise.all([
+      import('./queue/bullmq.ts'),
+      import('ioredis'),
+    ]);
+    const { connection, name, prefix } = parseQueueUrl(config.queueUrl);
+    redis = new Redis({ ...connection, maxRetriesPerRequest: 1, lazyConnect: true });
+    redis.on('error', () => {}); // reported by the command that fails
+    const client = redis;
+    closers.unshift(() => client.quit().catch(() => client.disconnect()));
+    redisPrefix = `${prefix}:${name}:tus:`;
+    backend = new RedisLeases(redis, `${redisPrefix}lock:`);
+  } else {
+    backend = retryBusy(new SqliteLeases(db!), { timeoutMs: config.dbBusyTimeout });
+  }
+  const locker = new LeaseLocker(backend, {
+    onError: (err) => log.warn({ err }, 'renewing or releasing a tus upload lock failed'),
+  });
+  const expirationPeriodInMilliseconds = config.tusExpiry;
+  if (config.storageUrl) {
+    const [{ parseStorageUrl }, { S3Store }] = await Promise.all([
+      import('./storage/s3.ts'),
+      import('@tus/s3-store'),
+    ]);
+    const { bucket, prefix, client } = parseStorageUrl(config.storageUrl);
+    const datastore = new S3Store({
+      partSize: 8 * 1024 * 1024,
+      // Object tags are not implemented by every S3-compatible server; expiry goes by the upload's creation date.
+      useTags: false,
+      expirationPeriodInMilliseconds,
+      // Upload metadata cached where every process (and, with Redis, every node) sees the same.
+      cache: redis
+        ? new IoRedisKvStore(redis, `${redisPrefix}meta:`)
+        : new FileKvStore(join(config.dataDir, 'uploads-meta')),
+      s3ClientConfig: { bucket, ...client },
+    });
+    return {
+      datastore,
+      storePrefix: `${prefix}uploads/`,
+      locker,
+      tmpDir: join(config.dataDir, 'tmp'),
+      expiryMs: config.tusExpiry,
+    };
+  }
+  const { FileStore } = await import('@tus/file-store');
+  return {
+    datastore: new FileStore({ directory: join(config.dataDir, 'uploads'), expirationPeriodInMilliseconds }),
+    storePrefix: '',
+    locker,
+    tmpDir: join(config.dataDir, 'tmp'),
+    expiryMs: config.tusExpiry,
+  };
+}
+
+/**
  * @example
  * ```ts
  * const service = await createService(loadConfig(), { log: createLogger() });
@@ -188,6 +262,7 @@ export async function createService(
     }
   };
   let backends: Awaited<ReturnType<typeof openBackends>>;
+  let tus: TusSetup;
   let storage: Storage;
   let rawStorage: Storage;
   const guards = guardsFor(config);
@@ -209,6 +284,7 @@ export async function createService(
     storage = resilient<Storage>(rawStorage, guards.storage, STORAGE_CALLS);
     await storage.init();
     closers.unshift(() => storage.close?.());
+    tus = await openTus(config, backends.db, closers, options.log);
   } catch (err) {
     await closeAll();
     throw err;
@@ -286,6 +362,7 @@ export async function createService(
     runner,
     relay,
     dashboard,
+    tus,
     ...options.http,
   });
   if (options.runJobs !== false && config.concurrency > 0) runner.start();

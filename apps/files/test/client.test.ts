@@ -1,11 +1,14 @@
 // `weft-files upload`: folders, progress on stderr, outcomes with --wait, exit codes, clear errors.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile, spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { makeImage, type Running, startService } from './helpers.ts';
+import { faultProxy } from './fault-proxy.ts';
+import { makeImage, type Running, startService, until } from './helpers.ts';
 
 const cli = new URL('../src/cli/weft-files.ts', import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), 'files-client-'));
@@ -18,7 +21,8 @@ function run(
     execFile(
       process.execPath,
       ['--conditions=weft-source', cli, ...args],
-      { env: { ...process.env, ...env }, timeout: 60_000 },
+      // The resume state goes under the test's folder, not the user's ~/.cache.
+      { env: { ...process.env, XDG_CACHE_HOME: join(dir, 'cache'), ...env }, timeout: 60_000 },
       (err, stdout, stderr) =>
         resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
     );
@@ -68,6 +72,54 @@ describe('weft-files upload', () => {
     const r = await run(['upload', 'people.csv', '--url', s.url, '--token', 'tok'], { INIT_CWD: dir });
     assert.equal(r.code, 0, r.stderr + r.stdout);
     assert.match(r.stdout, new RegExp(`^✔ ${dir}/people\\.csv → `, 'm'));
+  });
+
+  it('resumes a file where the server has it when run again after being killed mid-upload', async () => {
+    const big = randomBytes(24 * 1024 * 1024);
+    const path = join(dir, 'big.bin');
+    writeFileSync(path, big);
+    const state = join(dir, 'resume-state.json');
+    const proxy = await faultProxy({ target: { host: '127.0.0.1', port: Number(new URL(s.url).port) } });
+    try {
+      // Slowed, so the kill lands in the middle of the body.
+      proxy.set('slow', { delayMs: 5 });
+      const url = `http://127.0.0.1:${proxy.port}`;
+      const child = spawn(
+        process.execPath,
+        ['--conditions=weft-source', cli, 'upload', path, '--url', url, '--token', 'tok', '--state', state],
+        { stdio: 'ignore' },
+      );
+      const exited = once(child, 'exit');
+      let partial = '';
+      await until(
+        () => {
+          const m = existsSync(state) ? /\/uploads\/([0-9a-f-]{36})/.exec(readFileSync(state, 'utf8')) : null;
+          partial = m ? join(s.dataDir, 'uploads', m[1]!) : '';
+          return partial !== '' && existsSync(partial) && statSync(partial).size >= big.length / 4;
+        },
+        30_000,
+        'a quarter of the file to reach the server',
+      );
+      child.kill('SIGKILL');
+      await exited;
+      proxy.set('pass');
+
+      const again = await run(['upload', path, '--url', url, '--token', 'tok', '--state', state]);
+      assert.equal(again.code, 0, again.stderr + again.stdout);
+      const m = /resuming .*big\.bin at (\d+) of (\d+) bytes/.exec(again.stderr);
+      assert.ok(m, `says it resumes: ${again.stderr}`);
+      assert.ok(
+        Number(m[1]) >= big.length / 4 && Number(m[2]) === big.length,
+        'from where the server had it',
+      );
+      const id = /→ ([0-9a-f-]{36}) /.exec(again.stdout)?.[1];
+      const file = (await (await fetch(`${s.url}/files/${id}`)).json()) as { sha256: string; size: number };
+      assert.equal(file.size, big.length);
+      assert.equal(file.sha256, createHash('sha256').update(big).digest('hex'), 'whole');
+      assert.doesNotMatch(readFileSync(state, 'utf8'), /uploads\//, 'forgotten once finished');
+    } finally {
+      await proxy.close();
+    }
   });
 
   it('reports an unreachable service, and bad usage with exit 2', async () => {

@@ -4,7 +4,7 @@
  * unless `WEFT_REQUIRE_SERVICES=1` (CI), where it throws and the test file fails.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -64,6 +64,45 @@ export async function serviceSkip(services: Record<string, string>): Promise<str
   return reason;
 }
 
+/**
+ * Adds to s3rver the two multipart calls it lacks and tus's S3 store makes (real S3 and MinIO have them): ListParts
+ * (`GET /bucket/key?uploadId=`) from the parts s3rver keeps on disk, and AbortMultipartUpload (`DELETE …?uploadId=`).
+ * Call before `run()`.
+ */
+export function withMultipartCalls(s3: S3rver): S3rver {
+  s3.middleware.unshift(async (ctx, next) => {
+    const uploadId = ctx.query.uploadId;
+    const [, bucket = '', ...key] = ctx.path.split('/');
+    const listing = ctx.method === 'GET' && ctx.query.partNumber === undefined;
+    if (!uploadId || !/^[0-9a-f]+$/.test(uploadId) || !(listing || ctx.method === 'DELETE')) return next();
+    const dir = join(s3.store.getResourcePath(bucket, undefined, 'uploads'), uploadId);
+    if (ctx.method === 'DELETE') {
+      rmSync(dir, { recursive: true, force: true });
+      ctx.status = 204;
+      return;
+    }
+    if (!existsSync(dir)) {
+      // Completed or aborted, as S3 answers.
+      ctx.status = 404;
+      ctx.type = 'application/xml';
+      ctx.body = `<?xml version="1.0" encoding="UTF-8"?><Error><Code>NoSuchUpload</Code><Message>The specified upload does not exist.</Message><UploadId>${uploadId}</UploadId></Error>`;
+      return;
+    }
+    const numbers = readdirSync(dir)
+      .filter((f) => /^\d+$/.test(f))
+      .map(Number)
+      .sort((a, b) => a - b);
+    const parts = numbers.map((n) => {
+      const st = statSync(join(dir, String(n)));
+      const md5 = readFileSync(join(dir, `${n}.md5`), 'utf8');
+      return `<Part><PartNumber>${n}</PartNumber><LastModified>${st.mtime.toISOString()}</LastModified><ETag>"${md5}"</ETag><Size>${st.size}</Size></Part>`;
+    });
+    ctx.type = 'application/xml';
+    ctx.body = `<?xml version="1.0" encoding="UTF-8"?><ListPartsResult><Bucket>${bucket}</Bucket><Key>${key.join('/')}</Key><UploadId>${uploadId}</UploadId><IsTruncated>false</IsTruncated>${parts.join('')}</ListPartsResult>`;
+  });
+  return s3;
+}
+
 /** What several nodes share in a test: a Redis queue, a PostgreSQL schema and an s3rver bucket, all its own. */
 export interface SharedBackends {
   /** For in-process services (`startService` overrides). */
@@ -96,13 +135,15 @@ export async function sharedBackends(tag: string): Promise<SharedBackends> {
   const queue = `${tag}-${id}`;
   const schema = `${tag}_${id}`;
   const dir = mkdtempSync(join(tmpdir(), `files-${tag}-s3-`));
-  const s3 = new S3rver({
-    port: 0,
-    address: '127.0.0.1',
-    silent: true,
-    directory: dir,
-    configureBuckets: [{ name: 'media' }],
-  });
+  const s3 = withMultipartCalls(
+    new S3rver({
+      port: 0,
+      address: '127.0.0.1',
+      silent: true,
+      directory: dir,
+      configureBuckets: [{ name: 'media' }],
+    }),
+  );
   const { port } = await s3.run();
   const admin = new pg.Client({ connectionString: DATABASE_URL });
   await admin.connect();

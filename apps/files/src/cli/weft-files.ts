@@ -2,20 +2,26 @@
 /**
  * The file service's client:
  *   weft-files upload <paths…> [--url http://localhost:3000] [--token T] [--concurrency 2] [--wait] [--timeout 10m]
- * Uploads files (folders recursively), streamed, with one progress bar for all of them (bytes, rate, ETA) on
- * stderr; with `--wait`, waits for each file's jobs and prints its outcome. Exit 0 when every upload (and with
+ *                              [--state FILE | --no-resume]
+ * Uploads files (folders recursively) with the tus protocol, with one progress bar for all of them (bytes, rate,
+ * ETA) on stderr. A lost connection is retried where it stopped; a run that was stopped (Ctrl-C, a crash) and run
+ * again resumes each unfinished file where the server has it. With `--wait`, waits for each file's jobs and prints
+ * its outcome. Exit 0 when every upload (and with
  * `--wait` every job) succeeded, 1 otherwise, 2 for bad usage.
  */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { collectFiles, type Outcome, uploadAll } from './upload-client.ts';
+import { collectFiles, defaultStateFile, type Outcome, uploadAll } from './upload-client.ts';
 
 const USAGE = `Usage: weft-files upload <file or folder>… [options]
   --url URL          the service (default: $FILES_URL or http://localhost:3000)
   --token TOKEN      bearer token for writes (default: $FILES_TOKEN)
   --concurrency N    files sent at once (default 2)
   --wait             wait for each file's jobs and print their outcome
-  --timeout 10m      how long --wait waits (ms, s or m)`;
+  --timeout 10m      how long --wait waits (ms, s or m)
+  --state FILE       where unfinished uploads are remembered, to resume them (default:
+                     $XDG_CACHE_HOME/weft-files/uploads.json, else ~/.cache/weft-files/uploads.json)
+  --no-resume        start every file over; remember nothing`;
 
 function duration(text: string): number {
   const m = /^(\d+)\s*(ms|s|m)?$/.exec(text.trim());
@@ -45,6 +51,8 @@ function parse(args: string[]) {
         concurrency: { type: 'string' },
         wait: { type: 'boolean' },
         timeout: { type: 'string' },
+        state: { type: 'string' },
+        'no-resume': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -77,7 +85,15 @@ async function main(argv: string[]): Promise<number> {
   const files = await collectFiles(paths.map((p) => resolve(here, p)));
   if (files.length === 0) throw new UsageError('no files found under the given paths');
   const token = parsed.values.token ?? process.env.FILES_TOKEN;
+  if (parsed.values['no-resume'] && parsed.values.state)
+    throw new UsageError('--state and --no-resume cannot be used together');
+  const stateFile = parsed.values['no-resume']
+    ? undefined
+    : resolve(here, parsed.values.state ?? defaultStateFile());
   const outcomes = await uploadAll(files, {
+    ...(stateFile ? { stateFile } : {}),
+    onResume: (file, offset) =>
+      process.stderr.write(`resuming ${file.path} at ${offset} of ${file.size} bytes\n`),
     url,
     concurrency,
     wait: parsed.values.wait === true,

@@ -13,6 +13,7 @@ import type { Storage } from '../storage/types.ts';
 import { contentOriginGuard } from './content-origin.ts';
 import { fileRoutes } from './files.ts';
 import { jobRoutes } from './jobs.ts';
+import type { TusSetup } from './tus.ts';
 
 type Handler = (request: FastifyRequest, reply: FastifyReply) => unknown;
 
@@ -38,6 +39,8 @@ export interface AppDeps {
   dashboard?: Dashboard;
   /** The server's keep-alive timeout, ms. */
   keepAliveTimeout?: number;
+  /** Resumable uploads (tus) at `/uploads`: its store, lock and limits. */
+  tus?: TusSetup;
 }
 
 /**
@@ -91,6 +94,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   if (deps.config.contentOrigin) app.addHook('onRequest', contentOriginGuard(deps.config.contentOrigin));
   fileRoutes(app, deps);
   jobRoutes(app, deps);
+  if (deps.tus) {
+    const { tusRoutes } = await import('./tus.ts');
+    const endpoint = tusRoutes(app, deps, deps.tus);
+    app.addHook('onClose', async () => endpoint.close());
+  }
   if (deps.health) {
     app.get('/health/live', deps.health.live);
     app.get('/health/ready', deps.health.ready);

@@ -55,7 +55,7 @@ function tooLarge(max: number): FilesError {
 }
 
 async function upload(deps: AppDeps, request: FastifyRequest, reply: FastifyReply, errors: ThrottledLog) {
-  const { config, storage, catalog, bus } = deps;
+  const { config, storage } = deps;
   const max = config.maxUpload;
   if (Number(request.headers['content-length']) > max) {
     reply.header('connection', 'close'); // the body is not read: this connection cannot carry another request
@@ -92,6 +92,35 @@ async function upload(deps: AppDeps, request: FastifyRequest, reply: FastifyRepl
     }
     throw err;
   }
+  const stored = await recordStored(deps, { id, name, inspector }, errors);
+  reply.code(201).header('location', `/files/${id}`);
+  return stored;
+}
+
+/** What an upload's answer says: the file, its jobs, and the kinds still waiting in the outbox. */
+export interface StoredUpload {
+  id: string;
+  name: string;
+  sha256: string;
+  size: number;
+  type: string;
+  jobs: { id: number; kind: string; state: string }[];
+  pending: string[];
+}
+
+/**
+ * The end of every upload form (POST, PUT, tus), once its bytes are stored under `originalKey(id)` through
+ * `inspector`: refused when empty, sniffed, recorded with its jobs (durably: this resolves after the record's
+ * fsync), announced, and the runner woken. A failure removes the stored bytes.
+ */
+export async function recordStored(
+  deps: Pick<AppDeps, 'config' | 'storage' | 'catalog' | 'bus' | 'runner' | 'relay'>,
+  upload: { id: string; name: string | undefined; inspector: Inspector },
+  errors: ThrottledLog,
+): Promise<StoredUpload> {
+  const { config, storage, catalog, bus } = deps;
+  const { id, name, inspector } = upload;
+  const key = originalKey(id);
   if (inspector.size === 0) {
     await storage.delete(key);
     throw new FilesError('ERR_WEFT_FILES_EMPTY', 'The upload is empty');
@@ -135,7 +164,6 @@ async function upload(deps: AppDeps, request: FastifyRequest, reply: FastifyRepl
     await published;
     if (jobs.length > 0) deps.runner?.wake();
   }
-  reply.code(201).header('location', `/files/${id}`);
   return {
     id,
     name: file.name,
