@@ -14,6 +14,9 @@ export type FilesErrorCode =
   | 'ERR_WEFT_FILES_RANGE'
   | 'ERR_WEFT_FILES_CONFLICT'
   | 'ERR_WEFT_FILES_CHECKSUM'
+  | 'ERR_WEFT_FILES_UNSUPPORTED'
+  | 'ERR_WEFT_FILES_BAD_IMAGE'
+  | 'ERR_WEFT_FILES_OVERLOADED'
   | 'ERR_WEFT_FILES_ABORTED'
   | 'ERR_WEFT_FILES_JOB_TIMEOUT'
   | 'ERR_WEFT_FILES_DATABASE'
@@ -24,7 +27,13 @@ export type FilesErrorCode =
   | 'ERR_WEFT_FILES_MULTIPART'
   | 'ERR_WEFT_FILES_QUEUE_UNAVAILABLE'
   | 'ERR_WEFT_FILES_DATABASE_UNAVAILABLE'
-  | 'ERR_WEFT_FILES_STORAGE_UNAVAILABLE';
+  | 'ERR_WEFT_FILES_STORAGE_UNAVAILABLE'
+  | 'ERR_WEFT_FILES_WEBHOOK_URL'
+  | 'ERR_WEFT_FILES_WEBHOOK_SIGNATURE'
+  | 'ERR_WEFT_FILES_WEBHOOK_REJECTED'
+  | 'ERR_WEFT_FILES_WEBHOOK_FAILED'
+  | 'ERR_WEFT_FILES_WEBHOOK_TIMEOUT'
+  | 'ERR_WEFT_FILES_WEBHOOK_UNREACHABLE';
 
 const STATUS: Record<FilesErrorCode, number> = {
   ERR_WEFT_FILES_CONFIG: 500,
@@ -37,6 +46,11 @@ const STATUS: Record<FilesErrorCode, number> = {
   ERR_WEFT_FILES_CONFLICT: 409,
   // tus's checksum extension: "460 Checksum Mismatch".
   ERR_WEFT_FILES_CHECKSUM: 460,
+  // Asked for something this file's type does not have (a resized copy of a CSV).
+  ERR_WEFT_FILES_UNSUPPORTED: 415,
+  // The file is not an image sharp can read, or is over the pixel limit (its job says the same).
+  ERR_WEFT_FILES_BAD_IMAGE: 422,
+  ERR_WEFT_FILES_OVERLOADED: 503,
   ERR_WEFT_FILES_ABORTED: 400,
   ERR_WEFT_FILES_JOB_TIMEOUT: 500,
   ERR_WEFT_FILES_DATABASE: 503,
@@ -48,6 +62,14 @@ const STATUS: Record<FilesErrorCode, number> = {
   ERR_WEFT_FILES_QUEUE_UNAVAILABLE: 503,
   ERR_WEFT_FILES_DATABASE_UNAVAILABLE: 503,
   ERR_WEFT_FILES_STORAGE_UNAVAILABLE: 503,
+  // A per-upload webhook URL that is malformed or not allowed; a webhook whose signature does not verify.
+  ERR_WEFT_FILES_WEBHOOK_URL: 400,
+  ERR_WEFT_FILES_WEBHOOK_SIGNATURE: 400,
+  // How a webhook delivery (a job) failed: refused for good (4xx), failed for now (5xx, 408, 429), no answer.
+  ERR_WEFT_FILES_WEBHOOK_REJECTED: 502,
+  ERR_WEFT_FILES_WEBHOOK_FAILED: 502,
+  ERR_WEFT_FILES_WEBHOOK_TIMEOUT: 504,
+  ERR_WEFT_FILES_WEBHOOK_UNREACHABLE: 502,
 };
 
 /** No space left on the device (or over quota): the storage adapters' errors that become `ERR_WEFT_FILES_NO_SPACE`. */

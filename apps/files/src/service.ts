@@ -363,6 +363,7 @@ export async function createService(
     relay,
     dashboard,
     tus,
+    resize: { pool },
     ...options.http,
   });
   if (options.runJobs !== false && config.concurrency > 0) runner.start();

@@ -13,13 +13,14 @@ import type { Storage } from '../storage/types.ts';
 import { contentOriginGuard } from './content-origin.ts';
 import { fileRoutes } from './files.ts';
 import { jobRoutes } from './jobs.ts';
+import { imageRoutes, type ResizeSetup } from './image.ts';
 import type { TusSetup } from './tus.ts';
 
 type Handler = (request: FastifyRequest, reply: FastifyReply) => unknown;
 
 export interface AppDeps {
   config: Pick<FilesConfig, 'maxUpload' | 'maxAttempts' | 'token' | 'uploadIdleTimeout' | 'uploadTimeout'> &
-    Partial<Pick<FilesConfig, 'contentOrigin'>>;
+    Partial<Pick<FilesConfig, 'contentOrigin' | 'limitInputPixels' | 'jobTimeoutMs'>>;
   catalog: Catalog;
   queue: JobQueue;
   storage: Storage;
@@ -41,6 +42,8 @@ export interface AppDeps {
   keepAliveTimeout?: number;
   /** Resumable uploads (tus) at `/uploads`: its store, lock and limits. */
   tus?: TusSetup;
+  /** Images resized on request at `/files/:id/image`: the thread pool that makes them. */
+  resize?: ResizeSetup;
 }
 
 /**
@@ -94,6 +97,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   if (deps.config.contentOrigin) app.addHook('onRequest', contentOriginGuard(deps.config.contentOrigin));
   fileRoutes(app, deps);
   jobRoutes(app, deps);
+  if (deps.resize) imageRoutes(app, deps, deps.resize);
   if (deps.tus) {
     const { tusRoutes } = await import('./tus.ts');
     const endpoint = tusRoutes(app, deps, deps.tus);

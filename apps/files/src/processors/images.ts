@@ -9,6 +9,7 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import sharp, { type Metadata, type OutputInfo, type Sharp } from 'sharp';
 import { ProcessorError, requireInputFile } from './errors.ts';
+import { MAX_RESIZE } from './limits.ts';
 
 /** Input of `processImage`. */
 export interface ImageJobInput {
@@ -129,6 +130,72 @@ export async function processImage(job: ImageJobInput): Promise<ImageJobResult> 
   // separate decode per variant is cheap because JPEG and WebP shrink on load to near the target size.
   for (const variant of VARIANTS) outputs.push(await writeVariant(job, variant));
   return { metadata, outputs };
+}
+
+/** Input of `resizeImage`. */
+export interface ResizeInput {
+  /** Absolute path of the stored original (read only). */
+  input: string;
+  /** Absolute path to write; written atomically (a temp name, then a rename). */
+  output: string;
+  /** Bounds in pixels; at least one. The image is never enlarged past its own size. */
+  width?: number;
+  height?: number;
+  /** How the image fits the bounds, as sharp's `fit`: `inside` keeps all of it, `cover` crops to fill them. */
+  fit: 'inside' | 'cover' | 'contain';
+  format: 'webp' | 'jpeg' | 'png' | 'avif';
+  limitInputPixels: number;
+}
+
+/** Result of `resizeImage`. */
+export interface ResizeResult {
+  width: number;
+  height: number;
+  size: number;
+  /** Media type of the output. */
+  type: string;
+}
+
+/**
+ * One resized copy of an image, auto-rotated by EXIF orientation, metadata stripped. Throws the same typed errors as
+ * `processImage`, and `ERR_WEFT_FILES_INVALID_ARGUMENT` for bounds outside 1..{@link MAX_RESIZE}.
+ *
+ * @example
+ * ```ts
+ * const { width, height } = await resizeImage({ input, output: '/tmp/w320.webp', width: 320, fit: 'inside',
+ *   format: 'webp', limitInputPixels: 100_000_000 });
+ * ```
+ */
+export async function resizeImage(job: ResizeInput): Promise<ResizeResult> {
+  const bound = (n: number | undefined) =>
+    n === undefined || (Number.isInteger(n) && n >= 1 && n <= MAX_RESIZE);
+  if (typeof job?.output !== 'string' || job.output === '') invalid('"output" must be a file path');
+  if (!bound(job.width) || !bound(job.height) || (job.width === undefined && job.height === undefined))
+    invalid(`"width" and "height" must be integers 1..${MAX_RESIZE}, at least one given`);
+  if (!['inside', 'cover', 'contain'].includes(job.fit)) invalid('"fit" must be inside, cover or contain');
+  if (!['webp', 'jpeg', 'png', 'avif'].includes(job.format))
+    invalid('"format" must be webp, jpeg, png or avif');
+  const base = { input: job.input, outDir: '-', limitInputPixels: job.limitInputPixels };
+  checkJob(base);
+  await requireInputFile(job.input, 'image');
+  await readMetadata(base);
+  let output: { data: Buffer; info: OutputInfo };
+  try {
+    output = await open(base)
+      .rotate()
+      .resize(job.width ?? null, job.height ?? null, { fit: job.fit, withoutEnlargement: true })
+      .toFormat(job.format, { quality: 80 })
+      .toBuffer({ resolveWithObject: true });
+  } catch (err) {
+    throw imageError(err);
+  }
+  await writeAtomically(job.output, output.data);
+  return {
+    width: output.info.width,
+    height: output.info.height,
+    size: output.data.length,
+    type: `image/${job.format}`,
+  };
 }
 
 function checkJob(job: ImageJobInput): void {

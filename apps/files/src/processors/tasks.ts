@@ -28,4 +28,7 @@ export {
   type ImageJobResult,
   type ImageMetadata,
   processImage,
+  type ResizeInput,
+  type ResizeResult,
+  resizeImage,
 } from './images.ts';
