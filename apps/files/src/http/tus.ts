@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Server } from '@tus/server';
-import type { DataStore, Locker, Upload } from '@tus/utils';
+import { type DataStore, EXPOSED_HEADERS, type Locker, type Upload } from '@tus/utils';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { FilesError } from '../errors.ts';
 import { ThrottledLog } from '../log-throttle.ts';
@@ -298,6 +298,15 @@ export function tusRoutes(app: FastifyInstance, deps: AppDeps, setup: TusSetup):
         if (shed && (request.method === 'POST' || request.method === 'PATCH'))
           return void shed(request, reply, (err) => (err ? done(err) : auth(request, reply, done)));
         auth(request, reply, done);
+      },
+      // Answers made here rather than by @tus/server (an upload already recorded, a refused request) carry the same
+      // CORS headers, or a browser could not read them.
+      onSend: async (_request, reply, payload) => {
+        if (!reply.hasHeader('access-control-allow-origin')) {
+          reply.header('access-control-allow-origin', '*');
+          reply.header('access-control-expose-headers', [EXPOSED_HEADERS, ...WEFT_HEADERS].join(', '));
+        }
+        return payload;
       },
       handler: handle,
     });
