@@ -8,10 +8,10 @@ import { basename } from 'node:path';
 import {
   ControlServer,
   type SlotStatus,
+  Supervisor,
   type SupervisorStatus,
   sendControl,
   socketPath,
-  supervise,
 } from '../cluster/index.ts';
 import { WeftError } from '../errors.ts';
 import type { Logger } from '../lifecycle/index.ts';
@@ -83,11 +83,21 @@ async function start(parsed: ReturnType<typeof parseCommandLine>): Promise<numbe
     logger.warn({ reason: noInit }, `running as PID 1 without an init: orphans are not reaped (${noInit})`);
   const config = await startConfig(parsed);
   const path = socketPath(config.name);
-  const supervisor = await supervise({ ...config, logger, exit: false });
+  const supervisor = new Supervisor({ ...config, logger, exit: false });
+  // Heard from the start: a cluster that cannot start (a port in use) is over before start() resolves.
+  let over: number | undefined;
+  const exited = new Promise<number>((resolve) =>
+    supervisor.once('exit', (code: number) => {
+      over = code;
+      resolve(code);
+    }),
+  );
+  await supervisor.start();
+  if (over !== undefined) process.exit(over);
   const control = new ControlServer(supervisor, path);
   await control.listen();
   logger.info({ socket: path }, `control socket ${path}`);
-  const code = await new Promise<number>((resolve) => supervisor.once('exit', resolve));
+  const code = await exited;
   await control.close();
   // The supervisor is done and its workers are gone: leave now rather than wait on stray handles.
   process.exit(code);

@@ -8,6 +8,12 @@ interface ListenHandle {
 
 const LISTEN = 'tracing:net.server.listen:asyncStart';
 
+/** Why a listening socket could not be opened: `EADDRINUSE`, `EACCES`…, with the address and port asked for. */
+export interface ListenError extends NodeJS.ErrnoException {
+  address?: string;
+  port?: number;
+}
+
 /**
  * The listening sockets node:cluster's primary opens for round-robin scheduling, so that a stop can close them first.
  * Internal.
@@ -34,9 +40,14 @@ export class PrimaryListeners {
       const handle = (server as unknown as { _handle?: ListenHandle })._handle;
       if (handle) this.#handles.add(handle);
     });
+    // Registered before node:cluster's own listener, so this runs before the error is passed to the workers.
+    server.once('error', (err) => this.#onError?.(err as ListenError));
   };
+  readonly #onError: ((err: ListenError) => void) | undefined;
 
-  constructor() {
+  /** `onError` hears a listening socket that could not be opened (a port in use), before any worker does. */
+  constructor(onError?: (err: ListenError) => void) {
+    this.#onError = onError;
     subscribe(LISTEN, this.#onListen);
   }
 

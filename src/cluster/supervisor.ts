@@ -5,7 +5,7 @@ import { type Logger, stderrLogger } from '../lifecycle/index.ts';
 import { type Forked, forkWorker, setupPrimary } from './fork.ts';
 import { Liveness, overMemory } from './health.ts';
 import { WorkerRequests } from './ipc.ts';
-import { PrimaryListeners } from './listeners.ts';
+import { type ListenError, PrimaryListeners } from './listeners.ts';
 import { ClusterMetrics, type ClusterMetricsSnapshot } from './metrics.ts';
 import { type ResolvedSuperviseOptions, resolveSuperviseOptions, type SuperviseOptions } from './options.ts';
 import { WorkerOutput } from './output.ts';
@@ -36,7 +36,7 @@ export class Supervisor extends EventEmitter {
   readonly #requests = new WorkerRequests();
   readonly #output = new WorkerOutput((line) => this.emit('log', line));
   readonly #endpoint = new MetricsEndpoint();
-  readonly #listeners = new PrimaryListeners();
+  readonly #listeners = new PrimaryListeners((err) => this.#listenFailed(err));
   #state: SupervisorStatus['state'] = 'running';
   #reload: Promise<ReloadResult> | undefined;
   #stop: Promise<number> | undefined;
@@ -178,10 +178,12 @@ export class Supervisor extends EventEmitter {
     try {
       await ready;
     } catch (err) {
-      this.#log.warn(
-        { slot: slot.index, pid: worker.process.pid, err },
-        `worker ${slot.index} did not start`,
-      );
+      // Not when the supervisor ended it (a port that cannot be opened has been said once already).
+      if (!this.#stop)
+        this.#log.warn(
+          { slot: slot.index, pid: worker.process.pid, err },
+          `worker ${slot.index} did not start`,
+        );
       throw err;
     }
     if (slot.worker === worker && slot.state === 'starting') {
@@ -222,6 +224,39 @@ export class Supervisor extends EventEmitter {
       `every worker is crash-looping: giving up (${reasons.join('; ')}); to keep retrying instead, start with --crash-loop-retry 30s (crashLoop.retryAfter)`,
     );
     this.#finish(1);
+  }
+
+  /**
+   * The application's port cannot be opened (in use, or privileged): no worker can ever serve, so retrying is a
+   * crash loop with a stack trace per try. One line says which port and what to do, the workers are ended before
+   * node:cluster hands them the error, and the supervisor exits 1.
+   */
+  #listenFailed(err: ListenError): void {
+    if (this.#stop || (err.code !== 'EADDRINUSE' && err.code !== 'EACCES')) return;
+    this.#state = 'failed';
+    const where = err.port === undefined ? (err.address ?? 'the address') : `port ${err.port}`;
+    const why =
+      err.code === 'EADDRINUSE' ? 'is already in use' : 'needs privileges this process does not have';
+    const other = err.port ? err.port + 1 : 3001;
+    this.#log.error(
+      { code: err.code, address: err.address, port: err.port },
+      `cannot listen: ${where} ${why} (${err.code}); stop what uses it, or choose another port (PORT=${other} for an app that reads PORT)`,
+    );
+    this.#stop = (async () => {
+      this.#liveness.stop();
+      const exits: Promise<unknown>[] = [];
+      for (const slot of this.#slots) {
+        clearTimeout(slot.restartTimer);
+        const w = slot.worker;
+        if (w && w.process.exitCode === null && w.process.signalCode === null) {
+          exits.push(new Promise((resolve) => w.once('exit', resolve)));
+          w.process.kill('SIGKILL');
+        }
+      }
+      await Promise.all(exits);
+      this.#finish(1);
+      return 1;
+    })();
   }
 
   /** Sends `data` to the worker of `slot` (its `worker.onMessage` listeners); false when it has none connected. */

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -59,6 +60,27 @@ describe('the weft command', () => {
     const stop = await weft(['stop', '--name', 'clitest']);
     assert.equal(stop.stdout.trim(), 'stopped (exit code 0)');
     assert.equal(await within(s.exit, 20_000, 'weft start to exit'), 0);
+  });
+
+  it('a port already in use is one clear line naming it and PORT, and exit 1 at once (no crash loop)', async () => {
+    const busy = createServer();
+    await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+    const port = (busy.address() as AddressInfo).port;
+    try {
+      const r = await runWeft(['start', app, '--workers', '2', '--name', 'portbusy'], {
+        ...env,
+        PORT: String(port),
+      });
+      const out = r.stdout + r.stderr;
+      assert.equal(r.code, 1, out);
+      const lines = out.split('\n').filter((l) => l.includes(`port ${port} is already in use`));
+      assert.equal(lines.length, 1, `one line says it:\n${out}`);
+      assert.match(lines[0]!, new RegExp(`PORT=${port + 1}`));
+      assert.doesNotMatch(out, /^\s+at /m, 'no stack trace');
+      assert.doesNotMatch(out, /restart|crash/i, 'not retried');
+    } finally {
+      busy.close();
+    }
   });
 
   it('status with no supervisor running says so and exits 3', async () => {
