@@ -1,7 +1,7 @@
 /**
  * The page's files (HTML, two JS modules, CSS, an icon), read once at start-up and served with an ETag and gzip.
- * They live in `src/dashboard/assets/`, which ships in the package (`files` has `src`): the built `dist/` reads them
- * from there, so there is no copy step. Internal.
+ * They live in `src/dashboard/assets/`; `npm run build` copies them to `dist/dashboard/assets/`, so the built
+ * runtime needs nothing outside `dist/` (a production image copies only that). Internal.
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -37,11 +37,9 @@ export function pageCsp(imageOrigins: readonly string[] = []): string {
   );
 }
 
-/** `src/dashboard/assets/`, from the TypeScript source or from `dist/dashboard/`. */
+/** `assets/` beside this module: `src/dashboard/assets/`, or the copy `npm run build` puts in `dist/dashboard/`. */
 function assetsDir(): URL {
-  return import.meta.url.endsWith('.ts')
-    ? new URL('./assets/', import.meta.url)
-    : new URL('../../src/dashboard/assets/', import.meta.url);
+  return new URL('./assets/', import.meta.url);
 }
 
 /** Reads and compresses the assets; throws at start-up (not on the first request) when one is missing. */
