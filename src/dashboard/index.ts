@@ -20,4 +20,5 @@ export {
   type ReloadView,
   type ReplacementView,
   type SlotView,
+  type WebhooksView,
 } from './view.ts';

@@ -86,6 +86,14 @@ export interface FailureView {
   at: number;
 }
 
+/** Webhook deliveries, for an application that sends webhooks (as jobs of its queue). */
+export interface WebhooksView {
+  /** Deliveries by state: `queued`, `active`, `retrying` (failed, will be tried again), `completed`, `dead`. */
+  counts: Record<string, number>;
+  /** The latest deliveries that failed, newest first: waiting for their next try, or dead (with their last error). */
+  failures: (FailureView & { state: string })[];
+}
+
 /** Recent uploads, and where to upload, for an application that stores files. */
 export interface FilesView {
   upload?: { path: string; auth: boolean; maxBytes: number };
@@ -141,6 +149,7 @@ export interface DashboardSnapshot {
   slots: SlotView[];
   pools: PoolView[];
   jobs?: JobsView;
+  webhooks?: WebhooksView;
   files?: FilesView;
   events?: EventView[];
   /** Parts that could not be read this tick, and why. */

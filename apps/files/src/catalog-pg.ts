@@ -14,6 +14,7 @@ import {
   kindsOf,
   recordThenQueue,
 } from './catalog.ts';
+import { pgRowCount, pgRows, type RowPage, type RowQuery } from './csv-rows.ts';
 import { FilesError } from './errors.ts';
 import { type OutboxRow, type Recorded, recordWithOutbox } from './outbox.ts';
 import type { JobKind, JobQueue } from './queue/types.ts';
@@ -44,6 +45,14 @@ CREATE TABLE IF NOT EXISTS weft_files (
   sha256      text NOT NULL,
   created_at  bigint NOT NULL
 );
+-- Added after the first schema: an upload's own webhook URL. Looked up first: ALTER TABLE takes an exclusive lock
+-- even when IF NOT EXISTS makes it do nothing, and every process start runs this.
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()
+                 AND table_name = 'weft_files' AND column_name = 'webhook') THEN
+    ALTER TABLE weft_files ADD COLUMN IF NOT EXISTS webhook text;
+  END IF;
+END $$;
 CREATE INDEX IF NOT EXISTS weft_files_created_at ON weft_files (created_at);
 CREATE TABLE IF NOT EXISTS weft_derived (
   file_id  text NOT NULL,
@@ -187,7 +196,8 @@ export class PgCatalog implements Catalog {
           insert: async () => {
             await this.#pool.query(
               `WITH f AS (
-                 INSERT INTO weft_files (id, name, type, size, sha256, created_at) VALUES ($1, $2, $3, $4, $5, $6)
+                 INSERT INTO weft_files (id, name, type, size, sha256, created_at, webhook)
+                 VALUES ($1, $2, $3, $4, $5, $6, $10)
                )
                INSERT INTO weft_files_outbox (file_id, kinds, max_attempts, created_at, lease_until)
                VALUES ($1, $7, $8, $6, ${NOW_MS} + $9)`,
@@ -201,6 +211,7 @@ export class PgCatalog implements Catalog {
                 kindsColumn(kinds),
                 maxAttempts,
                 leaseMs,
+                file.webhook ?? null,
               ],
             );
           },
@@ -221,8 +232,9 @@ export class PgCatalog implements Catalog {
     return recordThenQueue(
       async () => {
         await this.#pool.query(
-          'INSERT INTO weft_files (id, name, type, size, sha256, created_at) VALUES ($1, $2, $3, $4, $5, $6)',
-          [file.id, file.name, file.type, file.size, file.sha256, file.createdAt],
+          `INSERT INTO weft_files (id, name, type, size, sha256, created_at, webhook)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+          [file.id, file.name, file.type, file.size, file.sha256, file.createdAt, file.webhook ?? null],
         );
       },
       () => this.#pool.query('DELETE FROM weft_files WHERE id = $1', [file.id]),
@@ -236,6 +248,14 @@ export class PgCatalog implements Catalog {
   async get(id: string): Promise<FileRecord | undefined> {
     const { rows } = await this.#pool.query<FileRow>('SELECT * FROM weft_files WHERE id = $1', [id]);
     return rows[0] === undefined ? undefined : toFile(rows[0]);
+  }
+
+  async webhookOf(id: string): Promise<string | undefined> {
+    const { rows } = await this.#pool.query<{ webhook: string | null }>(
+      'SELECT webhook FROM weft_files WHERE id = $1',
+      [id],
+    );
+    return rows[0]?.webhook ?? undefined;
   }
 
   async list(limit = 50, before?: number): Promise<FileRecord[]> {
@@ -308,6 +328,14 @@ export class PgCatalog implements Catalog {
   async count(): Promise<number> {
     const { rows } = await this.#pool.query<{ n: string }>('SELECT count(*) AS n FROM weft_files');
     return Number(rows[0]?.n);
+  }
+
+  rows(fileId: string, query: RowQuery): Promise<RowPage | undefined> {
+    return pgRows(this.#pool, csvTableFor(fileId), query);
+  }
+
+  rowCount(fileId: string): Promise<number | undefined> {
+    return pgRowCount(this.#pool, csvTableFor(fileId));
   }
 
   async claimOutbox(owner: string, limit: number, leaseMs: number): Promise<OutboxRow[]> {

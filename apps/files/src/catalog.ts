@@ -3,6 +3,7 @@
  * the embedded SQLite database, `PgCatalog` (catalog-pg.ts) in PostgreSQL.
  */
 import type { DatabaseSync, SQLInputValue } from 'node:sqlite';
+import { type RowPage, type RowQuery, sqliteRowCount, sqliteRows } from './csv-rows.ts';
 import { transaction } from './db.ts';
 import { type OutboxRow, type Recorded, recordWithOutbox } from './outbox.ts';
 import { SqliteQueue } from './queue/sqlite.ts';
@@ -15,6 +16,11 @@ export interface FileRecord {
   size: number;
   sha256: string;
   createdAt: number;
+  /**
+   * The upload's own webhook URL (`POST /files?webhook=`), recorded with it. Not read back by `get` or `list`, whose
+   * records the API shows to anyone (the URL may carry a token): see `Catalog.webhookOf`.
+   */
+  webhook?: string;
 }
 
 export interface DerivedRecord {
@@ -46,6 +52,8 @@ export interface Catalog {
    */
   recordUpload(file: FileRecord, kinds: JobKind[], maxAttempts: number): Promise<Recorded>;
   get(id: string): Promise<FileRecord | undefined>;
+  /** The upload's own webhook URL; undefined when it has none, or no such file. */
+  webhookOf(id: string): Promise<string | undefined>;
   /** Newest first; `before` pages by creation time. */
   list(limit?: number, before?: number): Promise<FileRecord[]>;
   /**
@@ -72,6 +80,13 @@ export interface Catalog {
   pendingKinds(fileId: string): Promise<JobKind[]>;
   /** How many files are recorded. */
   count(): Promise<number>;
+  /**
+   * Rows of the CSV table of `fileId` (what its CSV job loaded), in line order; undefined when it has none (not a
+   * CSV file, its job not completed, or deleted). One short read: a stream pages through the table with `after`.
+   */
+  rows(fileId: string, query: RowQuery): Promise<RowPage | undefined>;
+  /** How many rows the CSV table of `fileId` has; undefined when it has none. */
+  rowCount(fileId: string): Promise<number | undefined>;
   /** Resolves when the database answers; the readiness probe calls it. */
   ping(): Promise<void>;
   /** What `ingestCsv` loads CSV tables into: a SQLite file path or a `postgres://` URL. */
@@ -156,8 +171,10 @@ export class SqliteCatalog implements Catalog {
   async recordUpload(file: FileRecord, kinds: JobKind[], maxAttempts: number): Promise<Recorded> {
     const insert = () =>
       this.#db
-        .prepare('INSERT INTO files (id, name, type, size, sha256, created_at) VALUES (?, ?, ?, ?, ?, ?)')
-        .run(file.id, file.name, file.type, file.size, file.sha256, file.createdAt);
+        .prepare(
+          'INSERT INTO files (id, name, type, size, sha256, created_at, webhook) VALUES (?, ?, ?, ?, ?, ?, ?)',
+        )
+        .run(file.id, file.name, file.type, file.size, file.sha256, file.createdAt, file.webhook ?? null);
     // The embedded queue shares the database: the record and its jobs go in one transaction.
     const queue = this.#queue;
     const removeRecord = () => {
@@ -212,6 +229,11 @@ export class SqliteCatalog implements Catalog {
     return row ? toFile(row) : undefined;
   }
 
+  async webhookOf(id: string): Promise<string | undefined> {
+    const row = this.#db.prepare('SELECT webhook FROM files WHERE id = ?').get(id) as Row | undefined;
+    return typeof row?.webhook === 'string' ? row.webhook : undefined;
+  }
+
   async list(limit = 50, before?: number): Promise<FileRecord[]> {
     const rows = this.#db
       .prepare('SELECT * FROM files WHERE created_at < ? ORDER BY created_at DESC, id DESC LIMIT ?')
@@ -262,6 +284,14 @@ export class SqliteCatalog implements Catalog {
 
   async count(): Promise<number> {
     return Number((this.#db.prepare('SELECT count(*) AS n FROM files').get() as Row).n);
+  }
+
+  async rows(fileId: string, query: RowQuery): Promise<RowPage | undefined> {
+    return sqliteRows(this.#db, csvTableFor(fileId), query);
+  }
+
+  async rowCount(fileId: string): Promise<number | undefined> {
+    return sqliteRowCount(this.#db, csvTableFor(fileId));
   }
 
   async claimOutbox(owner: string, limit: number, leaseMs: number): Promise<OutboxRow[]> {

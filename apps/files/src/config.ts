@@ -80,6 +80,19 @@ export interface FilesConfig {
    * 410 when resumed). Default 24 h.
    */
   tusExpiry: number;
+  /** `https://hooks.example.com/weft`: receives `file.processed` and `job.dead` events (see docs/files.md). */
+  webhookUrl: string | undefined;
+  /** Signs every webhook (HMAC-SHA256, `X-Weft-Signature`); at least 16 characters; required to send any. */
+  webhookSecret: string | undefined;
+  /**
+   * Comma-separated origins (`https://app.example.com`) an upload's own `webhook` URL may point to; the origin of
+   * `webhookUrl` is always allowed. Other URLs are refused (400), so uploads cannot make the service call anywhere.
+   */
+  webhookOrigins: string | undefined;
+  /** Longest one webhook delivery may take (connect, send, answer); then it is retried. Default 10 s. */
+  webhookTimeout: number;
+  /** Tries of a webhook delivery before it is dead-lettered (backoff as `retryDelayMs`). Default 12 (~18 min). */
+  webhookAttempts: number;
 }
 
 type Kind = 'int' | 'size' | 'duration' | 'string' | 'path';
@@ -116,6 +129,11 @@ const SETTINGS: Record<keyof FilesConfig, { env: string[]; kind: Kind }> = {
   databaseUrl: { env: ['DATABASE_URL'], kind: 'string' },
   contentOrigin: { env: ['FILES_CONTENT_ORIGIN'], kind: 'string' },
   tusExpiry: { env: ['FILES_TUS_EXPIRY'], kind: 'duration' },
+  webhookUrl: { env: ['FILES_WEBHOOK_URL'], kind: 'string' },
+  webhookSecret: { env: ['FILES_WEBHOOK_SECRET'], kind: 'string' },
+  webhookOrigins: { env: ['FILES_WEBHOOK_ORIGINS'], kind: 'string' },
+  webhookTimeout: { env: ['FILES_WEBHOOK_TIMEOUT'], kind: 'duration' },
+  webhookAttempts: { env: ['FILES_WEBHOOK_ATTEMPTS'], kind: 'int' },
 };
 
 function defaults(env: NodeJS.ProcessEnv): FilesConfig {
@@ -151,6 +169,11 @@ function defaults(env: NodeJS.ProcessEnv): FilesConfig {
     queueUrl: undefined,
     databaseUrl: undefined,
     contentOrigin: undefined,
+    webhookUrl: undefined,
+    webhookSecret: undefined,
+    webhookOrigins: undefined,
+    webhookTimeout: 10_000,
+    webhookAttempts: 12,
   };
 }
 
@@ -188,19 +211,59 @@ export function redact(url: string): string {
 }
 
 /** `https://host[:port]` with nothing after it (a trailing `/` is dropped), as the links are built on it. */
-function origin(raw: string): string {
+function origin(raw: string, key: 'contentOrigin' | 'webhookOrigins' = 'contentOrigin'): string {
   const want =
     'an origin like https://files-content.example.com (http or https, no path, query or credentials)';
   let url: URL;
   try {
     url = new URL(raw);
   } catch {
-    throw bad('contentOrigin', 'config', want, raw);
+    throw bad(key, 'config', want, raw);
   }
   const plain = url.pathname === '/' && !url.search && !url.hash && !url.username && !url.password;
-  if (!/^https?:$/.test(url.protocol) || !plain || /[?#]$/.test(raw))
-    throw bad('contentOrigin', 'config', want, raw);
+  if (!/^https?:$/.test(url.protocol) || !plain || /[?#]$/.test(raw)) throw bad(key, 'config', want, raw);
   return url.origin;
+}
+
+/**
+ * The webhook settings, checked together: an http(s) URL without credentials (they would travel in every request;
+ * put a token in its path or query instead), origins normalised, and a secret whenever a webhook can be sent.
+ */
+function checkWebhooks(config: FilesConfig): void {
+  const raw = config.webhookUrl;
+  if (raw !== undefined) {
+    const want = 'an http:// or https:// URL without credentials';
+    const url = URL.canParse(raw) ? new URL(raw) : undefined;
+    if (!url || !/^https?:$/.test(url.protocol) || url.username || url.password)
+      throw bad('webhookUrl', 'config', want, redact(raw));
+    url.hash = '';
+    config.webhookUrl = url.href;
+  }
+  if (config.webhookOrigins !== undefined) {
+    const list = config.webhookOrigins.split(',').map((o) => o.trim());
+    config.webhookOrigins = list
+      .filter((o) => o !== '')
+      .map((o) => origin(o, 'webhookOrigins'))
+      .join(',');
+  }
+  const sends = config.webhookUrl !== undefined || Boolean(config.webhookOrigins);
+  if (sends && config.webhookSecret === undefined) {
+    throw bad(
+      'webhookSecret',
+      'config',
+      'set (FILES_WEBHOOK_SECRET) when a webhook URL or origin is',
+      undefined,
+    );
+  }
+  if (config.webhookSecret !== undefined && config.webhookSecret.length < 16) {
+    // The secret itself is never printed.
+    throw bad(
+      'webhookSecret',
+      'config',
+      'at least 16 characters',
+      `${config.webhookSecret.length} characters`,
+    );
+  }
 }
 
 /** `12`, `1.5G`, `30s`: the number times its unit's factor; NaN when it is not one. */
@@ -281,6 +344,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     'storageTimeout',
     'breakerThreshold',
     'breakerHalfOpen',
+    'webhookTimeout',
+    'webhookAttempts',
   ] as const) {
     if (config[key] < 1) throw bad(key, 'config', 'at least 1', config[key]);
   }
@@ -292,5 +357,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     throw bad('databaseUrl', 'config', 'a postgres:// URL', redact(config.databaseUrl));
   }
   if (config.contentOrigin !== undefined) config.contentOrigin = origin(config.contentOrigin);
+  checkWebhooks(config);
   return Object.freeze(config);
 }

@@ -17,15 +17,18 @@ import {
   type FailureView,
   type FileView,
   processView,
+  type WebhooksView,
 } from 'weft/dashboard';
 import type { MetricsSnapshot } from 'weft/metrics';
 import type { Catalog, FileRecord } from './catalog.ts';
 import type { FilesConfig } from './config.ts';
 import type { EventBus, FilesEvent } from './events.ts';
 import type { Job, JobCounts, JobQueue } from './queue/types.ts';
+import type { WebhookPayload } from './webhooks.ts';
 
 export interface FilesDashboardDeps {
-  config: Pick<FilesConfig, 'token' | 'maxUpload'> & Partial<Pick<FilesConfig, 'contentOrigin'>>;
+  config: Pick<FilesConfig, 'token' | 'maxUpload'> &
+    Partial<Pick<FilesConfig, 'contentOrigin' | 'webhookUrl'>>;
   catalog: Pick<Catalog, 'list' | 'get' | 'derived'>;
   queue: JobQueue;
   bus: EventBus;
@@ -33,6 +36,8 @@ export interface FilesDashboardDeps {
   metrics?: (() => MetricsSnapshot) | undefined;
   /** Each backend's breaker state, shown in the Files section (a backend not `up` cannot take uploads). */
   backends?: () => BackendView[];
+  /** Webhooks are configured: the page shows their deliveries. */
+  webhooks?: boolean;
   /** Where `WEFT_METRICS_URL` (the supervisor's merged metrics) is read. Default: `process.env`. */
   env?: NodeJS.ProcessEnv;
 }
@@ -82,12 +87,41 @@ function describe(e: FilesEvent): EventView {
   return { id: e.id, type: e.type, at: e.at, text };
 }
 
-/** The state of a file's jobs taken together: the worst one wins, `completed` only when all are. */
+/** The state of a file's jobs taken together (deliveries about it aside): the worst one wins, `completed` when all are. */
 function fileState(jobs: Job[]): string {
   if (jobs.length === 0) return 'stored';
   for (const s of ['dead', 'active', 'retrying', 'queued'] as const)
     if (jobs.some((j) => j.state === s)) return s;
   return 'completed';
+}
+
+/** Deliveries by state, and the latest that failed (dead, or waiting for a retry) with their last error. */
+async function webhookView(queue: JobQueue, webhookUrl: string | undefined): Promise<WebhooksView> {
+  const [counts, dead, retrying] = await Promise.all([
+    queue.counts({ kind: 'webhook' }),
+    queue.list({ kind: 'webhook', state: 'dead', limit: FAILURES }),
+    queue.list({ kind: 'webhook', state: 'retrying', limit: FAILURES }),
+  ]);
+  // Only the origin of a URL is shown: its path or query may hold a token.
+  const where = (p: WebhookPayload | null) =>
+    p?.target === 'config' && webhookUrl ? new URL(webhookUrl).origin : "the upload's own URL";
+  const failures = [...dead, ...retrying]
+    .sort((a, b) => b.updatedAt - a.updatedAt)
+    .slice(0, FAILURES)
+    .map((j) => {
+      const payload = j.payload as WebhookPayload | null;
+      return {
+        id: j.id,
+        label: `${payload?.event?.type ?? 'webhook'} → ${where(payload)}`,
+        kind: j.kind,
+        error: j.lastError ?? '',
+        code: j.errorCode,
+        attempts: j.attempts,
+        at: j.updatedAt,
+        state: j.state,
+      };
+    });
+  return { counts, failures };
 }
 
 /**
@@ -174,9 +208,11 @@ export function filesDashboard(deps: FilesDashboardDeps): Dashboard {
     // A backend that is away (its breaker open) must not blank the page that shows it: the last lists are kept.
     let counts: JobCounts = { queued: 0, active: 0, retrying: 0, completed: 0, dead: 0 };
     let read = lists ?? { files: [], failures: [] };
+    let webhooks: WebhooksView | undefined;
     try {
       counts = await queue.counts();
       read = await readLists(counts, events.length > 0);
+      if (deps.webhooks) webhooks = await webhookView(queue, config.webhookUrl);
     } catch (err) {
       warnings.push(`Jobs and files could not be read: ${(err as Error).message}`);
     }
@@ -184,6 +220,7 @@ export function filesDashboard(deps: FilesDashboardDeps): Dashboard {
     return {
       ...base,
       jobs: { counts, failures, retry: { path: '/jobs/:id/retry', auth } },
+      ...(webhooks ? { webhooks } : {}),
       files: {
         upload: { path: '/files', auth, maxBytes: config.maxUpload },
         recent: files,

@@ -22,7 +22,8 @@ CREATE TABLE IF NOT EXISTS files (
   type        TEXT NOT NULL,
   size        INTEGER NOT NULL,
   sha256      TEXT NOT NULL,
-  created_at  INTEGER NOT NULL
+  created_at  INTEGER NOT NULL,
+  webhook     TEXT
 );
 CREATE TABLE IF NOT EXISTS jobs (
   id           INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -40,7 +41,8 @@ CREATE TABLE IF NOT EXISTS jobs (
   created_at   INTEGER NOT NULL,
   updated_at   INTEGER NOT NULL,
   started_at   INTEGER,
-  finished_at  INTEGER
+  finished_at  INTEGER,
+  payload      TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_ready ON jobs (state, run_at);
 CREATE INDEX IF NOT EXISTS jobs_file ON jobs (file_id);
@@ -98,12 +100,25 @@ export function openDatabase(path: string): DatabaseSync {
   // Two processes starting at once both run the schema; IF NOT EXISTS inside one write transaction makes that safe.
   transaction(db, () => {
     db.exec(SCHEMA);
-    // Databases made before jobs recorded when their attempt started.
-    const columns = db.prepare('PRAGMA table_info(jobs)').all() as { name: string }[];
-    if (!columns.some((c) => c.name === 'started_at'))
-      db.exec('ALTER TABLE jobs ADD COLUMN started_at INTEGER');
+    // Databases made before these columns: when a job's attempt started, a follow-up job's payload (webhooks),
+    // a file's own webhook URL. Nullable, so ADD COLUMN changes no existing row.
+    for (const [table, column, type] of MIGRATIONS) {
+      if (!hasColumn(db, table, column)) db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${type}`);
+    }
   });
   return db;
+}
+
+/** Columns added after the first schema: `[table, column, type]`. */
+const MIGRATIONS = [
+  ['jobs', 'started_at', 'INTEGER'],
+  ['jobs', 'payload', 'TEXT'],
+  ['files', 'webhook', 'TEXT'],
+] as const;
+
+function hasColumn(db: DatabaseSync, table: string, column: string): boolean {
+  const columns = db.prepare(`PRAGMA table_info(${table})`).all() as { name: string }[];
+  return columns.some((c) => c.name === column);
 }
 
 function schemaReady(db: DatabaseSync): boolean {
@@ -113,8 +128,7 @@ function schemaReady(db: DatabaseSync): boolean {
     )
     .all();
   if (tables.length < 5) return false;
-  const columns = db.prepare('PRAGMA table_info(jobs)').all() as { name: string }[];
-  return columns.some((c) => c.name === 'started_at');
+  return MIGRATIONS.every(([table, column]) => hasColumn(db, table, column));
 }
 
 /**

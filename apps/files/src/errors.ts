@@ -13,6 +13,7 @@ export type FilesErrorCode =
   | 'ERR_WEFT_FILES_BAD_REQUEST'
   | 'ERR_WEFT_FILES_RANGE'
   | 'ERR_WEFT_FILES_CONFLICT'
+  | 'ERR_WEFT_FILES_NO_ROWS'
   | 'ERR_WEFT_FILES_CHECKSUM'
   | 'ERR_WEFT_FILES_UNSUPPORTED'
   | 'ERR_WEFT_FILES_BAD_IMAGE'
@@ -44,6 +45,8 @@ const STATUS: Record<FilesErrorCode, number> = {
   ERR_WEFT_FILES_BAD_REQUEST: 400,
   ERR_WEFT_FILES_RANGE: 416,
   ERR_WEFT_FILES_CONFLICT: 409,
+  // The file has no CSV table (yet): not CSV, or its CSV job has not completed.
+  ERR_WEFT_FILES_NO_ROWS: 409,
   // tus's checksum extension: "460 Checksum Mismatch".
   ERR_WEFT_FILES_CHECKSUM: 460,
   // Asked for something this file's type does not have (a resized copy of a CSV).

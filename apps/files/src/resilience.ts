@@ -321,11 +321,15 @@ export function catalogCalls(recordUploadMs: number): Partial<Record<keyof Catal
   return {
     recordUpload: { kind: 'write', timeoutMs: recordUploadMs },
     get: 'read',
+    webhookOf: 'read',
     list: 'read',
     setDerived: 'read',
     derived: 'read',
     delete: 'write',
     count: 'read',
+    // One short query each: a stream of a CSV table calls `rows` once per batch, each under the deadline.
+    rows: 'read',
+    rowCount: 'read',
     ping: 'read',
     // Claiming changes the lease (not retried); deleting a row twice deletes it once.
     claimOutbox: 'write',

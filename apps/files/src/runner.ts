@@ -13,8 +13,9 @@ import type { EventBus, EventType, FilesEvents } from './events.ts';
 import { ThrottledLog } from './log-throttle.ts';
 import type { Logger } from './logger.ts';
 import { loadSharp, type ProcessorTasks } from './processors/index.ts';
-import type { Job, JobQueue } from './queue/types.ts';
+import type { FollowUps, Job, JobQueue } from './queue/types.ts';
 import { derivedKey, derivedPrefix, originalKey, type Storage } from './storage/types.ts';
+import type { Webhooks } from './webhooks.ts';
 
 /** Errors that another attempt cannot fix: the job goes to the dead-letter state at once. */
 const PERMANENT = new Set([
@@ -28,7 +29,13 @@ const PERMANENT = new Set([
   'ERR_WEFT_FILES_CSV_ENCODING',
   'ERR_WEFT_FILES_INPUT_MISSING',
   'ERR_WEFT_FILES_NOT_FOUND',
+  // A webhook refused by its receiver (4xx but 408 and 429), or whose URL is not allowed (any more).
+  'ERR_WEFT_FILES_WEBHOOK_REJECTED',
+  'ERR_WEFT_FILES_WEBHOOK_URL',
 ]);
+
+/** Webhook deliveries that may run beyond `concurrency` (they wait on a network, not on a thread). */
+const WEBHOOK_SLOTS = 16;
 
 export interface RunnerDeps {
   queue: JobQueue;
@@ -46,6 +53,11 @@ export interface RunnerDeps {
    * and CSV processors in `pool`.
    */
   execute?: (job: Job, signal: AbortSignal) => Promise<unknown>;
+  /**
+   * Webhooks, when configured: processing outcomes get their `file.processed` / `job.dead` follow-ups, and `webhook`
+   * jobs are sent on this thread. Without it nothing is queued, and a `webhook` job found in the queue is dead.
+   */
+  webhooks?: Pick<Webhooks, 'completed' | 'failed' | 'deliver'> | undefined;
   /** Longest wait between claims while the queue fails (a locked or full database). Default 5 s. */
   maxBackoffMs?: number;
   /** Repeated failures (claims, heartbeats) are logged once per this interval. Default 60 s. */
@@ -126,7 +138,7 @@ export class JobRunner {
     let failures = 0;
     while (!this.#closing) {
       this.#nudged = false;
-      const free = concurrency - this.#running.size;
+      const free = this.#free(concurrency);
       let claimed = 0;
       if (free > 0) {
         try {
@@ -154,6 +166,17 @@ export class JobRunner {
     }
   }
 
+  /**
+   * Jobs to claim now: `concurrency` minus the processing jobs running. Webhook deliveries hold no thread, so a slow
+   * receiver must not stall processing: up to {@link WEBHOOK_SLOTS} of them run beyond `concurrency`, and only
+   * those past that count against it.
+   */
+  #free(concurrency: number): number {
+    let hooks = 0;
+    for (const r of this.#running.values()) if (r.job.kind === 'webhook') hooks++;
+    return concurrency - (this.#running.size - hooks) - Math.max(0, hooks - WEBHOOK_SLOTS);
+  }
+
   #start(job: Job): void {
     const controller = new AbortController();
     const entry: Running = { job, controller, done: Promise.resolve(), renewedAt: Date.now() };
@@ -176,16 +199,21 @@ export class JobRunner {
   }
 
   async #attempt(job: Job, signal: AbortSignal): Promise<void> {
-    const { queue, log } = this.#d;
+    const { queue, log, webhooks } = this.#d;
     const started = performance.now();
+    const run =
+      job.kind === 'webhook' ? this.#deliver.bind(this) : (this.#d.execute ?? this.#execute.bind(this));
     let result: unknown;
     try {
-      result = await (this.#d.execute ?? this.#execute.bind(this))(job, signal);
+      result = await run(job, signal);
     } catch (err) {
       await this.#failed(job, signal, err);
       return;
     }
-    if (await queue.complete(job, this.owner, result)) {
+    // Queued with the completion (one transaction with SQLite): a crash in between cannot lose the webhook. Should
+    // they not be made (the catalog away), nothing is recorded and the job runs again once its lease expires.
+    const then = await webhooks?.completed(job);
+    if (await queue.complete(job, this.owner, result, then)) {
       const ms = Math.round(performance.now() - started);
       this.#publish('job.completed', {
         jobId: job.id,
@@ -212,11 +240,18 @@ export class JobRunner {
       return;
     }
     const code = typeof e.code === 'string' ? e.code : null;
+    const message = e.message ?? String(err);
+    const permanent = code !== null && PERMANENT.has(code);
+    // `job.dead` goes with the failure that makes the job dead (the queue queues it only then).
+    let then: FollowUps | undefined;
+    if (permanent || job.attempts >= job.maxAttempts)
+      then = await this.#d.webhooks?.failed(job, { code, message });
     const outcome = await queue.fail(
       job,
       this.owner,
-      { message: e.message ?? String(err), ...(code ? { code } : {}) },
-      code !== null && PERMANENT.has(code),
+      { message, ...(code ? { code } : {}) },
+      permanent,
+      then,
     );
     const missing = code === 'ERR_WEFT_FILES_NOT_FOUND' || code === 'ERR_WEFT_FILES_INPUT_MISSING';
     if (err instanceof FileGone || (missing && !(await this.#d.catalog.get(job.fileId)))) {
@@ -245,6 +280,17 @@ export class JobRunner {
   /** Events are news, not records: a bus that cannot take one (Redis down) is logged, and the job goes on. */
   #publish<K extends EventType>(type: K, data: FilesEvents[K]): void {
     this.#d.bus.publish(type, data).catch((err) => this.#d.log.warn({ err }, `publishing ${type} failed`));
+  }
+
+  /** Sends a webhook job, here on the main thread: it waits on the network, and the pool's threads are for CPU. */
+  async #deliver(job: Job, signal: AbortSignal): Promise<unknown> {
+    if (!this.#d.webhooks) {
+      throw new FilesError(
+        'ERR_WEFT_FILES_WEBHOOK_URL',
+        'This process sends no webhooks (neither FILES_WEBHOOK_URL nor FILES_WEBHOOK_ORIGINS, with a secret, is set)',
+      );
+    }
+    return this.#d.webhooks.deliver(job, signal);
   }
 
   async #execute(job: Job, signal: AbortSignal): Promise<unknown> {

@@ -21,7 +21,7 @@ import type { Logger } from './logger.ts';
 import { OutboxRelay } from './outbox.ts';
 import { type ProcessorTasks, tasksUrl } from './processors/index.ts';
 import { SqliteQueue } from './queue/sqlite.ts';
-import type { JobQueue } from './queue/types.ts';
+import type { Job, JobQueue } from './queue/types.ts';
 import {
   BACKENDS,
   type Backend,
@@ -38,6 +38,7 @@ import { DiskStorage } from './storage/disk.ts';
 import { reportNoSpace } from './storage/no-space.ts';
 import type { Storage } from './storage/types.ts';
 import type { LeaseBackend } from './tus-lock.ts';
+import { stalledDead, Webhooks } from './webhooks.ts';
 
 export interface Service {
   app: FastifyInstance;
@@ -134,7 +135,13 @@ async function openBackends(
     bus = resilient<EventBus>(redisBus, guards.queue, BUS_CALLS);
   } else {
     queue = retryBusy(
-      new SqliteQueue(db!, { leaseMs: config.leaseMs, retryDelayMs: config.retryDelayMs, sync }),
+      new SqliteQueue(db!, {
+        leaseMs: config.leaseMs,
+        retryDelayMs: config.retryDelayMs,
+        sync,
+        // A job whose process died on its last attempt is dead-lettered by a claim: its `job.dead` webhook with it.
+        stalledDead: (job: Job) => stalledDead(config, job),
+      }),
       busy,
     );
     raw.queue = queue;
@@ -313,7 +320,9 @@ export async function createService(
     // a cancelled image task is left to finish (its result is dropped) rather than killed.
     cancelGrace: config.jobTimeoutMs,
   });
-  const runner = new JobRunner({ queue, catalog, storage, pool, bus, log: options.log, config });
+  // Without a webhook configured, none is queued.
+  const webhooks = Webhooks.fromConfig(config, catalog);
+  const runner = new JobRunner({ queue, catalog, storage, pool, bus, log: options.log, config, webhooks });
   const offReady = queue.onReady?.(() => runner.wake());
   // Every process relays: whichever is up when the queue returns queues what the others left in the outbox.
   const relay = config.queueUrl
@@ -334,6 +343,7 @@ export async function createService(
     bus,
     metrics: options.metrics,
     backends: () => BACKENDS.map((name) => ({ name, state: guards[name].state, up: guards[name].up })),
+    webhooks: webhooks !== undefined,
   });
   // The embedded queue is counted at once; a remote one is read each second (shedding must not wait on Redis).
   let waiting = await queue.waiting();

@@ -26,6 +26,7 @@ interface DomElement {
   complete?: boolean;
   naturalWidth?: number;
   dispatchEvent(event: unknown): boolean;
+  getAttribute(name: string): string | null;
 }
 declare const document: {
   querySelector(selector: string): DomElement | null;
@@ -201,7 +202,16 @@ describe('the dashboard in a browser', { skip: skipWithoutBrowser }, () => {
         30_000,
         'the thumbnail of the dropped image to load',
       );
-      assert.equal(await p.getAttribute(`#recent tr[data-file="${id}"]`, 'data-state'), 'completed');
+      // The outputs are recorded (and the thumbnail shown) a moment before the job's completion: its state follows.
+      await until(
+        p,
+        (file) =>
+          document.querySelector(`#recent tr[data-file="${file}"]`)?.getAttribute('data-state') ===
+          'completed',
+        id,
+        10_000,
+        "the dropped image's job to show completed",
+      );
       await until(
         p,
         (before) =>

@@ -57,7 +57,11 @@ describe('images resized on request', () => {
     const etag = first.res.headers.get('etag')!;
     assert.equal((await image(s, photo, 'w=120', { 'if-none-match': etag })).res.status, 304);
     assert.match(first.res.headers.get('cache-control') ?? '', /immutable/);
-    assert.match(first.res.headers.get('content-security-policy') ?? '', /sandbox/, 'sandboxed like all content');
+    assert.match(
+      first.res.headers.get('content-security-policy') ?? '',
+      /sandbox/,
+      'sandboxed like all content',
+    );
     assert.equal(first.res.headers.get('x-content-type-options'), 'nosniff');
   });
 

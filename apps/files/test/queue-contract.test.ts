@@ -11,7 +11,7 @@ import { after, describe, it } from 'node:test';
 import { openDatabase } from '../src/db.ts';
 import { BullQueue, parseQueueUrl } from '../src/queue/bullmq.ts';
 import { SqliteQueue } from '../src/queue/sqlite.ts';
-import type { JobQueue } from '../src/queue/types.ts';
+import type { FollowUp, Job, JobQueue } from '../src/queue/types.ts';
 import { REDIS_URL, serviceSkip } from './services.ts';
 
 const LEASE = 600;
@@ -250,6 +250,82 @@ function contract(name: string, make: () => Promise<Pair>, skip: string | false)
         assert.equal(await a.get(x1.id), undefined);
         assert.equal((await b.counts()).queued, 1);
         assert.equal(await a.waiting(), 1);
+      }),
+    );
+
+    it(
+      "queues follow-ups with the outcome they follow, apart from the file's jobs, and none after a follow-up's own",
+      withPair(async ({ a, b }) => {
+        const hook = (fileId: string, key: string, payload: unknown): FollowUp => ({
+          kind: 'webhook',
+          fileId,
+          payload,
+          maxAttempts: 2,
+          key,
+        });
+        // processed: only by the completion of the file's last job, with the file's jobs all completed.
+        await a.add('x', ['image', 'csv'], 3);
+        const seen: string[][] = [];
+        const processed = (jobs: Job[]) => {
+          seen.push(jobs.map((j) => `${j.kind}:${j.state}`));
+          return [hook('x', 'processed:x', { jobs: jobs.length })];
+        };
+        const [image] = await a.claim('A', 1);
+        assert.equal(image?.kind, 'image');
+        assert.equal(await a.complete(image, 'A', { w: 1 }, { processed }), true);
+        assert.deepEqual(seen, [], "not while another of the file's jobs is not completed");
+        assert.deepEqual(await a.list({ kind: 'webhook' }), []);
+        // The same process: BullMQ's completion fetched the next job for it.
+        const [csv] = await a.claim('A', 1);
+        assert.equal(csv?.kind, 'csv');
+        assert.equal(await a.complete(csv, 'A', { rows: 1 }, { processed }), true);
+        assert.deepEqual(seen, [['image:completed', 'csv:completed']]);
+        const [delivery, ...more] = await a.list({ kind: 'webhook' });
+        assert.deepEqual(more, []);
+        assert.equal(delivery?.state, 'queued');
+        assert.equal(delivery?.fileId, 'x');
+        assert.equal(delivery?.maxAttempts, 2);
+        assert.deepEqual(delivery?.payload, { jobs: 2 });
+        assert.equal((await a.get(image.id))?.payload, null, 'a processing job has no payload');
+        assert.deepEqual(await b.counts({ kind: 'webhook' }), {
+          queued: 1,
+          active: 0,
+          retrying: 0,
+          completed: 0,
+          dead: 0,
+        });
+        assert.equal((await b.counts({ kind: 'image' })).completed, 1);
+        assert.deepEqual(
+          (await b.list({ fileId: 'x' })).map((j) => j.kind).sort(),
+          ['csv', 'image'],
+          "a delivery is not one of its file's jobs",
+        );
+        await a.removeForFile('x');
+        assert.equal(await a.hasJobs('x'), false);
+        assert.equal((await b.get(delivery.id))?.state, 'queued', 'it outlives their removal');
+
+        // dead: queued by the failure that makes a job dead, not by one that will be retried.
+        await a.add('y', ['image'], 2);
+        const dead = { dead: [hook('y', 'dead:y', { dead: 'y' })] };
+        const claimed = await a.claim('A', 5);
+        const y = claimed.find((j) => j.fileId === 'y');
+        const sending = claimed.find((j) => j.kind === 'webhook');
+        assert.ok(y && sending);
+        assert.equal(sending.id, delivery.id);
+        assert.equal(await a.fail(y, 'A', { message: 'flaky' }, false, dead), 'retrying');
+        assert.equal((await a.list({ kind: 'webhook' })).length, 1, 'nothing while it will be retried');
+        const again = await claimOne(b, 'B', "y's retry");
+        assert.equal(await b.fail(again, 'B', { message: 'broken', code: 'E' }, false, dead), 'dead');
+        assert.deepEqual(
+          (await a.list({ kind: 'webhook' })).map((j) => j.payload),
+          [{ dead: 'y' }, { jobs: 2 }],
+        );
+        // A follow-up's own death is followed by nothing (no webhook about a webhook).
+        const loop = { dead: [hook('x', 'loop', { loop: true })] };
+        assert.equal(await a.fail(sending, 'A', { message: 'receiver said 400' }, true, loop), 'dead');
+        assert.equal((await a.list({ kind: 'webhook' })).length, 2);
+        assert.equal((await b.counts({ kind: 'webhook' })).dead, 1);
+        assert.equal((await b.counts()).dead, 2, 'the counts of every kind include them');
       }),
     );
 

@@ -21,6 +21,7 @@ function job(id: number): Job {
     lastError: null,
     errorCode: null,
     result: null,
+    payload: null,
     createdAt: 0,
     updatedAt: 0,
     startedAt: 0,

@@ -201,6 +201,46 @@ function renderJobs(s) {
   if (auth) $('token-form').hidden = false;
 }
 
+function renderWebhooks(s) {
+  const w = s.webhooks;
+  $('webhooks').hidden = !w;
+  if (!w) return;
+  const list = $('webhook-counts');
+  for (const state of [...JOB_STATES, ...Object.keys(w.counts).filter((k) => !JOB_STATES.includes(k))]) {
+    let li = list.querySelector(`[data-state="${state}"]`);
+    if (!li) {
+      const label = state === 'completed' ? 'delivered' : (JOB_LABELS[state] ?? state);
+      li = el(
+        'li',
+        { 'data-state': state },
+        el('span', { class: 'label' }, label),
+        el('strong', { class: 'count' }),
+      );
+      list.append(li);
+    }
+    setText(li.querySelector('.count'), String(w.counts[state] ?? 0));
+  }
+  const trs = rows(
+    $('webhook-failures'),
+    w.failures,
+    (f) => String(f.id),
+    () => el('tr', {}, el('td'), el('td'), el('td', { class: 'error' }), el('td'), el('td'), el('td')),
+  );
+  w.failures.forEach((f, i) => {
+    const tr = trs[i];
+    tr.dataset.job = String(f.id);
+    const [id, event, error, attempts, state, at] = [...tr.cells];
+    setText(id, `#${f.id}`);
+    setText(event, f.label);
+    setText(error, `${f.code ? `${f.code}: ` : ''}${f.error}`);
+    setText(attempts, String(f.attempts));
+    setText(state, f.state);
+    state.className = `state state-${f.state}`;
+    setText(at, fmtTime(f.at));
+  });
+  $('no-webhook-failures').hidden = w.failures.length > 0;
+}
+
 function failureRow(f, retry) {
   const button = el('button', { type: 'button', 'aria-label': `Retry job ${f.id} (${f.label})` }, 'Retry');
   button.disabled = !retry;
@@ -316,6 +356,7 @@ function render(s) {
   renderSlots(s);
   renderPools(s);
   renderJobs(s);
+  renderWebhooks(s);
   renderFiles(s);
   renderEvents(s);
   setText($('updated'), `Updated ${fmtTime(s.time)}; once a second over server-sent events.`);

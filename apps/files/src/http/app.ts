@@ -12,15 +12,17 @@ import type { JobQueue } from '../queue/types.ts';
 import type { Storage } from '../storage/types.ts';
 import { contentOriginGuard } from './content-origin.ts';
 import { fileRoutes } from './files.ts';
-import { jobRoutes } from './jobs.ts';
 import { imageRoutes, type ResizeSetup } from './image.ts';
+import { jobRoutes } from './jobs.ts';
+import { rowsRoutes } from './rows.ts';
 import type { TusSetup } from './tus.ts';
 
 type Handler = (request: FastifyRequest, reply: FastifyReply) => unknown;
 
 export interface AppDeps {
   config: Pick<FilesConfig, 'maxUpload' | 'maxAttempts' | 'token' | 'uploadIdleTimeout' | 'uploadTimeout'> &
-    Partial<Pick<FilesConfig, 'contentOrigin' | 'limitInputPixels' | 'jobTimeoutMs'>>;
+    Partial<Pick<FilesConfig, 'contentOrigin' | 'limitInputPixels' | 'jobTimeoutMs'>> &
+    Partial<Pick<FilesConfig, 'webhookUrl' | 'webhookSecret' | 'webhookOrigins'>>;
   catalog: Catalog;
   queue: JobQueue;
   storage: Storage;
@@ -96,6 +98,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   if (deps.config.contentOrigin) app.addHook('onRequest', contentOriginGuard(deps.config.contentOrigin));
   fileRoutes(app, deps);
+  rowsRoutes(app, deps);
   jobRoutes(app, deps);
   if (deps.resize) imageRoutes(app, deps, deps.resize);
   if (deps.tus) {

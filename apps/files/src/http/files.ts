@@ -8,6 +8,7 @@ import { ThrottledLog } from '../log-throttle.ts';
 import { queueUnavailable } from '../outbox.ts';
 import { derivedKey, derivedPrefix, originalKey } from '../storage/types.ts';
 import { Inspector, jobsFor, sanitizeName, sniffType } from '../upload.ts';
+import { uploadWebhook } from '../webhooks.ts';
 import type { AppDeps } from './app.ts';
 import { requireToken } from './auth.ts';
 import { type BodyLimits, watchBody } from './deadline.ts';
@@ -61,6 +62,13 @@ async function upload(deps: AppDeps, request: FastifyRequest, reply: FastifyRepl
     reply.header('connection', 'close'); // the body is not read: this connection cannot carry another request
     throw tooLarge(max);
   }
+  let webhook: string | undefined;
+  try {
+    webhook = uploadWebhook(config, (request.query as { webhook?: unknown }).webhook);
+  } catch (err) {
+    reply.header('connection', 'close'); // refused before its body is read, as above
+    throw err;
+  }
   let source: Readable;
   let name: string | undefined;
   if (request.isMultipart()) {
@@ -92,7 +100,7 @@ async function upload(deps: AppDeps, request: FastifyRequest, reply: FastifyRepl
     }
     throw err;
   }
-  const stored = await recordStored(deps, { id, name, inspector }, errors);
+  const stored = await recordStored(deps, { id, name, inspector, webhook }, errors);
   reply.code(201).header('location', `/files/${id}`);
   return stored;
 }
@@ -115,7 +123,7 @@ export interface StoredUpload {
  */
 export async function recordStored(
   deps: Pick<AppDeps, 'config' | 'storage' | 'catalog' | 'bus' | 'runner' | 'relay'>,
-  upload: { id: string; name: string | undefined; inspector: Inspector },
+  upload: { id: string; name: string | undefined; inspector: Inspector; webhook?: string | undefined },
   errors: ThrottledLog,
 ): Promise<StoredUpload> {
   const { config, storage, catalog, bus } = deps;
@@ -133,6 +141,8 @@ export async function recordStored(
     size: inspector.size,
     sha256: inspector.digest(),
     createdAt: Date.now(),
+    // Its own webhook URL (already checked against the allowlist), recorded with it.
+    ...(upload.webhook ? { webhook: upload.webhook } : {}),
   };
   let recorded: Awaited<ReturnType<typeof catalog.recordUpload>>;
   try {

@@ -96,8 +96,16 @@ export class PgStagingTable {
     }
   }
 
-  /** Replaces the target table with the staging table, atomically: readers see the old rows or the new. */
+  /**
+   * Replaces the target table with the staging table, atomically: readers see the old rows or the new. First the
+   * staging table gets an index on `_line`, which readers page by (`GET /files/:id/rows`); it is built before the
+   * swap, so readers of the old table are not held meanwhile (PostgreSQL names it, never clashing with the old
+   * table's).
+   */
   async publish(): Promise<void> {
+    await this.#client.query(
+      `CREATE INDEX ON ${pg.escapeIdentifier(this.staging)} (${pg.escapeIdentifier(LINE_COLUMN)})`,
+    );
     await this.#client.query(
       `DROP TABLE IF EXISTS ${pg.escapeIdentifier(this.table)}; ` +
         `ALTER TABLE ${pg.escapeIdentifier(this.staging)} RENAME TO ${pg.escapeIdentifier(this.table)}`,

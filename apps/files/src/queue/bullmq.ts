@@ -16,15 +16,22 @@
  *
  * Job states map as: waiting/prioritized/paused → `queued`, active → `active`, delayed → `retrying`, completed →
  * `completed`, failed → `dead`. Ids are BullMQ's own (an integer counter in Redis), so they stay numbers.
+ *
+ * Follow-ups (webhook deliveries) cannot join BullMQ's own scripts: they are added just after the completion or
+ * failure they follow, by deduplication key, retried once. A process that dies between the two, or a Redis that
+ * fails in between, loses them (the embedded queue records both in one transaction); the job's outcome stands.
  */
 import { Job as BullJob, type ConnectionOptions, type JobType, Queue, QueueEvents, Worker } from 'bullmq';
 import { Redis, type RedisOptions } from 'ioredis';
 import { FilesError } from '../errors.ts';
 import {
   type FailOutcome,
+  type FollowUp,
+  type FollowUps,
   JOB_STATES,
   type Job,
   type JobCounts,
+  type JobFilter,
   type JobKind,
   type JobQueue,
   type JobState,
@@ -74,6 +81,8 @@ interface Data {
   fileId: string;
   kind: JobKind;
   errorCode?: string;
+  /** A follow-up's payload. */
+  payload?: unknown;
 }
 
 type Bull = BullJob<Data, unknown, JobKind>;
@@ -143,6 +152,38 @@ const ORPHAN_GRACE_MS = 1_000;
 
 /** Default of `dedupTtlMs`. */
 const DEDUP_TTL_MS = 24 * 60 * 60 * 1_000;
+
+/** BullMQ's lists (KEYS, in this order) whose jobs {@link COUNT_KIND} counts, and the state each maps to. */
+const COUNTED: [string, JobState][] = [
+  ['wait', 'queued'],
+  ['paused', 'queued'],
+  ['prioritized', 'queued'],
+  ['waiting-children', 'queued'],
+  ['active', 'active'],
+  ['delayed', 'retrying'],
+  ['completed', 'completed'],
+  ['failed', 'dead'],
+];
+
+/**
+ * Counts the jobs of one name (ARGV[2]) in each list or sorted set of KEYS; ARGV[1] is the jobs' key prefix. BullMQ
+ * counts by state only; one script reads every list at once (a consistent count, one round trip). It reads each job
+ * of the lists, so its cost grows with them (completed jobs are capped by `keepCompleted`).
+ */
+const COUNT_KIND = `
+local out = {}
+for i, key in ipairs(KEYS) do
+  local t = redis.call('TYPE', key)['ok']
+  local ids = {}
+  if t == 'list' then ids = redis.call('LRANGE', key, 0, -1)
+  elseif t == 'zset' then ids = redis.call('ZRANGE', key, 0, -1) end
+  local n = 0
+  for _, id in ipairs(ids) do
+    if redis.call('HGET', ARGV[1] .. id, 'name') == ARGV[2] then n = n + 1 end
+  end
+  out[i] = n
+end
+return out`;
 
 /**
  * @example
@@ -390,7 +431,49 @@ export class BullQueue implements JobQueue {
     }
   }
 
-  async complete(job: Job, _owner: string, result: unknown): Promise<boolean> {
+  async complete(job: Job, _owner: string, result: unknown, then?: FollowUps): Promise<boolean> {
+    if (!(await this.#complete(job, result))) return false;
+    if (then?.processed && job.kind !== 'webhook') {
+      // Every process that completes one of the file's jobs looks after its own completion, so whichever is last
+      // sees them all completed (two may both see it: the follow-ups' keys make that one job each).
+      const jobs = (await this.list({ fileId: job.fileId, limit: 1_000 })).sort((a, b) => a.id - b.id);
+      if (jobs.every((j) => j.state === 'completed')) await this.#addFollowUps(then.processed(jobs));
+    }
+    return true;
+  }
+
+  /**
+   * Queues follow-up jobs (not in their file's set: they are not its processing jobs). Tried twice: a repeat of an
+   * add whose answer was lost finds its deduplication key and adds nothing.
+   */
+  async #addFollowUps(jobs: readonly FollowUp[]): Promise<void> {
+    if (jobs.length === 0) return;
+    const add = () =>
+      this.#queue.addBulk(
+        jobs.map((j) => ({
+          name: j.kind,
+          data: { fileId: j.fileId, kind: j.kind, payload: j.payload },
+          opts: {
+            attempts: j.maxAttempts,
+            backoff: { type: 'weft' },
+            removeOnComplete: { count: this.#o.keepCompleted },
+            removeOnFail: false,
+            deduplication: { id: j.key, ttl: this.#o.dedupTtlMs },
+          },
+        })),
+      );
+    try {
+      await withTimeout(add(), this.#o.timeoutMs).catch(() => withTimeout(add(), this.#o.timeoutMs));
+    } catch (err) {
+      throw new FilesError(
+        'ERR_WEFT_FILES_REDIS',
+        `The outcome of the job was recorded, but its follow-up jobs (webhooks) were not queued: ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+  }
+
+  async #complete(job: Job, result: unknown): Promise<boolean> {
     const held = this.#held.get(job.id);
     if (!held) return false;
     this.#held.delete(job.id);
@@ -422,6 +505,7 @@ export class BullQueue implements JobQueue {
     _owner: string,
     error: { message: string; code?: string },
     permanent: boolean,
+    then?: FollowUps,
   ): Promise<FailOutcome> {
     const held = this.#held.get(job.id);
     if (!held) return 'lost';
@@ -429,14 +513,16 @@ export class BullQueue implements JobQueue {
     const { bull, token } = held;
     const dead = permanent || bull.attemptsMade + 1 >= (bull.opts.attempts ?? 1);
     try {
-      if (error.code) await bull.updateData({ ...bull.data, errorCode: error.code });
-      else if (bull.data.errorCode) await bull.updateData({ fileId: bull.data.fileId, kind: bull.data.kind });
+      const { errorCode: _, ...data } = bull.data;
+      if (error.code) await bull.updateData({ ...data, errorCode: error.code });
+      else if (bull.data.errorCode) await bull.updateData(data);
       if (permanent) bull.discard();
       await bull.moveToFailed(new Error(error.message), token, false);
     } catch (err) {
       if (lockLost(err)) return 'lost';
       throw err;
     }
+    if (dead && then?.dead && job.kind !== 'webhook') await this.#addFollowUps(then.dead);
     return dead ? 'dead' : 'retrying';
   }
 
@@ -488,7 +574,7 @@ export class BullQueue implements JobQueue {
     return jobs;
   }
 
-  async list(filter: { state?: JobState; fileId?: string; limit?: number; before?: number }): Promise<Job[]> {
+  async list(filter: JobFilter): Promise<Job[]> {
     const limit = filter.limit ?? 100;
     let jobs: Job[];
     if (filter.fileId) {
@@ -499,8 +585,9 @@ export class BullQueue implements JobQueue {
       if (filter.state) jobs = jobs.filter((j) => j.state === filter.state);
     } else {
       const states = filter.state ? [filter.state] : JOB_STATES;
-      // Each BullMQ list is read newest first; `before` pages by id, so read enough to reach past it.
-      const depth = filter.before === undefined ? limit : limit + 1_000;
+      // Each BullMQ list is read newest first; `before` pages by id and `kind` filters after reading, so read enough
+      // to reach past them (jobs further back are not found).
+      const depth = filter.before === undefined && filter.kind === undefined ? limit : limit + 1_000;
       const lists = await Promise.all(
         states.map(async (state) => {
           const bulls = (await this.#queue.getJobs(TYPES_OF[state], 0, depth - 1, false)) as Bull[];
@@ -510,10 +597,26 @@ export class BullQueue implements JobQueue {
       jobs = lists.flat();
     }
     if (filter.before !== undefined) jobs = jobs.filter((j) => j.id < filter.before!);
+    if (filter.kind !== undefined) jobs = jobs.filter((j) => j.kind === filter.kind);
     return this.#withOwners(jobs.sort((a, b) => b.id - a.id).slice(0, limit));
   }
 
-  async counts(): Promise<JobCounts> {
+  async counts(filter: { kind?: JobKind } = {}): Promise<JobCounts> {
+    if (filter.kind !== undefined) {
+      const base = `${this.#prefix}:${this.name}:`;
+      const n = (await this.#redis.eval(
+        COUNT_KIND,
+        COUNTED.length,
+        ...COUNTED.map(([list]) => base + list),
+        base,
+        filter.kind,
+      )) as number[];
+      const counts = Object.fromEntries(JOB_STATES.map((s) => [s, 0])) as JobCounts;
+      COUNTED.forEach(([, state], i) => {
+        counts[state] += n[i] ?? 0;
+      });
+      return counts;
+    }
     const c = await this.#queue.getJobCounts(
       'waiting',
       'prioritized',
@@ -580,6 +683,7 @@ function toJob(b: Bull, state: JobState, owner?: string, leaseMs?: number): Job 
     lastError: b.failedReason || null,
     errorCode: state === 'dead' || state === 'retrying' ? (b.data.errorCode ?? null) : null,
     result: state === 'completed' ? (b.returnvalue ?? null) : null,
+    payload: b.data.payload ?? null,
     createdAt: b.timestamp,
     updatedAt: b.finishedOn ?? b.processedOn ?? b.timestamp,
     startedAt: b.processedOn ?? null,

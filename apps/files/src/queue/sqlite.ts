@@ -7,9 +7,13 @@ import type { DatabaseSync, SQLInputValue } from 'node:sqlite';
 import { transaction } from '../db.ts';
 import {
   type FailOutcome,
+  type FollowUp,
+  type FollowUps,
   JOB_STATES,
   type Job,
   type JobCounts,
+  type JobFilter,
+  type JobKind,
   type JobQueue,
   type JobState,
 } from './types.ts';
@@ -27,6 +31,11 @@ export interface SqliteQueueOptions {
    * a power cut ends anyway. Default: nothing (the database's own `synchronous` setting decides).
    */
   sync?: () => Promise<void>;
+  /**
+   * The follow-ups of a processing job dead-lettered by a claim because its process stopped answering on its last
+   * attempt (no runner saw it fail), queued in that claim's transaction. Default: none.
+   */
+  stalledDead?: (job: Job) => FollowUp[];
 }
 
 type Row = Record<string, SQLInputValue>;
@@ -45,12 +54,16 @@ function toJob(row: Row): Job {
     lastError: (row.last_error as string | null) ?? null,
     errorCode: (row.error_code as string | null) ?? null,
     result: typeof row.result === 'string' ? JSON.parse(row.result) : null,
+    payload: typeof row.payload === 'string' ? JSON.parse(row.payload) : null,
     createdAt: Number(row.created_at),
     updatedAt: Number(row.updated_at),
     startedAt: row.started_at === null || row.started_at === undefined ? null : Number(row.started_at),
     finishedAt: row.finished_at === null ? null : Number(row.finished_at),
   };
 }
+
+/** Where a file's processing jobs are meant (webhook deliveries about it are not among them). */
+const PROCESSING = "kind <> 'webhook'";
 
 /** The SQLite queue. Its methods are synchronous underneath; they return promises to fit {@link JobQueue}. */
 export class SqliteQueue implements JobQueue {
@@ -64,8 +77,20 @@ export class SqliteQueue implements JobQueue {
       clock: Date.now,
       random: Math.random,
       sync: async () => {},
+      stalledDead: () => [],
       ...options,
     };
+  }
+
+  /** Inserts follow-up jobs; call it inside the transaction that records what they follow. */
+  #addFollowUps(jobs: readonly FollowUp[], now: number): void {
+    if (jobs.length === 0) return;
+    const insert = this.#db.prepare(
+      `INSERT INTO jobs (file_id, kind, state, max_attempts, run_at, created_at, updated_at, payload)
+       VALUES (?, ?, 'queued', ?, ?, ?, ?, ?)`,
+    );
+    for (const j of jobs)
+      insert.run(j.fileId, j.kind, j.maxAttempts, now, now, now, JSON.stringify(j.payload));
   }
 
   /** Inserts one queued job per kind for `fileId`; call it inside the upload's transaction. */
@@ -85,11 +110,14 @@ export class SqliteQueue implements JobQueue {
   }
 
   async hasJobs(fileId: string): Promise<boolean> {
-    return this.#db.prepare('SELECT 1 FROM jobs WHERE file_id = ? LIMIT 1').get(fileId) !== undefined;
+    return (
+      this.#db.prepare(`SELECT 1 FROM jobs WHERE file_id = ? AND ${PROCESSING} LIMIT 1`).get(fileId) !==
+      undefined
+    );
   }
 
   async removeForFile(fileId: string): Promise<void> {
-    this.#db.prepare('DELETE FROM jobs WHERE file_id = ?').run(fileId);
+    this.#db.prepare(`DELETE FROM jobs WHERE file_id = ? AND ${PROCESSING}`).run(fileId);
     await this.#o.sync();
   }
 
@@ -112,14 +140,19 @@ export class SqliteQueue implements JobQueue {
     const now = this.#o.clock();
     return transaction(this.#db, () => {
       // A lease that expired on its last attempt: its process died with it every time. Dead, not retried forever.
-      this.#db
+      const stalled = this.#db
         .prepare(
           `UPDATE jobs SET state = 'dead', error_code = 'ERR_WEFT_FILES_STALLED',
              last_error = 'the process running it stopped answering (lease expired) on its last attempt',
              lease_owner = NULL, lease_until = NULL, updated_at = :now, finished_at = :now
-           WHERE state = 'active' AND lease_until < :now AND attempts >= max_attempts`,
+           WHERE state = 'active' AND lease_until < :now AND attempts >= max_attempts
+           RETURNING *`,
         )
-        .run({ now });
+        .all({ now }) as Row[];
+      for (const job of stalled.map(toJob)) {
+        // A delivery's own death is not followed by another (no webhook about a webhook).
+        if (job.kind !== 'webhook') this.#addFollowUps(this.#o.stalledDead(job), now);
+      }
       const rows = this.#db
         .prepare(
           `UPDATE jobs SET state = 'active', attempts = attempts + 1, lease_owner = :owner,
@@ -146,17 +179,30 @@ export class SqliteQueue implements JobQueue {
     );
   }
 
-  async complete(job: Job, owner: string, result: unknown): Promise<boolean> {
+  async complete(job: Job, owner: string, result: unknown, then?: FollowUps): Promise<boolean> {
     const now = this.#o.clock();
-    const { changes } = this.#db
-      .prepare(
-        `UPDATE jobs SET state = 'completed', result = ?, lease_owner = NULL, lease_until = NULL,
-           last_error = NULL, error_code = NULL, updated_at = ?, finished_at = ?
-         WHERE id = ? AND lease_owner = ? AND state = 'active'`,
-      )
-      .run(JSON.stringify(result ?? null), now, now, job.id, owner);
+    // With follow-ups, one transaction: whether this was the file's last job is read where no other completion can
+    // interleave, and the follow-ups are recorded with the completion or not at all.
+    const record = () => {
+      const { changes } = this.#db
+        .prepare(
+          `UPDATE jobs SET state = 'completed', result = ?, lease_owner = NULL, lease_until = NULL,
+             last_error = NULL, error_code = NULL, updated_at = ?, finished_at = ?
+           WHERE id = ? AND lease_owner = ? AND state = 'active'`,
+        )
+        .run(JSON.stringify(result ?? null), now, now, job.id, owner);
+      if (changes !== 1 || !then?.processed || job.kind === 'webhook') return changes === 1;
+      const jobs = (
+        this.#db
+          .prepare(`SELECT * FROM jobs WHERE file_id = ? AND ${PROCESSING} ORDER BY id`)
+          .all(job.fileId) as Row[]
+      ).map(toJob);
+      if (jobs.every((j) => j.state === 'completed')) this.#addFollowUps(then.processed(jobs), now);
+      return true;
+    };
+    const done = then ? transaction(this.#db, record) : record();
     await this.#o.sync();
-    return changes === 1;
+    return done;
   }
 
   async fail(
@@ -164,27 +210,33 @@ export class SqliteQueue implements JobQueue {
     owner: string,
     error: { message: string; code?: string },
     permanent: boolean,
+    then?: FollowUps,
   ): Promise<FailOutcome> {
     const now = this.#o.clock();
     const dead = permanent || job.attempts >= job.maxAttempts;
     const base = Math.min(this.#o.maxRetryDelayMs, this.#o.retryDelayMs * 2 ** Math.max(0, job.attempts - 1));
     const runAt = dead ? job.runAt : now + Math.round(base * (1 + 0.2 * this.#o.random()));
-    const { changes } = this.#db
-      .prepare(
-        `UPDATE jobs SET state = ?, run_at = ?, last_error = ?, error_code = ?, lease_owner = NULL,
-           lease_until = NULL, updated_at = ?, finished_at = ?
-         WHERE id = ? AND lease_owner = ? AND state = 'active'`,
-      )
-      .run(
-        dead ? 'dead' : 'retrying',
-        runAt,
-        error.message,
-        error.code ?? null,
-        now,
-        dead ? now : null,
-        job.id,
-        owner,
-      );
+    const record = () => {
+      const { changes } = this.#db
+        .prepare(
+          `UPDATE jobs SET state = ?, run_at = ?, last_error = ?, error_code = ?, lease_owner = NULL,
+             lease_until = NULL, updated_at = ?, finished_at = ?
+           WHERE id = ? AND lease_owner = ? AND state = 'active'`,
+        )
+        .run(
+          dead ? 'dead' : 'retrying',
+          runAt,
+          error.message,
+          error.code ?? null,
+          now,
+          dead ? now : null,
+          job.id,
+          owner,
+        );
+      if (changes === 1 && dead && then?.dead && job.kind !== 'webhook') this.#addFollowUps(then.dead, now);
+      return changes;
+    };
+    const changes = then ? transaction(this.#db, record) : record();
     await this.#o.sync();
     if (changes === 0) return 'lost';
     return dead ? 'dead' : 'retrying';
@@ -221,7 +273,7 @@ export class SqliteQueue implements JobQueue {
     return row ? toJob(row) : undefined;
   }
 
-  async list(filter: { state?: JobState; fileId?: string; limit?: number; before?: number }): Promise<Job[]> {
+  async list(filter: JobFilter): Promise<Job[]> {
     const where: string[] = [];
     const params: Record<string, SQLInputValue> = { limit: filter.limit ?? 100 };
     if (filter.state) {
@@ -229,8 +281,12 @@ export class SqliteQueue implements JobQueue {
       params.state = filter.state;
     }
     if (filter.fileId) {
-      where.push('file_id = :fileId');
+      where.push(`file_id = :fileId AND ${PROCESSING}`);
       params.fileId = filter.fileId;
+    }
+    if (filter.kind) {
+      where.push('kind = :kind');
+      params.kind = filter.kind;
     }
     if (filter.before !== undefined) {
       where.push('id < :before');
@@ -240,9 +296,15 @@ export class SqliteQueue implements JobQueue {
     return (this.#db.prepare(sql).all(params) as Row[]).map(toJob);
   }
 
-  async counts(): Promise<JobCounts> {
+  async counts(filter: { kind?: JobKind } = {}): Promise<JobCounts> {
     const counts = Object.fromEntries(JOB_STATES.map((s) => [s, 0])) as JobCounts;
-    const rows = this.#db.prepare('SELECT state, count(*) AS n FROM jobs GROUP BY state').all() as Row[];
+    const rows = (
+      filter.kind
+        ? this.#db
+            .prepare('SELECT state, count(*) AS n FROM jobs WHERE kind = ? GROUP BY state')
+            .all(filter.kind)
+        : this.#db.prepare('SELECT state, count(*) AS n FROM jobs GROUP BY state').all()
+    ) as Row[];
     for (const r of rows) counts[r.state as JobState] = Number(r.n);
     return counts;
   }

@@ -1,7 +1,15 @@
 /** The job queue's contract: the embedded SQLite queue and the BullMQ adapter implement it. */
 
-/** What a job does to its file. */
-export type JobKind = 'image' | 'csv';
+/**
+ * What a job does: process its file (`image`, `csv`), or deliver a webhook about it (`webhook`). A webhook job is
+ * queued only as a {@link FollowUp} of another job's state change; it is not one of its file's jobs (`hasJobs`,
+ * `removeForFile` and `list({ fileId })` leave it out), so a delivery neither holds up a file's state nor is lost
+ * when the file is deleted.
+ */
+export type JobKind = 'image' | 'csv' | 'webhook';
+
+/** Whether jobs of `kind` are a file's own processing (not a delivery about it). */
+export const isProcessing = (kind: JobKind): boolean => kind !== 'webhook';
 
 /**
  * `queued` → `active` (leased by one process) → `completed`; a failed attempt → `retrying` (after a backoff) or, when
@@ -26,6 +34,8 @@ export interface Job {
   lastError: string | null;
   errorCode: string | null;
   result: unknown;
+  /** What a follow-up job was queued with (a webhook's event and target); null for a file's processing jobs. */
+  payload: unknown;
   createdAt: number;
   updatedAt: number;
   /** When its latest attempt started (epoch ms). */
@@ -34,6 +44,42 @@ export interface Job {
 }
 
 export type JobCounts = Record<JobState, number>;
+
+export interface JobFilter {
+  state?: JobState;
+  fileId?: string;
+  kind?: JobKind;
+  limit?: number;
+  before?: number;
+}
+
+/** A job queued because of another job's state change (a webhook delivery), with that change where it can be. */
+export interface FollowUp {
+  kind: JobKind;
+  /** The file it is about. */
+  fileId: string;
+  payload: unknown;
+  maxAttempts: number;
+  /**
+   * Names it for a remote queue's deduplication: queueing the same key again (a repeat after a lost answer, or two
+   * processes that both saw the change) adds nothing.
+   */
+  key: string;
+}
+
+/**
+ * Jobs to queue with an outcome: the embedded queue adds them in the transaction that records the outcome (both or
+ * neither); BullMQ adds them just after it, by deduplication key (see bullmq.ts for what a crash between loses).
+ */
+export interface FollowUps {
+  /**
+   * With a completion: called with the file's processing jobs (this one completed) when every one of them is
+   * completed, and its follow-ups queued; not called while any other is not.
+   */
+  processed?: (jobs: Job[]) => FollowUp[];
+  /** With a failure: queued when it leaves the job dead. */
+  dead?: FollowUp[];
+}
 
 /** How a failed attempt ended. */
 export type FailOutcome = 'retrying' | 'dead' | 'lost';
@@ -57,22 +103,31 @@ export interface JobQueue {
   claim(owner: string, limit: number): Promise<Job[]>;
   /** Extends the leases `owner` holds on these jobs; returns the ids it no longer holds. */
   heartbeat(owner: string, ids: number[]): Promise<number[]>;
-  /** Marks a leased job done with its result; false when `owner` had lost the lease (another process has it). */
-  complete(job: Job, owner: string, result: unknown): Promise<boolean>;
-  /** Records a failed attempt: retried after a backoff, or dead when attempts ran out or `permanent`. */
+  /**
+   * Marks a leased job done with its result, queueing `then.processed`'s jobs when it was its file's last; false
+   * when `owner` had lost the lease (another process has it), and nothing is queued.
+   */
+  complete(job: Job, owner: string, result: unknown, then?: FollowUps): Promise<boolean>;
+  /**
+   * Records a failed attempt: retried after a backoff, or dead when attempts ran out or `permanent`, and then
+   * `then.dead` queued.
+   */
   fail(
     job: Job,
     owner: string,
     error: { message: string; code?: string },
     permanent: boolean,
+    then?: FollowUps,
   ): Promise<FailOutcome>;
   /** Gives a leased job back without counting the attempt (graceful shutdown). */
   release(job: Job, owner: string): Promise<boolean>;
   /** Puts a dead job back in the queue with fresh attempts; undefined when there is no such dead job. */
   retry(id: number): Promise<Job | undefined>;
   get(id: number): Promise<Job | undefined>;
-  list(filter: { state?: JobState; fileId?: string; limit?: number; before?: number }): Promise<Job[]>;
-  counts(): Promise<JobCounts>;
+  /** Newest first. `fileId`: that file's processing jobs; `kind`: jobs of that kind only. */
+  list(filter: JobFilter): Promise<Job[]>;
+  /** Jobs by state: all of them, or those of one kind. */
+  counts(filter?: { kind?: JobKind }): Promise<JobCounts>;
   /**
    * Calls `listener` when jobs may have become runnable (another node queued some), so an idle runner claims at
    * once rather than at its next poll. Optional: a queue without it is polled.
