@@ -259,6 +259,29 @@ describe('tus uploads', () => {
     assert.equal(notUuid.status, 404);
   });
 
+  it('takes its own webhook URL from the webhook metadata, allowlisted as ?webhook= is', async () => {
+    const t = await startService({
+      webhookUrl: 'http://127.0.0.1:9/hooks',
+      webhookSecret: 'a-secret-of-16-chars+',
+      webhookOrigins: 'http://hooks.test:8080',
+    });
+    try {
+      const meta = (url: string) => `filename ${btoa('a.csv')},webhook ${btoa(url)}`;
+      const refused = await fetch(`${t.url}/uploads`, {
+        method: 'POST',
+        headers: { ...TUS, 'upload-length': '8', 'upload-metadata': meta('http://169.254.169.254/latest') },
+      });
+      assert.equal(refused.status, 400);
+      assert.match(await refused.text(), /ERR_WEFT_FILES_WEBHOOK_URL/);
+      const url = await create(t, 8, { 'upload-metadata': meta('http://hooks.test:8080/files') });
+      const done = await patch(url, Buffer.from('a,b\n1,2\n'), 0);
+      const id = done.headers.get('x-weft-file-id')!;
+      assert.equal(await t.catalog.webhookOf(id), 'http://hooks.test:8080/files');
+    } finally {
+      await t.stop();
+    }
+  });
+
   it('refuses uploads over the size limit and writes without the token; OPTIONS needs none', async () => {
     const t = await startService({ token: 'tok', maxUpload: 1_000 });
     try {

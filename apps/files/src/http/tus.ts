@@ -25,6 +25,7 @@ import { FilesError } from '../errors.ts';
 import { ThrottledLog } from '../log-throttle.ts';
 import { originalKey } from '../storage/types.ts';
 import { Inspector } from '../upload.ts';
+import { uploadWebhook } from '../webhooks.ts';
 import type { AppDeps } from './app.ts';
 import { requireToken } from './auth.ts';
 import { recordStored, type StoredUpload } from './files.ts';
@@ -154,9 +155,16 @@ export function tusRoutes(app: FastifyInstance, deps: AppDeps, setup: TusSetup):
           const source = await datastore.read(upload.id);
           await storage.put(originalKey(fileId), source.pipe(inspector));
           const meta = upload.metadata ?? {};
+          let webhook: string | undefined;
+          try {
+            webhook = uploadWebhook(config, meta.webhook ?? undefined);
+          } catch (err) {
+            // Allowed at creation, no longer now (the allowlist changed): the file is kept, without its webhook.
+            log.warn({ err, upload: upload.id }, 'a tus upload’s webhook URL is no longer allowed');
+          }
           const stored = await recordStored(
             deps,
-            { id: fileId, name: meta.filename ?? meta.name ?? undefined, inspector },
+            { id: fileId, name: meta.filename ?? meta.name ?? undefined, inspector, webhook },
             errors,
           );
           // The bytes are in storage now; the tus copy goes (the upload URL answers from the record from now on).
@@ -183,6 +191,11 @@ export function tusRoutes(app: FastifyInstance, deps: AppDeps, setup: TusSetup):
     allowedHeaders: ['Authorization'],
     disableTerminationForFinishedUploads: true,
     namingFunction: () => storeId(randomUUID()),
+    // Its own webhook URL (`webhook` metadata), checked against the allowlist when the upload is created.
+    async onUploadCreate(_req, upload) {
+      uploadWebhook(config, upload.metadata?.webhook ?? undefined);
+      return {};
+    },
     generateUrl: (_req, { path, id }) => `${path}/${fileIdOf(id)}`,
     getFileIdFromRequest: (_req, last) => (last && UUID.test(last) ? storeId(last) : undefined),
     async onUploadFinish(_req, upload) {
