@@ -36,6 +36,7 @@ const FLAGS = {
   'metrics-port': { type: 'string' },
   'metrics-host': { type: 'string' },
   dashboard: { type: 'boolean' },
+  'log-format': { type: 'string' },
   config: { type: 'string', short: 'c' },
   json: { type: 'boolean' },
   follow: { type: 'boolean', short: 'f' },

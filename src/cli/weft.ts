@@ -13,16 +13,17 @@ import {
   sendControl,
   socketPath,
 } from '../cluster/index.ts';
-import { WeftError } from '../errors.ts';
+import { InvalidOptionError, WeftError } from '../errors.ts';
 import type { Logger } from '../lifecycle/index.ts';
 import { parseCommandLine, startConfig } from './config.ts';
 import { becomeInitChild } from './init.ts';
+import { banner, type LogFormat, prettyLine } from './pretty.ts';
 
 const USAGE = `Usage:
   weft start <app.js> [--workers N|max] [--name NAME] [--max-memory 512M] [--kill-timeout 30s]
                       [--start-timeout 30s] [--crash-loop-retry 30s] [--metrics-port 9464]
                       [--metrics-host 127.0.0.1]
-                      [--dashboard] [--config weft.config.json] [-- app args]
+                      [--dashboard] [--log-format pretty|json] [--config weft.config.json] [-- app args]
   weft status [--name NAME] [--json]
   weft reload [--name NAME]
   weft stop   [--name NAME]
@@ -31,7 +32,10 @@ const USAGE = `Usage:
 /** Exit codes a script can branch on; any other Weft error exits 2, anything else 1. */
 const EXIT_CODES: Record<string, number> = { ERR_WEFT_NOT_RUNNING: 3, ERR_WEFT_CONTROL_DENIED: 4 };
 
-/** The supervisor's own log: JSON lines on stdout (the CLI is the one place Weft writes to stdout). */
+/** How the log is written: readable on a terminal, JSON lines elsewhere (see pretty.ts). Set by `start`. */
+let format: LogFormat = 'json';
+
+/** The supervisor's own log on stdout (the CLI is the one place Weft writes to stdout). */
 const logger: Logger = {
   info: (obj, msg) => line(30, obj, msg),
   warn: (obj, msg) => line(40, obj, msg),
@@ -41,9 +45,8 @@ const logger: Logger = {
 function line(level: number, obj: object, msg?: string): void {
   const err = (obj as { err?: unknown }).err;
   const extra = err instanceof Error ? { err: { message: err.message, stack: err.stack } } : {};
-  process.stdout.write(
-    `${JSON.stringify({ level, time: Date.now(), name: 'weft', msg, ...obj, ...extra })}\n`,
-  );
+  const json = JSON.stringify({ level, time: Date.now(), name: 'weft', msg, ...obj, ...extra });
+  process.stdout.write(`${format === 'pretty' ? prettyLine(json, 'weft', process.stdout) : json}\n`);
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -81,9 +84,17 @@ async function start(parsed: ReturnType<typeof parseCommandLine>): Promise<numbe
   const noInit = becomeInitChild();
   if (noInit)
     logger.warn({ reason: noInit }, `running as PID 1 without an init: orphans are not reaped (${noInit})`);
+  const chosen = parsed.values['log-format'] ?? process.env.WEFT_LOG_FORMAT;
+  if (chosen !== undefined && chosen !== 'pretty' && chosen !== 'json')
+    throw new InvalidOptionError('log-format', "'pretty' or 'json'", chosen);
+  format = (chosen as LogFormat | undefined) ?? (process.stdout.isTTY ? 'pretty' : 'json');
   const config = await startConfig(parsed);
   const path = socketPath(config.name);
-  const supervisor = new Supervisor({ ...config, logger, exit: false });
+  const formatOutput =
+    format === 'pretty'
+      ? (text: string, prefix: string) => prettyLine(text, prefix.slice(1, -1), process.stdout)
+      : undefined;
+  const supervisor = new Supervisor({ ...config, logger, exit: false, formatOutput });
   // Heard from the start: a cluster that cannot start (a port in use) is over before start() resolves.
   let over: number | undefined;
   const exited = new Promise<number>((resolve) =>
@@ -97,6 +108,17 @@ async function start(parsed: ReturnType<typeof parseCommandLine>): Promise<numbe
   const control = new ControlServer(supervisor, path);
   await control.listen();
   logger.info({ socket: path }, `control socket ${path}`);
+  const o = supervisor.options;
+  const info = {
+    name: o.name,
+    workers: o.workers,
+    threads: o.threads,
+    urls: supervisor.urls,
+    dashboard: o.dashboard,
+    ...(supervisor.metricsUrl ? { metricsUrl: supervisor.metricsUrl } : {}),
+  };
+  if (format === 'pretty') process.stdout.write(banner(info, process.stdout));
+  else logger.info(info, `${o.name} serving on ${info.urls.join(', ') || 'no port'}`);
   const code = await exited;
   await control.close();
   // The supervisor is done and its workers are gone: leave now rather than wait on stray handles.

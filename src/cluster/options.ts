@@ -65,6 +65,11 @@ export interface SuperviseOptions {
    */
   prefixOutput?: boolean;
   /**
+   * With `prefixOutput`, what a worker's output line becomes on the terminal (`text` as the worker wrote it,
+   * `prefix` its `[name:slot]`); `weft logs` keeps the line as written. Default: `${prefix} ${text}`.
+   */
+  formatOutput?: (text: string, prefix: string) => string;
+  /**
    * Serve the whole cluster's metrics (every worker's, merged, and the supervisor's own) on this TCP port:
    * `GET /metrics` (Prometheus text) and `GET /metrics.json`. 0 picks a free port. Default: none (no endpoint).
    */
@@ -161,6 +166,7 @@ export function resolveSuperviseOptions(options: SuperviseOptions) {
     handleSignals: options.handleSignals ?? true,
     exit: options.exit ?? true,
     prefixOutput: options.prefixOutput ?? true,
+    formatOutput: options.formatOutput,
     metricsPort,
     metricsHost,
     metricsTimeout,

@@ -15,11 +15,16 @@ export class WorkerOutput {
   }
 
   /** Copies a worker stream line by line with its slot prefix, and keeps the last lines for `weft logs`. */
-  pipe(from: Readable | null | undefined, to: Writable, prefix: string): void {
+  pipe(
+    from: Readable | null | undefined,
+    to: Writable,
+    prefix: string,
+    format?: (text: string, prefix: string) => string,
+  ): void {
     if (!from) return;
     createInterface({ input: from, crlfDelay: Number.POSITIVE_INFINITY }).on('line', (text) => {
       const line = `${prefix} ${text}`;
-      to.write(`${line}\n`);
+      to.write(`${format ? format(text, prefix) : line}\n`);
       this.#lines.push(line);
       if (this.#lines.length > LOG_LINES) this.#lines.shift();
       this.#onLine(line);

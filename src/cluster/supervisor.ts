@@ -19,6 +19,21 @@ import { MetricsEndpoint, type ReloadResult, type SupervisorStatus, statusOf } f
 
 export type { ReloadProgress, ReloadResult, SupervisorStatus } from './status.ts';
 
+/** What node:cluster says a worker listens on. */
+interface Address {
+  address: string | null;
+  port: number;
+  addressType: number | string;
+}
+
+/** A listening address as a URL to open: `localhost` for every interface; a Unix socket as its path. */
+function urlOf({ address, port, addressType }: Address): string {
+  if (addressType === -1) return String(address);
+  const any = address === null || address === '' || address === '0.0.0.0' || address === '::';
+  const host = any ? 'localhost' : address.includes(':') ? `[${address}]` : address;
+  return `http://${host}:${port}`;
+}
+
 /**
  * Runs an application on N worker processes that share its ports (node:cluster), restarts crashed ones with
  * backoff, kills hung ones, reloads them one by one without dropping requests, and stops them gracefully.
@@ -37,6 +52,7 @@ export class Supervisor extends EventEmitter {
   readonly #output = new WorkerOutput((line) => this.emit('log', line));
   readonly #endpoint = new MetricsEndpoint();
   readonly #listeners = new PrimaryListeners((err) => this.#listenFailed(err));
+  readonly #addresses = new Set<string>();
   #state: SupervisorStatus['state'] = 'running';
   #reload: Promise<ReloadResult> | undefined;
   #stop: Promise<number> | undefined;
@@ -122,14 +138,20 @@ export class Supervisor extends EventEmitter {
     const { worker } = forked;
     if (o.prefixOutput) {
       const prefix = `[${o.name}:${slot.index}]`;
-      this.#output.pipe(worker.process.stdout, process.stdout, prefix);
-      this.#output.pipe(worker.process.stderr, process.stderr, prefix);
+      this.#output.pipe(worker.process.stdout, process.stdout, prefix, o.formatOutput);
+      this.#output.pipe(worker.process.stderr, process.stderr, prefix, o.formatOutput);
     }
+    worker.on('listening', (address: Address) => this.#addresses.add(urlOf(address)));
     worker.on('message', (msg: unknown) => this.#onMessage(slot, worker, msg));
     worker.on('exit', (code: number | null, signal: string | null) =>
       onWorkerExit(slot, worker, code, signal, this.#restart),
     );
     return forked;
+  }
+
+  /** Where the workers listen, as URLs (`http://localhost:3000` for every interface), in the order first seen. */
+  get urls(): string[] {
+    return [...this.#addresses];
   }
 
   /** The last lines the workers wrote (up to 1 000), oldest first. */

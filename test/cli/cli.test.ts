@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,7 +8,7 @@ import { after, describe, it } from 'node:test';
 import { parseDuration, parseSize } from '../../src/cli/config.ts';
 import { freePort } from '../cluster/helpers.ts';
 import { within } from '../helpers.ts';
-import { app, killStarted, runWeft, startWeft } from './helpers.ts';
+import { app, cli, conditions, killStarted, runWeft, startWeft } from './helpers.ts';
 
 const runtime = mkdtempSync(join(tmpdir(), 'weft-cli-test-'));
 const env = { ...process.env, WEFT_RUNTIME_DIR: join(runtime, 'run') };
@@ -81,6 +82,76 @@ describe('the weft command', () => {
     } finally {
       busy.close();
     }
+  });
+
+  it('on a terminal: readable lines and a banner with the URL, workers × threads and metrics; JSON when asked', {
+    skip: existsSync('/usr/bin/script') ? false : 'no /usr/bin/script (util-linux) to make a pseudo-terminal',
+  }, async () => {
+    // `script` runs the command on a pseudo-terminal, as a user's shell would.
+    const onTerminal = async (extra: string[]) => {
+      const port = await freePort();
+      const name = `tty${port}`;
+      const command = [
+        process.execPath,
+        ...conditions,
+        cli,
+        'start',
+        app,
+        '--workers',
+        '2',
+        '--name',
+        name,
+        '--metrics-port',
+        '0',
+        ...extra,
+      ];
+      const child = spawn('/usr/bin/script', ['-qfec', command.map((a) => `'${a}'`).join(' '), '/dev/null'], {
+        env: { ...env, PORT: String(port), NO_COLOR: '1', TERM: 'dumb' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => {
+        out += d;
+      });
+      const exited = new Promise((resolve) => child.on('exit', resolve));
+      await within(
+        (async () => {
+          while (!out.includes('control socket')) await new Promise((r) => setTimeout(r, 50));
+        })(),
+        30_000,
+        `weft start on a terminal to come up: ${out}`,
+      );
+      // The banner follows the control socket line.
+      await within(
+        (async () => {
+          while (!/weft status --name/.test(out) && !/serving on/.test(out))
+            await new Promise((r) => setTimeout(r, 50));
+        })(),
+        10_000,
+        `the banner: ${out}`,
+      );
+      const stop = await weft(['stop', '--name', name]);
+      assert.equal(stop.code, 0, stop.stderr);
+      await within(exited, 30_000, 'weft start to exit');
+      return { out: out.replaceAll('\r', ''), port, name };
+    };
+
+    const pretty = await onTerminal([]);
+    assert.match(pretty.out, new RegExp(`weft ▸ ${pretty.name}  http://127\\.0\\.0\\.1:${pretty.port}`));
+    assert.match(pretty.out, /workers +2 workers × \d+ threads?/);
+    assert.match(pretty.out, /metrics +http:\/\/127\.0\.0\.1:\d+\/metrics/);
+    assert.match(pretty.out, /^\d\d:\d\d:\d\d INFO {2}weft +starting 2 workers/m, 'readable lines');
+    assert.match(
+      pretty.out,
+      new RegExp(`^${pretty.name}:0 app listening in \\d+`, 'm'),
+      "the workers' lines, by slot",
+    );
+    assert.doesNotMatch(pretty.out, /^\{"level"/m, 'no JSON on a terminal');
+
+    const json = await onTerminal(['--log-format', 'json']);
+    assert.match(json.out, /^\{"level":30,.*"msg":"starting 2 workers"/m);
+    assert.match(json.out, new RegExp(`"urls":\\["http://127\\.0\\.0\\.1:${json.port}"\\]`));
+    assert.doesNotMatch(json.out, /weft ▸/);
   });
 
   it('status with no supervisor running says so and exits 3', async () => {

@@ -66,6 +66,14 @@ log.info(
   { port: config.port, host: config.host, dataDir: config.dataDir },
   `files listening on ${config.host}:${config.port}`,
 );
+// Said once for the cluster (by its first worker), in words: where to look and where the data is.
+if ((process.env.WEFT_WORKER_INDEX ?? '0') === '0') {
+  const at = `http://${config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host}:${config.port}`;
+  log.info(
+    { dashboard: `${at}/`, metrics: `${at}/metrics`, dataDir: config.dataDir },
+    `dashboard ${at}/ · metrics ${at}/metrics · data in ${config.dataDir} · upload: curl -T FILE '${at}/files?name=FILE'`,
+  );
+}
 // What the content origin buys, said where the operator looks (docs/files.md#security has the whole story).
 log.info(
   { contentOrigin: config.contentOrigin ?? null },
