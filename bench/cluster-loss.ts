@@ -30,7 +30,7 @@ export interface App {
 }
 export const APPS: App[] = [
   {
-    name: 'weft/lifecycle',
+    name: 'weftjs/lifecycle',
     file: join(root, 'bench/fixtures/cluster-app.mjs'),
     env: { BENCH_MODE: 'weft' },
   },

@@ -8,9 +8,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createLifecycle } from 'weft/lifecycle';
-import { createMetrics, type MetricFamily, MetricsMerger, renderFamilies } from 'weft/metrics';
-import { Pool } from 'weft/pool';
+import { createLifecycle } from 'weftjs/lifecycle';
+import { createMetrics, type MetricFamily, MetricsMerger, renderFamilies } from 'weftjs/metrics';
+import { Pool } from 'weftjs/pool';
 import { type AreaOptions, alternate, within } from './lib/harness.ts';
 import { fmt, median, table } from './lib/stats.ts';
 

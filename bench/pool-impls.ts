@@ -8,7 +8,7 @@ import { Worker } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { FixedThreadPool } from 'poolifier';
 import { Tinypool } from 'tinypool';
-import { Pool } from 'weft/pool';
+import { Pool } from 'weftjs/pool';
 import workerpool from 'workerpool';
 import type * as WeftTasks from './fixtures/weft-tasks.ts';
 

@@ -15,8 +15,8 @@ import { pipeline } from 'node:stream/promises';
 import { getHeapSpaceStatistics } from 'node:v8';
 import { parse } from 'csv-parse';
 import { parse as parseSync } from 'csv-parse/sync';
-import { Pool } from 'weft/pool';
-import { batch, meter, poolMap } from 'weft/stream';
+import { Pool } from 'weftjs/pool';
+import { batch, meter, poolMap } from 'weftjs/stream';
 import { insertRows, openDatabase, type Row } from './fixtures/stream-tasks.ts';
 
 export interface IngestResult {

@@ -3,7 +3,8 @@
 # folder, the compiled runtime and service copied in (no TypeScript source, no dev dependency, no `weft-source`
 # condition), started with plain `node dist/cli/weft.js start`. An image and a CSV are uploaded and both processed,
 # then SIGTERM must stop it with exit code 0. Where a docker daemon answers, the image is built and checked the same
-# way; where none does, this says so. Run by .ci/run after the build; `npm run build` first when run by hand.
+# way; where none does, this says so. Then `npm pack` is installed into an empty project, where `npx weft start
+# app.js` must serve and stop cleanly. Run by .ci/run after the build; `npm run build` first when run by hand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -11,7 +12,8 @@ node_bin=$(npm exec --offline -- node -p process.execPath)
 work=$(mktemp -d)
 pid=""
 cleanup() {
-  if [ -n "$pid" ]; then kill -KILL "$pid" 2>/dev/null || true; fi
+  # Each service runs in a process group of its own (setsid): the whole group goes, whatever stood in front.
+  if [ -n "$pid" ]; then kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -51,7 +53,7 @@ base="http://127.0.0.1:$port"
 (
   cd "$app"
   PORT=$port FILES_DATA_DIR="$work/data" WEFT_RUNTIME_DIR="$work/run" NODE_ENV=production \
-    exec "$node_bin" dist/cli/weft.js start apps/files/dist/server.js --config apps/files/weft.config.mjs \
+    exec setsid "$node_bin" dist/cli/weft.js start apps/files/dist/server.js --config apps/files/weft.config.mjs \
     --name prodcheck --workers 2
 ) >"$work/service.log" 2>&1 &
 pid=$!
@@ -79,6 +81,34 @@ wait "$pid" || rc=$?
 pid=""
 [ "$rc" -eq 0 ] || fail "SIGTERM ended it with exit code $rc, not 0"
 echo "production tree: ok (npm ci --omit=dev, plain node, an image and a CSV processed, SIGTERM exit 0)"
+
+# The package as users get it: `npm pack`, installed into an empty project, whose `npx weft start app.js` runs ours.
+consumer=$work/consumer
+mkdir -p "$consumer"
+tarball=$(npm pack --silent --pack-destination "$work" | tail -n 1)
+(
+  cd "$consumer"
+  npm init -y >/dev/null
+  npm install --no-audit --no-fund --loglevel=error "$work/$tarball" >/dev/null
+  printf '%s\n' "require('node:http').createServer((q, r) => r.end('hello from ' + process.pid)).listen(Number(process.env.PORT), '127.0.0.1');" >app.js
+)
+port=$("$node_bin" -e "const s = require('node:net').createServer().listen(0, '127.0.0.1', () => { console.log(s.address().port); s.close(); })")
+(
+  cd "$consumer"
+  # npx runs the project's own `weft` (node_modules/.bin), on a Node >= 22 (the PATH's first node).
+  PATH="$(dirname "$node_bin"):$PATH" PORT=$port WEFT_RUNTIME_DIR="$work/run" \
+    exec setsid npx --no-install weft start app.js --workers 2 --name consumer
+) >"$work/service.log" 2>&1 &
+pid=$!
+wait_for "curl -fsS -o /dev/null http://127.0.0.1:$port/ 2>/dev/null" 60 || fail "npx weft start app.js did not serve within 60 s"
+curl -fsS "http://127.0.0.1:$port/" | grep -q '^hello from ' || fail "the consumer's app answered something else"
+# Stopped the way the docs say (npm, and so npx, does not pass SIGTERM on to the command it runs).
+(cd "$consumer" && PATH="$(dirname "$node_bin"):$PATH" WEFT_RUNTIME_DIR="$work/run" npx --no-install weft stop --name consumer) >/dev/null
+rc=0
+wait "$pid" || rc=$?
+pid=""
+[ "$rc" -eq 0 ] || fail "npx weft start: weft stop ended it with exit code $rc, not 0"
+echo "package: ok ($tarball installed into an empty project; npx weft start app.js served; npx weft stop: exit 0)"
 
 if docker info >/dev/null 2>&1; then
   docker build -q -t weft-files-ci "$root" >/dev/null

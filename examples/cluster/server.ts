@@ -1,8 +1,8 @@
 // A service for `weft start`: every worker serves the same port; the lifecycle drains it on reload and stop.
 //   PORT=3000 npx weft start examples/cluster/server.ts --workers 2
 import { createServer } from 'node:http';
-import { worker } from 'weft/cluster';
-import { createLifecycle } from 'weft/lifecycle';
+import { worker } from 'weftjs/cluster';
+import { createLifecycle } from 'weftjs/lifecycle';
 
 let served = 0;
 const server = createServer((req, res) => {

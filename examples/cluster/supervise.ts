@@ -1,6 +1,6 @@
 // The same cluster from code: start two workers, ask each how many requests it served, reload, stop.
 //   PORT=3000 node --conditions=weft-source examples/cluster/supervise.ts
-import { supervise } from 'weft/cluster';
+import { supervise } from 'weftjs/cluster';
 
 const port = Number(process.env.PORT ?? 3000);
 const sup = await supervise({

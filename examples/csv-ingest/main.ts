@@ -8,7 +8,7 @@ import { fstatSync } from 'node:fs';
 import { DatabaseSync } from 'node:sqlite';
 import { pipeline } from 'node:stream/promises';
 import { parse } from 'csv-parse';
-import { batch, mapConcurrent, meter, progressBar } from 'weft/stream';
+import { batch, mapConcurrent, meter, progressBar } from 'weftjs/stream';
 
 interface Person {
   id: number;

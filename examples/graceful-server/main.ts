@@ -4,8 +4,8 @@
 // GET /health/live, /health/ready and /health/startup are the probes; every other route is guarded by a LoadShedder.
 // stdout: JSON lines: `{"listening":port}` once ready, the lifecycle's log, `{"counts":{...}}` in the flush phase.
 import { createServer } from 'node:http';
-import { createLifecycle, LoadShedder, type Logger } from 'weft/lifecycle';
-import { Pool } from 'weft/pool';
+import { createLifecycle, LoadShedder, type Logger } from 'weftjs/lifecycle';
+import { Pool } from 'weftjs/pool';
 
 const line = (value: object) => process.stdout.write(`${JSON.stringify(value)}\n`);
 const log =

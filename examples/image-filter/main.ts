@@ -1,4 +1,4 @@
-import { Pool } from 'weft/pool';
+import { Pool } from 'weftjs/pool';
 
 const WIDTH = 1920;
 const HEIGHT = 1080;

@@ -1,4 +1,4 @@
-import { transfer } from 'weft/pool/task';
+import { transfer } from 'weftjs/pool/task';
 
 /** The pixels of the last result this thread sent, kept only to show that sending it detached them. */
 let lastSent: Uint8ClampedArray | undefined;

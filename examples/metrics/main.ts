@@ -2,9 +2,9 @@
 // GET /metrics and /metrics.json on an ephemeral loopback port, scraped once, then everything closed.
 //   node --conditions=weft-source examples/metrics/main.ts
 // stdout: `listening http://127.0.0.1:<port>/metrics`, a few lines of the scrape, a JSON summary, `closed`.
-import { createLifecycle } from 'weft/lifecycle';
-import { createMetrics, type MeterSnapshot, serveMetrics } from 'weft/metrics';
-import { Pool } from 'weft/pool';
+import { createLifecycle } from 'weftjs/lifecycle';
+import { createMetrics, type MeterSnapshot, serveMetrics } from 'weftjs/metrics';
+import { Pool } from 'weftjs/pool';
 
 const silent = { info() {}, warn() {}, error() {} };
 // exit: false so the example ends by itself; a service keeps the default and exits after its shutdown.

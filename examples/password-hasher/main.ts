@@ -1,4 +1,4 @@
-import { Pool } from 'weft/pool';
+import { Pool } from 'weftjs/pool';
 
 const pool = new Pool<typeof import('./tasks.ts')>({
   filename: new URL('./tasks.ts', import.meta.url),

@@ -1,5 +1,5 @@
 import { MessageChannel } from 'node:worker_threads';
-import { Pool } from 'weft/pool';
+import { Pool } from 'weftjs/pool';
 
 const ITEMS = 100_000;
 const CHUNK_SIZE = 4_096;

@@ -1,5 +1,5 @@
 import type { MessagePort } from 'node:worker_threads';
-import type { TaskContext } from 'weft/pool/task';
+import type { TaskContext } from 'weftjs/pool/task';
 
 /** What stage A sends last, so stage B can check it received everything. */
 export interface End {

@@ -1,5 +1,5 @@
 /**
- * `weft/cluster`: a supervisor that runs a service on N processes sharing its ports, and the worker-side API.
+ * `weftjs/cluster`: a supervisor that runs a service on N processes sharing its ports, and the worker-side API.
  * See docs/cluster.md.
  * @module
  */

@@ -27,7 +27,7 @@ export interface SlotMetrics {
   lastExit?: string;
   /** A replacement under way (reload, memory limit) and its step. */
   replacement?: SlotReplacement;
-  /** The worker's `weft/metrics` snapshot, when it answered this scrape. */
+  /** The worker's `weftjs/metrics` snapshot, when it answered this scrape. */
   metrics?: MetricsSnapshot;
   /** Why it has none: not ready, did not answer in time, or its answer failed. */
   error?: string;

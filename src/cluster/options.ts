@@ -79,7 +79,7 @@ export interface SuperviseOptions {
   /** Ms a worker has to answer a metrics scrape; one that does not is skipped and counted. Default: 1 000. */
   metricsTimeout?: number;
   /**
-   * Serve the live dashboard (`weft/dashboard`) at `/` of the metrics endpoint. Without `metricsPort` it implies
+   * Serve the live dashboard (`weftjs/dashboard`) at `/` of the metrics endpoint. Without `metricsPort` it implies
    * {@link DEFAULT_DASHBOARD_PORT}. Default: false.
    */
   dashboard?: boolean;

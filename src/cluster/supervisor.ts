@@ -363,7 +363,7 @@ export class Supervisor extends EventEmitter {
  *
  * @example
  * ```ts
- * import { supervise } from 'weft/cluster';
+ * import { supervise } from 'weftjs/cluster';
  * const sup = await supervise({ exec: new URL('./server.js', import.meta.url), workers: 'max' });
  * console.log(sup.status().slots.map((s) => s.state));
  * ```

@@ -13,11 +13,11 @@ function send(message: object): boolean {
 }
 
 /**
- * The worker side of `weft/cluster`, for code running inside a supervised worker process.
+ * The worker side of `weftjs/cluster`, for code running inside a supervised worker process.
  *
  * @example
  * ```ts
- * import { worker } from 'weft/cluster';
+ * import { worker } from 'weftjs/cluster';
  * await warmCaches();
  * worker.ready();                                   // or: automatic once the first server listens
  * worker.report({ queueDepth: queue.size });       // merged by the supervisor into `weft status`
@@ -32,7 +32,7 @@ export const worker = {
   get index(): number {
     return Number(process.env.WEFT_WORKER_INDEX ?? -1);
   },
-  /** Threads this process may use, from `WEFT_THREADS` (cores ÷ workers); `weft/pool` uses it as its default. */
+  /** Threads this process may use, from `WEFT_THREADS` (cores ÷ workers); `weftjs/pool` uses it as its default. */
   get threads(): number | undefined {
     const n = Number(process.env.WEFT_THREADS);
     return Number.isInteger(n) && n > 0 ? n : undefined;

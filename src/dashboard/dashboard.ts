@@ -81,7 +81,7 @@ function imageOrigins(value: unknown): string[] {
  * @example
  * ```ts
  * import { createServer } from 'node:http';
- * import { createDashboard, processView } from 'weft/dashboard';
+ * import { createDashboard, processView } from 'weftjs/dashboard';
  * const dashboard = createDashboard({ snapshot: () => processView('my service') });
  * const server = createServer((req, res) => dashboard.handle(req, res) || res.writeHead(404).end());
  * server.listen(8080);

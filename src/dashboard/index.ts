@@ -1,5 +1,5 @@
 /**
- * `weft/dashboard`: a live web page of a service (processes, pools, jobs, files), updated by server-sent events,
+ * `weftjs/dashboard`: a live web page of a service (processes, pools, jobs, files), updated by server-sent events,
  * served by `weft start --dashboard` on the metrics port and by `apps/files` at `/`. See docs/dashboard.md.
  * @module
  */

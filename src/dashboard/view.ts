@@ -1,7 +1,7 @@
 /**
  * What the dashboard page shows, as one JSON snapshot per tick, and the builders that make its process and pool
  * parts from a supervisor's merged metrics (`/metrics.json`) or from one process's own. The input shapes are
- * structural, so this module depends on no supervisor class: `weft/cluster` passes its `ClusterMetricsSnapshot`.
+ * structural, so this module depends on no supervisor class: `weftjs/cluster` passes its `ClusterMetricsSnapshot`.
  */
 import type { MetricsSnapshot } from '../metrics/index.ts';
 
@@ -47,7 +47,7 @@ export interface ReloadView {
   replaced: number;
 }
 
-/** One `weft/pool` pool of one process. Counters are since the pool started; the page derives rates. */
+/** One `weftjs/pool` pool of one process. Counters are since the pool started; the page derives rates. */
 export interface PoolView {
   slot: number;
   pid: number | undefined;
@@ -156,7 +156,7 @@ export interface DashboardSnapshot {
   warnings?: string[];
 }
 
-/** The shape of the supervisor's `/metrics.json` (`ClusterMetricsSnapshot` of `weft/cluster`) that views read. */
+/** The shape of the supervisor's `/metrics.json` (`ClusterMetricsSnapshot` of `weftjs/cluster`) that views read. */
 export interface ClusterInput {
   time: number;
   supervisor: {
@@ -180,7 +180,7 @@ export interface ClusterInput {
   }[];
 }
 
-/** The process numbers of a slot from its `weft/metrics` snapshot. */
+/** The process numbers of a slot from its `weftjs/metrics` snapshot. */
 function numbers(m: MetricsSnapshot | undefined): Partial<SlotView> {
   const p = m?.process;
   if (!p) return {};
@@ -254,7 +254,7 @@ export function clusterView(
 }
 
 /**
- * The process and pool parts for a process nothing supervises: one slot, from its `weft/metrics` snapshot when it
+ * The process and pool parts for a process nothing supervises: one slot, from its `weftjs/metrics` snapshot when it
  * has one, else from `process.memoryUsage()` and `process.cpuUsage()`.
  *
  * @example

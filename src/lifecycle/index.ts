@@ -1,5 +1,5 @@
 /**
- * `weft/lifecycle`: graceful shutdown, health and readiness, and load shedding, for any process. See
+ * `weftjs/lifecycle`: graceful shutdown, health and readiness, and load shedding, for any process. See
  * docs/lifecycle.md.
  * @module
  */

@@ -25,7 +25,7 @@ export interface HookOptions {
   timeout?: number;
 }
 
-/** Anything with `close()` or `Symbol.asyncDispose`: a `weft/pool` Pool, a database client, a file handle. */
+/** Anything with `close()` or `Symbol.asyncDispose`: a `weftjs/pool` Pool, a database client, a file handle. */
 export type Closable = { close(): unknown } | { [Symbol.asyncDispose](): PromiseLike<void> };
 
 export type LifecycleState = 'starting' | 'ready' | 'shutting-down' | 'stopped';

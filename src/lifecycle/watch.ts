@@ -43,7 +43,7 @@ function isHttpServer(server: unknown): server is NetServer {
  *
  * @example
  * ```ts
- * import { watchServers } from 'weft/lifecycle';
+ * import { watchServers } from 'weftjs/lifecycle';
  * const watch = watchServers();               // before the application listens
  * process.once('SIGTERM', async () => {
  *   await watch.drain();                      // every accepted request answered, no connection reset

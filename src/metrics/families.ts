@@ -1,4 +1,4 @@
-/** The Prometheus metric families of `weft/metrics`, each computed from the current snapshot at scrape time. Internal. */
+/** The Prometheus metric families of `weftjs/metrics`, each computed from the current snapshot at scrape time. Internal. */
 import { Histogram, type Metric, type Registry } from 'prom-client';
 import { InvalidOptionError } from '../errors.ts';
 import type { TimeSummary } from '../pool/index.ts';

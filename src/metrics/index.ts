@@ -1,5 +1,5 @@
 /**
- * `weft/metrics`: event-loop, process, pool, lifecycle and stream metrics of one process in a prom-client
+ * `weftjs/metrics`: event-loop, process, pool, lifecycle and stream metrics of one process in a prom-client
  * registry, as Prometheus text or JSON, and the merging a supervisor uses to serve a whole cluster on one
  * endpoint. See docs/metrics.md.
  * @module

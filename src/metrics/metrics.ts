@@ -127,7 +127,7 @@ export class Metrics {
   }
 
   /**
-   * Reports a stream meter (anything with `name` and `snapshot()`, such as `weft/stream`'s `meter()`), labelled by
+   * Reports a stream meter (anything with `name` and `snapshot()`, such as `weftjs/stream`'s `meter()`), labelled by
    * its name. Returns a function that removes it.
    *
    * @example
@@ -256,7 +256,7 @@ export class Metrics {
  *
  * @example
  * ```ts
- * import { createMetrics } from 'weft/metrics';
+ * import { createMetrics } from 'weftjs/metrics';
  * const metrics = createMetrics({ prefix: 'weft_' });
  * metrics.addPool(pool, { name: 'images' });
  * console.log(await metrics.metrics());
@@ -277,7 +277,7 @@ const DEFAULT = Symbol.for('weft.metrics.default');
  *
  * @example
  * ```ts
- * import { defaultMetrics } from 'weft/metrics';
+ * import { defaultMetrics } from 'weftjs/metrics';
  * defaultMetrics().addPool(pool, { name: 'images' });
  * ```
  */

@@ -45,7 +45,7 @@ const TEXT = 'text/plain; version=0.0.4; charset=utf-8';
  *
  * @example
  * ```ts
- * import { createMetrics, serveMetrics } from 'weft/metrics';
+ * import { createMetrics, serveMetrics } from 'weftjs/metrics';
  * const metrics = createMetrics();
  * const server = await serveMetrics(metrics, { port: 9464 });
  * // ... later

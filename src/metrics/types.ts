@@ -1,28 +1,28 @@
-/** The shapes `weft/metrics` reads and returns. Sources are structural so metrics depends on no module's classes. */
+/** The shapes `weftjs/metrics` reads and returns. Sources are structural so metrics depends on no module's classes. */
 import type { LifecycleState } from '../lifecycle/index.ts';
 import type { PoolStats } from '../pool/index.ts';
 import type { MeterSnapshot } from '../stream/index.ts';
 
-/** What a stream meter reports: `weft/stream`'s type (a type-only import: metrics loads none of stream's code). */
+/** What a stream meter reports: `weftjs/stream`'s type (a type-only import: metrics loads none of stream's code). */
 export type { MeterSnapshot } from '../stream/index.ts';
 
-/** Anything with a name and a `snapshot()` of {@link MeterSnapshot} shape, such as a `weft/stream` meter. */
+/** Anything with a name and a `snapshot()` of {@link MeterSnapshot} shape, such as a `weftjs/stream` meter. */
 export interface MeterLike {
   readonly name: string;
   snapshot(): MeterSnapshot;
 }
 
-/** A `weft/pool` Pool, or anything whose `stats()` returns {@link PoolStats}. */
+/** A `weftjs/pool` Pool, or anything whose `stats()` returns {@link PoolStats}. */
 export interface PoolLike {
   stats(): PoolStats;
 }
 
-/** A `weft/lifecycle` Lifecycle, or anything with its `state`. */
+/** A `weftjs/lifecycle` Lifecycle, or anything with its `state`. */
 export interface LifecycleLike {
   readonly state: LifecycleState;
 }
 
-/** A `weft/lifecycle` LoadShedder, or anything with its `shed` count and `overloaded` flag. */
+/** A `weftjs/lifecycle` LoadShedder, or anything with its `shed` count and `overloaded` flag. */
 export interface ShedderLike {
   readonly shed: number;
   readonly overloaded: boolean;

@@ -1,5 +1,5 @@
 /**
- * `weft/pool`: a worker-thread pool for CPU work. See docs/pool.md.
+ * `weftjs/pool`: a worker-thread pool for CPU work. See docs/pool.md.
  * @module
  */
 export {

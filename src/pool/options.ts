@@ -12,7 +12,7 @@ export interface PoolOptions {
   /** Threads kept alive even when idle. Default: 1 (capped at `maxThreads`). */
   minThreads?: number;
   /**
-   * Most threads at once. Default: `WEFT_THREADS` when a `weft/cluster` supervisor set it (its share of the cores, so
+   * Most threads at once. Default: `WEFT_THREADS` when a `weftjs/cluster` supervisor set it (its share of the cores, so
    * processes × threads do not oversubscribe them), else `os.availableParallelism()`.
    */
   maxThreads?: number;

@@ -37,7 +37,7 @@ const LOAD_BACKOFF_MAX = 30_000;
  *
  * @example
  * ```ts
- * import { Pool } from 'weft/pool';
+ * import { Pool } from 'weftjs/pool';
  * const pool = new Pool<typeof import('./tasks.ts')>({ filename: new URL('./tasks.ts', import.meta.url) });
  * const hash = await pool.run('hashPassword', ['s3cret'], { timeout: 2_000 });
  * await pool.close();

@@ -20,7 +20,7 @@ export interface Transferred<T> {
  *
  * @example
  * ```ts
- * import { transfer } from 'weft/pool';
+ * import { transfer } from 'weftjs/pool';
  * export function invert(pixels: Uint8Array) {
  *   for (let i = 0; i < pixels.length; i++) pixels[i] = 255 - pixels[i];
  *   return transfer(pixels, [pixels.buffer]);

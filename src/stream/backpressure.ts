@@ -24,7 +24,7 @@ export const defaultClock: Clock = () => performance.now();
  *
  * @example
  * ```ts
- * import { BackpressureMonitor } from 'weft/stream';
+ * import { BackpressureMonitor } from 'weftjs/stream';
  * const monitor = new BackpressureMonitor();
  * if (!sink.write(row)) {
  *   monitor.pause();

@@ -82,7 +82,7 @@ export class BatchStream<T = unknown> extends Transform {
  * @example
  * ```ts
  * import { pipeline } from 'node:stream/promises';
- * import { batch } from 'weft/stream';
+ * import { batch } from 'weftjs/stream';
  * await pipeline(rows, batch({ size: 1000, maxWaitMs: 500 }), async (batches) => {
  *   for await (const rows of batches) insertMany(rows);
  * });

@@ -1,5 +1,5 @@
 /**
- * `weft/stream`: Node stream tools with backpressure: `batch`, `mapConcurrent`, `poolMap`, `meter`,
+ * `weftjs/stream`: Node stream tools with backpressure: `batch`, `mapConcurrent`, `poolMap`, `meter`,
  * `progressBar`, `through`. Every one is a `Transform` usable in `pipeline()` from `node:stream/promises`,
  * readable with `for await`, and takes a `signal`. See docs/stream.md.
  * @module

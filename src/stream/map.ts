@@ -198,7 +198,7 @@ export class MapStream<In = unknown, Out = unknown> extends Transform {
  * @example
  * ```ts
  * import { pipeline } from 'node:stream/promises';
- * import { batch, mapConcurrent } from 'weft/stream';
+ * import { batch, mapConcurrent } from 'weftjs/stream';
  * await pipeline(
  *   rows,
  *   batch({ size: 500 }),

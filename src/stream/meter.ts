@@ -13,7 +13,7 @@ import {
 } from './options.ts';
 import { RateWindow } from './rate.ts';
 
-/** What a meter has counted. `weft/metrics` reads this shape. */
+/** What a meter has counted. `weftjs/metrics` reads this shape. */
 export interface MeterSnapshot {
   name: string;
   items: number;
@@ -39,7 +39,7 @@ export interface MeterSnapshot {
 
 /** Options of {@link meter}. */
 export interface MeterOptions<T = unknown> {
-  /** Shown by the progress bar and in `weft/metrics`. Default: `'stream'`. */
+  /** Shown by the progress bar and in `weftjs/metrics`. Default: `'stream'`. */
   name?: string;
   /** Expected items, for `percent` and `etaMs`. Can also be set later: `meter.total = n`. */
   total?: number;
@@ -228,12 +228,12 @@ export class Meter<T = unknown> extends Transform {
 /**
  * A pass-through stream that counts items and bytes, with rates over a recent window, percent and ETA when a total
  * is known, and backpressure: how often and how long the stage after it made it wait. Place it before the stage you
- * want to watch. Read it with `snapshot()`, the `progress` event, `progressBar()`, or `weft/metrics`.
+ * want to watch. Read it with `snapshot()`, the `progress` event, `progressBar()`, or `weftjs/metrics`.
  *
  * @example
  * ```ts
  * import { pipeline } from 'node:stream/promises';
- * import { meter, progressBar } from 'weft/stream';
+ * import { meter, progressBar } from 'weftjs/stream';
  * const bytesIn = meter({ name: 'upload', objectMode: false, totalBytes: size });
  * progressBar(bytesIn);
  * await pipeline(createReadStream(file), bytesIn, parse(), sink);

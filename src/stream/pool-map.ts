@@ -44,7 +44,7 @@ type TypedArrayConstructor = new (buffer: ArrayBuffer) => ArrayView;
  *
  * @example
  * ```ts
- * import { transferable } from 'weft/stream';
+ * import { transferable } from 'weftjs/stream';
  * const { value, transfer } = transferable(chunk);
  * await pool.run('hash', [value], { transfer });
  * ```
@@ -69,18 +69,18 @@ export function transferable<T>(item: T): { value: T; transfer: TransferListItem
 type In<M, K extends keyof M> = TaskArgs<M[K]> extends [infer A, ...unknown[]] ? A : unknown;
 
 /**
- * Maps every item through task `taskName` of a `weft/pool` pool: `pool.run(taskName, [item])`, at most
+ * Maps every item through task `taskName` of a `weftjs/pool` pool: `pool.run(taskName, [item])`, at most
  * `concurrency` tasks in flight, so a CPU-heavy transform uses every thread while the source is paused whenever the
  * pool is saturated. Binary items (`ArrayBuffer`, `Buffer`, typed arrays) are moved to the thread, not copied
- * (see {@link transferable}); a task can move its result back with `transfer()` from `weft/pool/task`. A failed
+ * (see {@link transferable}); a task can move its result back with `transfer()` from `weftjs/pool/task`. A failed
  * task destroys the stream with the task's error, and destroying the stream (an error elsewhere in the pipeline,
  * the `signal`) cancels the tasks in flight through `pool.run`'s own signal. The pool is not closed by the stream.
  *
  * @example
  * ```ts
  * import { pipeline } from 'node:stream/promises';
- * import { Pool } from 'weft/pool';
- * import { poolMap } from 'weft/stream';
+ * import { Pool } from 'weftjs/pool';
+ * import { poolMap } from 'weftjs/stream';
  * const pool = new Pool<typeof import('./tasks.ts')>({ filename: new URL('./tasks.ts', import.meta.url) });
  * await pipeline(createReadStream('big.bin'), poolMap(pool, 'compress'), createWriteStream('big.bin.z'));
  * await pool.close();

@@ -43,7 +43,7 @@ const BAR_WIDTH = 20;
  *
  * @example
  * ```ts
- * import { formatProgress } from 'weft/stream';
+ * import { formatProgress } from 'weftjs/stream';
  * logger.info(formatProgress(rows.snapshot(), 'rows'));
  * // "rows  120,345 rows 1,450/s  elapsed 1m23s"
  * ```
@@ -74,7 +74,7 @@ export function formatProgress(s: MeterSnapshot, unit = 'items', state = ''): st
  *
  * @example
  * ```ts
- * import { meter, progressBar } from 'weft/stream';
+ * import { meter, progressBar } from 'weftjs/stream';
  * const input = meter({ name: 'import', objectMode: false, totalBytes: (await stat(file)).size });
  * progressBar(input, { unit: 'chunks' });
  * await pipeline(createReadStream(file), input, parse(), sink);

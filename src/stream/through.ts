@@ -32,7 +32,7 @@ export type Through<S> = Omit<S, typeof Symbol.asyncIterator> & {
  *
  * @example
  * ```ts
- * import { batch, mapConcurrent, through } from 'weft/stream';
+ * import { batch, mapConcurrent, through } from 'weftjs/stream';
  * for await (const saved of through(rows(), batch({ size: 100 }), mapConcurrent(save, { concurrency: 4 }))) {
  *   console.log(`saved ${saved} rows`);
  * }

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -152,6 +152,21 @@ describe('the weft command', () => {
     assert.match(json.out, /^\{"level":30,.*"msg":"starting 2 workers"/m);
     assert.match(json.out, new RegExp(`"urls":\\["http://127\\.0\\.0\\.1:${json.port}"\\]`));
     assert.doesNotMatch(json.out, /weft ▸/);
+  });
+
+  it('npm run weft -- <command> works in a clone, as the docs say', async () => {
+    const root = new URL('../../', import.meta.url).pathname;
+    const r = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
+      execFile(
+        'npm',
+        ['run', '--silent', 'weft', '--', 'status', '--name', 'no-such-cluster'],
+        { cwd: root, env, timeout: 60_000 },
+        (err, stdout, stderr) =>
+          resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+      ),
+    );
+    assert.equal(r.code, 3, r.stdout + r.stderr);
+    assert.match(r.stdout + r.stderr, /no-such-cluster/);
   });
 
   it('status with no supervisor running says so and exits 3', async () => {

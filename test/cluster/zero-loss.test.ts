@@ -59,7 +59,7 @@ async function workerPids(name: string): Promise<number[]> {
 let names = 0;
 
 for (const [appName, app] of Object.entries(APPS)) {
-  describe(`zero loss, app with ${appName === 'lifecycle' ? 'weft/lifecycle' : appName === 'none' ? 'no Weft code' : 'fastify'}`, () => {
+  describe(`zero loss, app with ${appName === 'lifecycle' ? 'weftjs/lifecycle' : appName === 'none' ? 'no Weft code' : 'fastify'}`, () => {
     for (const event of EVENTS) {
       it(`${event}: 0 resets and 0 failed for ${CLIENTS.join(', ')}, load on for 1 s after`, async () => {
         const name = `zl${process.pid}-${++names}`;

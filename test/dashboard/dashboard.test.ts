@@ -45,7 +45,7 @@ async function serve(options: Partial<DashboardOptions> = {}) {
 const fetchWithin = (url: string, init: RequestInit = {}) =>
   fetch(url, { ...init, signal: AbortSignal.timeout(10_000) });
 
-describe('weft/dashboard', () => {
+describe('weftjs/dashboard', () => {
   it('serves the page and its assets from the process, with ETag, 304, gzip and a strict CSP', async () => {
     const { dashboard, url } = await serve();
     const page = await fetchWithin(`${url}/`);

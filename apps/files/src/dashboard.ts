@@ -1,5 +1,5 @@
 /**
- * The file service's live dashboard: `weft/dashboard`'s page at `/`, with the cluster's processes and pools (the
+ * The file service's live dashboard: `weftjs/dashboard`'s page at `/`, with the cluster's processes and pools (the
  * supervisor's merged metrics, or this process alone), job counts, the latest dead jobs, recent uploads and the
  * events since the last snapshot. One snapshot a second, shared by every open page, made only while one is open.
  */
@@ -18,8 +18,8 @@ import {
   type FileView,
   processView,
   type WebhooksView,
-} from 'weft/dashboard';
-import type { MetricsSnapshot } from 'weft/metrics';
+} from 'weftjs/dashboard';
+import type { MetricsSnapshot } from 'weftjs/metrics';
 import type { Catalog, FileRecord } from './catalog.ts';
 import type { FilesConfig } from './config.ts';
 import type { EventBus, FilesEvent } from './events.ts';
@@ -32,7 +32,7 @@ export interface FilesDashboardDeps {
   catalog: Pick<Catalog, 'list' | 'get' | 'derived'>;
   queue: JobQueue;
   bus: EventBus;
-  /** This process's `weft/metrics` snapshot, shown when no supervisor serves merged metrics. */
+  /** This process's `weftjs/metrics` snapshot, shown when no supervisor serves merged metrics. */
   metrics?: (() => MetricsSnapshot) | undefined;
   /** Each backend's breaker state, shown in the Files section (a backend not `up` cannot take uploads). */
   backends?: () => BackendView[];

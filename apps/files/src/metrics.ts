@@ -1,11 +1,11 @@
 /**
- * The service's own metrics, registered in the process's `weft/metrics` registry next to its pool, lifecycle and
+ * The service's own metrics, registered in the process's `weftjs/metrics` registry next to its pool, lifecycle and
  * load shedder, and the `/metrics` route: the whole cluster's merged metrics when the supervisor serves them
  * (`WEFT_METRICS_URL`), else this process's.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Counter, Gauge, Histogram } from 'prom-client';
-import type { Metrics } from 'weft/metrics';
+import type { Metrics } from 'weftjs/metrics';
 import type { EventBus } from './events.ts';
 import type { OutboxRelay } from './outbox.ts';
 import type { JobQueue } from './queue/types.ts';

@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import type { Pool } from 'weft/pool';
+import type { Pool } from 'weftjs/pool';
 import { type Catalog, csvTableFor } from './catalog.ts';
 import type { FilesConfig } from './config.ts';
 import { FilesError } from './errors.ts';

@@ -1,10 +1,10 @@
 /**
  * One worker process of the file service, as `weft start apps/files/src/server.ts` runs it (also runs alone):
- * configuration, then the service under a `weft/lifecycle` lifecycle — SIGTERM drains uploads in flight, lets
+ * configuration, then the service under a `weftjs/lifecycle` lifecycle — SIGTERM drains uploads in flight, lets
  * running jobs finish or gives them back to the queue, then closes the pool and the database.
  */
-import { createLifecycle, type LoadShedder } from 'weft/lifecycle';
-import { defaultMetrics } from 'weft/metrics';
+import { createLifecycle, type LoadShedder } from 'weftjs/lifecycle';
+import { defaultMetrics } from 'weftjs/metrics';
 import { loadConfig } from './config.ts';
 import { createLogger } from './logger.ts';
 import { backendMetrics, metricsRoute, outboxMetrics, serviceMetrics } from './metrics.ts';

@@ -6,9 +6,9 @@
 import { join } from 'node:path';
 import type { DatabaseSync } from 'node:sqlite';
 import type { FastifyInstance } from 'fastify';
-import type { Dashboard } from 'weft/dashboard';
-import type { MetricsSnapshot } from 'weft/metrics';
-import { Pool } from 'weft/pool';
+import type { Dashboard } from 'weftjs/dashboard';
+import type { MetricsSnapshot } from 'weftjs/metrics';
+import { Pool } from 'weftjs/pool';
 import { type Catalog, SqliteCatalog } from './catalog.ts';
 import type { FilesConfig } from './config.ts';
 import { filesDashboard } from './dashboard.ts';
@@ -80,7 +80,7 @@ export interface ServiceOptions {
   runJobs?: boolean;
   /** The HTTP server's keep-alive timeout, ms (default 5 000, Node's). */
   keepAliveTimeout?: number;
-  /** This process's `weft/metrics` snapshot, for the dashboard when no supervisor merges every worker's. */
+  /** This process's `weftjs/metrics` snapshot, for the dashboard when no supervisor merges every worker's. */
   metrics?: () => MetricsSnapshot;
   /** Wraps the storage adapter (tests inject faults: a full disk, a slow write). */
   storage?: (storage: Storage) => Storage;

@@ -1,5 +1,5 @@
 /** Load shedding for uploads: 503 with `Retry-After` while the queue is too deep or the event loop too late. */
-import { LoadShedder, type LoadShedderOptions } from 'weft/lifecycle';
+import { LoadShedder, type LoadShedderOptions } from 'weftjs/lifecycle';
 import type { FilesConfig } from './config.ts';
 import type { Logger } from './logger.ts';
 

@@ -10,8 +10,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Registry } from 'prom-client';
-import type { BackendView } from 'weft/dashboard';
-import { Health } from 'weft/lifecycle';
+import type { BackendView } from 'weftjs/dashboard';
+import { Health } from 'weftjs/lifecycle';
 import { backendMetrics } from '../src/metrics.ts';
 import type { Backend } from '../src/resilience.ts';
 import { type FaultProxy, faultProxy } from './fault-proxy.ts';

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
-import { createDashboard } from 'weft/dashboard';
+import { createDashboard } from 'weftjs/dashboard';
 import { loadConfig } from '../src/config.ts';
 import { CONTENT_SECURITY_POLICY } from '../src/http/send.ts';
 import { derivedKey } from '../src/storage/types.ts';

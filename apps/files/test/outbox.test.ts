@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Registry } from 'prom-client';
-import { Health } from 'weft/lifecycle';
+import { Health } from 'weftjs/lifecycle';
 import { type Catalog, type FileRecord, SqliteCatalog } from '../src/catalog.ts';
 import { PgCatalog } from '../src/catalog-pg.ts';
 import { openDatabase } from '../src/db.ts';

@@ -2,7 +2,7 @@
 // uploads accepted again once the queue drains; reads are never shed.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { LoadShedder } from 'weft/lifecycle';
+import type { LoadShedder } from 'weftjs/lifecycle';
 import { silentLogger } from '../src/logger.ts';
 import { uploadShedder } from '../src/shedding.ts';
 import { type Running, startService } from './helpers.ts';

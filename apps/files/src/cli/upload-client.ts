@@ -4,7 +4,7 @@ import { mkdir, readdir, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import * as tus from 'tus-js-client';
-import { meter, progressBar } from 'weft/stream';
+import { meter, progressBar } from 'weftjs/stream';
 
 export interface LocalFile {
   path: string;

@@ -1,7 +1,7 @@
 /** The HTTP API of the file service (fastify), built from its parts so tests can run it in-process. */
 import multipart from '@fastify/multipart';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import type { Dashboard } from 'weft/dashboard';
+import type { Dashboard } from 'weftjs/dashboard';
 import type { Catalog } from '../catalog.ts';
 import type { FilesConfig } from '../config.ts';
 import { routeDashboard } from '../dashboard.ts';

@@ -9,7 +9,7 @@
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { Pool } from 'weft/pool';
+import type { Pool } from 'weftjs/pool';
 import { FilesError } from '../errors.ts';
 import { loadSharp, type ProcessorTasks } from '../processors/index.ts';
 import { MAX_RESIZE } from '../processors/limits.ts';

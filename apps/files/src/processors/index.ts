@@ -7,7 +7,7 @@
  *
  * @example
  * ```ts
- * import { Pool } from 'weft/pool';
+ * import { Pool } from 'weftjs/pool';
  * import { type ProcessorTasks, tasksUrl } from './processors/index.ts';
  * const pool = new Pool<ProcessorTasks>({ filename: tasksUrl, maxThreads: 2, env: { ...process.env, WEFT_THREADS: '2' } });
  * ```

@@ -1,5 +1,5 @@
 /**
- * The task module the job runner's `weft/pool` threads load: every named function export is a task, so this file
+ * The task module the job runner's `weftjs/pool` threads load: every named function export is a task, so this file
  * exports the tasks and types only (a helper exported here would become callable as a task).
  *
  * Each thread reads two environment variables once, at load (pass them in the pool's `env`):
@@ -13,7 +13,7 @@
  *
  * @example
  * ```ts
- * import { Pool } from 'weft/pool';
+ * import { Pool } from 'weftjs/pool';
  * import { type ProcessorTasks, tasksUrl } from './processors/index.ts';
  * const pool = new Pool<ProcessorTasks>({ filename: tasksUrl, maxThreads: 2, env: { ...process.env, WEFT_THREADS: '2' } });
  * const { outputs } = await pool.run('processImage', [{ input, outDir, limitInputPixels: 100_000_000 }]);

@@ -1,7 +1,7 @@
 /**
  * The job queue on Redis, with BullMQ (`QUEUE_URL=redis://…`): the queue every node of a multi-machine deployment
  * shares. Jobs are fetched by hand (BullMQ's "manually fetching jobs" pattern) rather than by a BullMQ processor, so
- * the runner keeps its own claim loop and runs processors in its `weft/pool` threads, not in BullMQ's sandbox, which
+ * the runner keeps its own claim loop and runs processors in its `weftjs/pool` threads, not in BullMQ's sandbox, which
  * forks a process per job. What maps onto what:
  *
  * | `JobQueue`        | BullMQ                                                                      |

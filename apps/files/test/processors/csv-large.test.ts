@@ -6,7 +6,7 @@ import { DatabaseSync } from 'node:sqlite';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { after, before, it } from 'node:test';
-import { Pool } from 'weft/pool';
+import { Pool } from 'weftjs/pool';
 import { TASK_TIMEOUT, tempDir } from './helpers.ts';
 
 type MeasureTasks = typeof import('./fixtures/measure-tasks.ts');

@@ -10,7 +10,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import { Pool } from 'weft/pool';
+import { Pool } from 'weftjs/pool';
 import { ingestCsv } from '../../src/processors/csv.ts';
 import type { CsvJobInput } from '../../src/processors/index.ts';
 import { DATABASE_URL, serviceSkip } from '../services.ts';

@@ -6,7 +6,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { crc32, deflateSync } from 'node:zlib';
-import { Pool, type PoolOptions } from 'weft/pool';
+import { Pool, type PoolOptions } from 'weftjs/pool';
 import { loadSharp, type ProcessorTasks, tasksUrl } from '../../src/processors/index.ts';
 
 await loadSharp();
