@@ -78,6 +78,11 @@ export function prettyLine(text: string, source: string, stream: NodeJS.WriteStr
     extras.push(`${k}=${value(v)}`);
   }
   const msg = typeof obj.msg === 'string' ? obj.msg : '';
+  // A field whose value the message already says (`worker 1 ready  slot=1` stays; a URL said twice goes).
+  for (let i = extras.length - 1; i >= 0; i--) {
+    const v = extras[i]!.slice(extras[i]!.indexOf('=') + 1);
+    if (v.length > 3 && msg.includes(v.replace(/^"|"$/g, ''))) extras.splice(i, 1);
+  }
   const tail = extras.length ? `  ${paint('gray', extras.join(' '))}` : '';
   const trace = stack ? paint('gray', stack) : '';
   return `${paint('gray', clock(obj.time))} ${paint(color, label)} ${paint('cyan', source.padEnd(8))} ${msg}${tail}${trace}`;
