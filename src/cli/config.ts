@@ -1,10 +1,11 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { basename, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { SuperviseOptions } from '../cluster/index.ts';
 import { InvalidOptionError } from '../errors.ts';
+import { DEFAULT_IGNORE, type WatchOptions } from './watch.ts';
 
 /** `512M`, `1G`, `2048K` or plain bytes. */
 export function parseSize(value: string, option: string): number {
@@ -24,6 +25,8 @@ export function parseDuration(value: string, option: string): number {
 
 export interface StartConfig extends SuperviseOptions {
   name: string;
+  /** `--watch`: reload when a source file changes (development). */
+  watch?: WatchOptions;
 }
 
 const FLAGS = {
@@ -37,6 +40,9 @@ const FLAGS = {
   'metrics-host': { type: 'string' },
   dashboard: { type: 'boolean' },
   'log-format': { type: 'string' },
+  watch: { type: 'boolean' },
+  'watch-path': { type: 'string', multiple: true },
+  'watch-ignore': { type: 'string', multiple: true },
   config: { type: 'string', short: 'c' },
   json: { type: 'boolean' },
   follow: { type: 'boolean', short: 'f' },
@@ -113,6 +119,25 @@ export async function startConfig(
     if (!/^(1|0|true|false)$/.test(dashboard))
       throw new InvalidOptionError('dashboard', 'true or false (1 or 0 in WEFT_DASHBOARD)', dashboard);
     options.dashboard = dashboard === '1' || dashboard === 'true';
+  }
+  const watchFile = file.watch as boolean | Partial<WatchOptions> | undefined;
+  const watching =
+    parsed.values.watch === true ||
+    env.WEFT_WATCH === '1' ||
+    env.WEFT_WATCH === 'true' ||
+    watchFile === true ||
+    (typeof watchFile === 'object' && watchFile !== null);
+  delete (options as { watch?: unknown }).watch;
+  if (watching) {
+    const fromFile = typeof watchFile === 'object' && watchFile !== null ? watchFile : {};
+    const paths = parsed.values['watch-path'] ?? fromFile.paths ?? [dirname(resolve(script))];
+    const ignore = [...DEFAULT_IGNORE, ...(fromFile.ignore ?? []), ...(parsed.values['watch-ignore'] ?? [])];
+    const debounceMs = fromFile.debounceMs ?? 300;
+    if (!Array.isArray(paths) || paths.some((p) => typeof p !== 'string' || !existsSync(p)))
+      throw new InvalidOptionError('watch-path', 'existing folders or files', paths);
+    if (!Number.isInteger(debounceMs) || debounceMs < 0)
+      throw new InvalidOptionError('watch.debounceMs', 'an integer number of ms >= 0', debounceMs);
+    options.watch = { paths: paths.map((p) => resolve(p)), ignore, debounceMs };
   }
   return options;
 }

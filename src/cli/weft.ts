@@ -18,12 +18,14 @@ import type { Logger } from '../lifecycle/index.ts';
 import { parseCommandLine, startConfig } from './config.ts';
 import { becomeInitChild } from './init.ts';
 import { banner, type LogFormat, prettyLine } from './pretty.ts';
+import { watchAndReload } from './watch.ts';
 
 const USAGE = `Usage:
   weft start <app.js> [--workers N|max] [--name NAME] [--max-memory 512M] [--kill-timeout 30s]
                       [--start-timeout 30s] [--crash-loop-retry 30s] [--metrics-port 9464]
                       [--metrics-host 127.0.0.1]
-                      [--dashboard] [--log-format pretty|json] [--config weft.config.json] [-- app args]
+                      [--dashboard] [--log-format pretty|json] [--config weft.config.json]
+                      [--watch [--watch-path DIR]... [--watch-ignore NAME|*.EXT]...] [-- app args]
   weft status [--name NAME] [--json]
   weft reload [--name NAME]
   weft stop   [--name NAME]
@@ -94,7 +96,8 @@ async function start(parsed: ReturnType<typeof parseCommandLine>): Promise<numbe
     format === 'pretty'
       ? (text: string, prefix: string) => prettyLine(text, prefix.slice(1, -1), process.stdout)
       : undefined;
-  const supervisor = new Supervisor({ ...config, logger, exit: false, formatOutput });
+  const { watch: watching, ...superviseOptions } = config;
+  const supervisor = new Supervisor({ ...superviseOptions, logger, exit: false, formatOutput });
   // Heard from the start: a cluster that cannot start (a port in use) is over before start() resolves.
   let over: number | undefined;
   const exited = new Promise<number>((resolve) =>
@@ -119,7 +122,9 @@ async function start(parsed: ReturnType<typeof parseCommandLine>): Promise<numbe
   };
   if (format === 'pretty') process.stdout.write(banner(info, process.stdout));
   else logger.info(info, `${o.name} serving on ${info.urls.join(', ') || 'no port'}`);
+  const unwatch = watching ? watchAndReload(supervisor, watching, logger) : undefined;
   const code = await exited;
+  unwatch?.();
   await control.close();
   // The supervisor is done and its workers are gone: leave now rather than wait on stray handles.
   process.exit(code);
