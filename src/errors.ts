@@ -25,7 +25,8 @@ export type WeftErrorCode =
   | 'ERR_WEFT_NOT_RUNNING'
   | 'ERR_WEFT_CONTROL_DENIED'
   | 'ERR_WEFT_METRICS_CLOSED'
-  | 'ERR_WEFT_IPC';
+  | 'ERR_WEFT_IPC'
+  | 'ERR_WEFT_BUS_CLOSED';
 
 export interface WeftErrorOptions {
   cause?: unknown;

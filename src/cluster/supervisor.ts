@@ -2,6 +2,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import { type Logger, stderrLogger } from '../lifecycle/index.ts';
+import { BusRelay } from './bus-relay.ts';
 import { type Forked, forkWorker, setupPrimary } from './fork.ts';
 import { Liveness, overMemory } from './health.ts';
 import { WorkerRequests } from './ipc.ts';
@@ -53,6 +54,7 @@ export class Supervisor extends EventEmitter {
   readonly #endpoint = new MetricsEndpoint();
   readonly #listeners = new PrimaryListeners((err) => this.#listenFailed(err));
   readonly #addresses = new Set<string>();
+  readonly #bus: BusRelay;
   #state: SupervisorStatus['state'] = 'running';
   #reload: Promise<ReloadResult> | undefined;
   #stop: Promise<number> | undefined;
@@ -63,6 +65,7 @@ export class Supervisor extends EventEmitter {
     this.options = resolveSuperviseOptions(options);
     const log = this.options.logger ?? stderrLogger;
     this.#log = log;
+    this.#bus = new BusRelay(log);
     this.#slots = Array.from({ length: this.options.workers }, (_, i) => new Slot(i, this.options));
     const stopping = () => this.#stop !== undefined;
     this.#retirer = new Retirer(this.options.killTimeout);
@@ -142,7 +145,11 @@ export class Supervisor extends EventEmitter {
       this.#output.pipe(worker.process.stderr, process.stderr, prefix, o.formatOutput);
     }
     worker.on('listening', (address: Address) => this.#addresses.add(urlOf(address)));
-    worker.on('message', (msg: unknown) => this.#onMessage(slot, worker, msg));
+    // Bus messages first, from any worker (a retiring one too: its acks and publications count).
+    worker.on('message', (msg: unknown) => {
+      if (!this.#bus.onMessage(worker, msg)) this.#onMessage(slot, worker, msg);
+    });
+    worker.once('exit', () => this.#bus.workerGone(worker));
     worker.on('exit', (code: number | null, signal: string | null) =>
       onWorkerExit(slot, worker, code, signal, this.#restart),
     );
