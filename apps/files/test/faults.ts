@@ -233,8 +233,8 @@ const LABELS: Record<Backend, [label: string, code: string]> = {
 };
 
 /** The cut and blackhole cases of one backend, on a service that reaches every backend through a fault proxy. */
-export function backendFaults(only: Backend): void {
-  describe(`fault injection: ${LABELS[only][0]} cut or blackholed for 5 s under 200 uploads`, {
+export function backendFaults(only: Backend, modes: readonly FaultMode[] = ['cut', 'blackhole']): void {
+  describe(`fault injection: ${LABELS[only][0]} ${modes.join(' or ')} for 5 s under 200 uploads`, {
     skip,
   }, () => {
     let shared: SharedBackends;
@@ -276,7 +276,7 @@ export function backendFaults(only: Backend): void {
     });
 
     const [label, code] = LABELS[only];
-    const cases = (['cut', 'blackhole'] as const).map((mode: FaultMode) => ({
+    const cases = modes.map((mode: FaultMode) => ({
       backend: only,
       label,
       mode,
