@@ -1,5 +1,6 @@
 import type { EventEmitter } from 'node:events';
 import { once } from 'node:events';
+import { connect } from 'node:net';
 import { afterEach } from 'node:test';
 import { InvalidOptionError, WeftError } from '../src/errors.ts';
 
@@ -14,6 +15,49 @@ export async function within<T>(promise: Promise<T>, ms: number, what: string): 
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** Polls `check` (which may be async: a request, a file) every 20 ms until it is true; fails naming `what` after `ms`. */
+export async function eventually(
+  what: string,
+  check: () => boolean | Promise<boolean>,
+  ms = 10_000,
+): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/**
+ * `false` when a TCP connection to `url`'s host and port (`defaultPort` when it names none) opens within 2 s; else
+ * the reason to skip, printed. Under `WEFT_REQUIRE_SERVICES=1` (CI) it throws instead: nothing is skipped there.
+ */
+export async function serviceSkip(
+  name: string,
+  url: string,
+  defaultPort: number,
+  env: string,
+): Promise<string | false> {
+  const u = new URL(url);
+  const answers = await new Promise<boolean>((resolve) => {
+    const socket = connect({ host: u.hostname, port: Number(u.port || defaultPort) });
+    const done = (ok: boolean) => {
+      socket.destroy();
+      clearTimeout(timer);
+      resolve(ok);
+    };
+    const timer = setTimeout(() => done(false), 2_000);
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+  });
+  if (answers) return false;
+  const reason = `${name} at ${u.host} did not answer`;
+  if (process.env.WEFT_REQUIRE_SERVICES === '1')
+    throw new Error(`${reason}; WEFT_REQUIRE_SERVICES=1 forbids skipping`);
+  console.log(`# skipped: ${reason} (set ${env} to point elsewhere)`);
+  return reason;
 }
 
 /** The first `event` of `emitter`, bounded by `ms` (a referenced timer: waiting keeps the process alive). */

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { killStarted, runWeft, startWeft } from '../cli/helpers.ts';
 import { freePort } from '../cluster/helpers.ts';
+import { eventually } from '../helpers.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'weft-bus-cluster-'));
 const app = new URL('./fixtures/bus-app.ts', import.meta.url).pathname;
@@ -31,14 +32,6 @@ const lines = (log: string): Line[] =>
         .map((l) => JSON.parse(l) as Line)
     : [];
 
-async function until(test: () => boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!test()) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 async function publish(port: number, name: string, count: number, start: number): Promise<boolean> {
   try {
     const res = await fetch(`http://127.0.0.1:${port}/publish?name=${name}&count=${count}&start=${start}`);
@@ -60,10 +53,10 @@ describe('weftjs/bus, cluster scope (weft start --workers 2)', () => {
     try {
       // Fan-out: 30 pings published by one worker reach both, each in publish order.
       assert.ok(await publish(port, 'ping', 30, 0));
-      await until(
+      await eventually(
+        '60 ping deliveries',
         () => lines(log).filter((l) => l.kind === 'ping').length === 60,
         15_000,
-        '60 ping deliveries',
       );
       const pings = lines(log).filter((l) => l.kind === 'ping');
       const pids = [...new Set(pings.map((l) => l.pid))];
@@ -78,7 +71,11 @@ describe('weftjs/bus, cluster scope (weft start --workers 2)', () => {
 
       // A group: 40 jobs, each handled once, by both workers between them.
       assert.ok(await publish(port, 'job', 40, 0));
-      await until(() => lines(log).filter((l) => l.kind === 'job').length >= 40, 15_000, '40 jobs handled');
+      await eventually(
+        '40 jobs handled',
+        () => lines(log).filter((l) => l.kind === 'job').length >= 40,
+        15_000,
+      );
       const jobs = lines(log).filter((l) => l.kind === 'job');
       assert.deepEqual(
         [...new Set(jobs.map((l) => l.n))].sort((a, b) => a - b),
@@ -92,10 +89,10 @@ describe('weftjs/bus, cluster scope (weft start --workers 2)', () => {
         `http://127.0.0.1:${port}/publish?name=job&count=1&start=500&crash=1`,
       ).catch(() => undefined);
       await crashed?.text().catch(() => {});
-      await until(
+      await eventually(
+        'the crashed job handled',
         () => lines(log).some((l) => l.kind === 'job' && l.n === 500),
         15_000,
-        'the crashed job handled',
       );
       const retried = lines(log).filter((l) => l.kind === 'job' && l.n === 500);
       assert.equal(retried.length, 1);
@@ -114,7 +111,7 @@ describe('weftjs/bus, cluster scope (weft start --workers 2)', () => {
       const reload = await runWeft(['reload', '--name', 'bustest'], env);
       assert.equal(reload.code, 0, reload.stdout + reload.stderr);
       const after = next;
-      await until(() => next >= after + 50, 15_000, 'publishing on after the reload');
+      await eventually('publishing on after the reload', () => next >= after + 50, 15_000);
       stop = true;
       await load;
       assert.ok(published.size >= 100, `published ${published.size}`);
@@ -124,10 +121,10 @@ describe('weftjs/bus, cluster scope (weft start --workers 2)', () => {
             .filter((l) => l.kind === 'job')
             .map((l) => l.n),
         );
-      await until(
+      await eventually(
+        `every published job handled (missing ${[...published].filter((n) => !handled().has(n)).slice(0, 10)})`,
         () => [...published].every((n) => handled().has(n)),
         20_000,
-        `every published job handled (missing ${[...published].filter((n) => !handled().has(n)).slice(0, 10)})`,
       );
     } finally {
       stop = true;

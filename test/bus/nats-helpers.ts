@@ -4,37 +4,16 @@
  * waits that say what they waited for.
  */
 import { randomUUID } from 'node:crypto';
-import { connect as tcp } from 'node:net';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { serviceSkip, within as withinMs } from '../helpers.ts';
+
+export { eventually as until } from '../helpers.ts';
 
 export const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
 
-/** Resolves true when a TCP connection to `url` opens within `ms`. */
-function answers(url: string, ms = 2_000): Promise<boolean> {
-  const u = new URL(url);
-  return new Promise((resolve) => {
-    const socket = tcp({ host: u.hostname, port: Number(u.port || 4222) });
-    const done = (ok: boolean) => {
-      socket.destroy();
-      clearTimeout(timer);
-      resolve(ok);
-    };
-    const timer = setTimeout(() => done(false), ms);
-    socket.once('connect', () => done(true));
-    socket.once('error', () => done(false));
-  });
-}
-
 /** `false` when NATS answers; else the reason to skip, printed. Under `WEFT_REQUIRE_SERVICES=1` it throws. */
-export async function natsSkip(): Promise<string | false> {
-  if (await answers(NATS_URL)) return false;
-  const reason = `NATS at ${new URL(NATS_URL).host} did not answer`;
-  if (process.env.WEFT_REQUIRE_SERVICES === '1')
-    throw new Error(`${reason}; WEFT_REQUIRE_SERVICES=1 forbids skipping`);
-  console.log(`# skipped: ${reason} (set NATS_URL to point elsewhere)`);
-  return reason;
-}
+export const natsSkip = (): Promise<string | false> => serviceSkip('NATS', NATS_URL, 4222, 'NATS_URL');
 
 /** A connection of its own ("a machine"). */
 export function connectNats(): Promise<NatsConnection> {
@@ -53,28 +32,6 @@ export async function deleteStream(nc: NatsConnection, stream: string): Promise<
   await jsm.streams.delete(stream).catch(() => {});
 }
 
-/** Polls `check` every 20 ms until it is true; fails naming `what` after `ms`. */
-export async function until(
-  what: string,
-  check: () => boolean | Promise<boolean>,
-  ms = 10_000,
-): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
-/** `promise`, or a rejection naming `what` after `ms`. */
-export async function within<T>(what: string, promise: Promise<T>, ms = 10_000): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
+/** `promise`, or a rejection naming `what` after `ms` (test/helpers.ts's `within`, arguments in this file's order). */
+export const within = <T>(what: string, promise: Promise<T>, ms = 10_000): Promise<T> =>
+  withinMs(promise, ms, what);

@@ -4,52 +4,17 @@
  * clients and transports closed after it, and bounded waits that say what they waited for.
  */
 import { randomUUID } from 'node:crypto';
-import { connect as tcp } from 'node:net';
 import { Redis, type RedisOptions } from 'ioredis';
 import { Bus, type EventMap } from '../../src/bus/index.ts';
 import { type RedisTransport, type RedisTransportOptions, redisTransport } from '../../src/bus/redis.ts';
-import { within } from '../helpers.ts';
+import { serviceSkip, within } from '../helpers.ts';
+
+export { eventually as until } from '../helpers.ts';
 
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
-/** Resolves true when a TCP connection to `url` opens within `ms`. */
-function answers(url: string, ms = 2_000): Promise<boolean> {
-  const u = new URL(url);
-  return new Promise((resolve) => {
-    const socket = tcp({ host: u.hostname, port: Number(u.port || 6379) });
-    const done = (ok: boolean) => {
-      socket.destroy();
-      clearTimeout(timer);
-      resolve(ok);
-    };
-    const timer = setTimeout(() => done(false), ms);
-    socket.once('connect', () => done(true));
-    socket.once('error', () => done(false));
-  });
-}
-
 /** `false` when Redis answers; else the reason to skip, printed. Under `WEFT_REQUIRE_SERVICES=1` it throws. */
-export async function redisSkip(): Promise<string | false> {
-  if (await answers(REDIS_URL)) return false;
-  const reason = `Redis at ${new URL(REDIS_URL).host} did not answer`;
-  if (process.env.WEFT_REQUIRE_SERVICES === '1')
-    throw new Error(`${reason}; WEFT_REQUIRE_SERVICES=1 forbids skipping`);
-  console.log(`# skipped: ${reason} (set REDIS_URL to point elsewhere)`);
-  return reason;
-}
-
-/** Polls `check` every 20 ms until it is true; fails naming `what` after `ms`. */
-export async function until(
-  what: string,
-  check: () => boolean | Promise<boolean>,
-  ms = 10_000,
-): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+export const redisSkip = (): Promise<string | false> => serviceSkip('Redis', REDIS_URL, 6379, 'REDIS_URL');
 
 /**
  * One test's world: a key prefix of its own, `machine()` for a bus on a client of its own (as on another machine),

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { freePort } from '../cluster/helpers.ts';
+import { eventually } from '../helpers.ts';
 import { killStarted, startWeft } from './helpers.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'weft-watch-'));
@@ -27,15 +28,6 @@ async function answer(port: number): Promise<string> {
   }
 }
 
-/** Polls until `test` holds, every 100 ms; fails naming `what` after `ms`. */
-async function until(test: () => Promise<boolean> | boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await test())) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 describe('weft start --watch', () => {
   it('reloads on a change, keeps the old workers through a broken one, and ignores node_modules and logs', async () => {
     const file = join(dir, 'app.mjs');
@@ -50,23 +42,23 @@ describe('weft start --watch', () => {
       },
     );
     try {
-      await until(async () => (await answer(port)) === 'v1', 10_000, 'v1 served');
+      await eventually('v1 served', async () => (await answer(port)) === 'v1', 10_000);
       const lines = () => w.output().split('\n').filter(Boolean);
       const reloads = () => lines().filter((l) => l.includes('changed: reloading')).length;
 
       writeFileSync(file, app('v2'));
-      await until(async () => (await answer(port)) === 'v2', 20_000, 'v2 served after the change');
-      await until(
+      await eventually('v2 served after the change', async () => (await answer(port)) === 'v2', 20_000);
+      await eventually(
+        'reloaded',
         () => lines().some((l) => l.includes('reloaded: 2 workers on the new code')),
         10_000,
-        'reloaded',
       );
 
       writeFileSync(file, `${app('v3')}this is not JavaScript(\n`);
-      await until(
+      await eventually(
+        'the broken change reported',
         () => lines().some((l) => l.includes('the new code did not start')),
         20_000,
-        'the broken change reported',
       );
       assert.equal(await answer(port), 'v2', 'the previous workers keep serving');
 
@@ -75,7 +67,7 @@ describe('weft start --watch', () => {
       writeFileSync(join(dir, 'node_modules', 'x', 'index.js'), 'ignored');
       writeFileSync(join(dir, 'debug.log'), 'ignored');
       writeFileSync(file, app('v4')); // a real change, after the ignored ones: only it may reload
-      await until(async () => (await answer(port)) === 'v4', 20_000, 'v4 served after the fix');
+      await eventually('v4 served after the fix', async () => (await answer(port)) === 'v4', 20_000);
       assert.equal(reloads(), before + 1);
       const last = JSON.parse(
         lines()

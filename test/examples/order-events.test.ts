@@ -11,6 +11,7 @@ import { after, describe, it } from 'node:test';
 import { REDIS_URL, redisSkip } from '../bus/redis-helpers.ts';
 import { killStarted, runWeft, startWeft } from '../cli/helpers.ts';
 import { freePort } from '../cluster/helpers.ts';
+import { eventually } from '../helpers.ts';
 
 const root = new URL('../../', import.meta.url).pathname;
 const main = join(root, 'examples/order-events/main.ts');
@@ -35,14 +36,6 @@ const read = (log: string): Done[] =>
         .filter(Boolean)
         .map((l) => JSON.parse(l) as Done)
     : [];
-
-async function until(test: () => boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!test()) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 async function order(port: number, user: string): Promise<string> {
   const res = await fetch(`http://127.0.0.1:${port}/orders?user=${user}`, { method: 'POST' });
@@ -100,7 +93,7 @@ describe('examples/order-events', () => {
     try {
       const orders: string[] = [];
       for (let i = 0; i < 6; i++) orders.push(await order(port, `u-${i}`));
-      await until(() => read(log).length >= orders.length * 4, 15_000, 'every order handled');
+      await eventually('every order handled', () => read(log).length >= orders.length * 4, 15_000);
       checkOnce(log, orders, 2);
       assert.equal(
         new Set(
@@ -139,7 +132,7 @@ describe('examples/order-events', () => {
       child.stdout!.on('data', (d: Buffer) => {
         out += d;
       });
-      await until(() => out.includes('orders on'), 20_000, 'a node to listen');
+      await eventually('a node to listen', () => out.includes('orders on'), 20_000);
       return { port, child, exited: new Promise((r) => child.on('exit', r)) };
     };
     const a = await node();
@@ -147,7 +140,7 @@ describe('examples/order-events', () => {
     try {
       const orders: string[] = [];
       for (let i = 0; i < 6; i++) orders.push(await order(i % 2 === 0 ? a.port : b.port, `u-${i}`));
-      await until(() => read(log).length >= orders.length * 4, 20_000, 'every order handled');
+      await eventually('every order handled', () => read(log).length >= orders.length * 4, 20_000);
       checkOnce(log, orders, 2);
     } finally {
       a.child.kill('SIGTERM');
