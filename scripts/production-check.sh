@@ -24,6 +24,11 @@ fail() {
   exit 1
 }
 
+# A TCP port free on loopback now.
+free_port() {
+  "$node_bin" -e "const s = require('node:net').createServer().listen(0, '127.0.0.1', () => { console.log(s.address().port); s.close(); })"
+}
+
 # Polls `$1` (a shell condition) every 0.2 s for up to `$2` seconds.
 wait_for() {
   local deadline=$((SECONDS + $2))
@@ -48,7 +53,7 @@ for dev in typescript @biomejs/biome node playwright-core s3rver piscina; do
 done
 [ -z "$(find "$app/dist" "$app/apps/files/dist" -name '*.ts' ! -name '*.d.ts' | head -n 1)" ] || fail "TypeScript source in dist/"
 
-port=$("$node_bin" -e "const s = require('node:net').createServer().listen(0, '127.0.0.1', () => { console.log(s.address().port); s.close(); })")
+port=$(free_port)
 base="http://127.0.0.1:$port"
 (
   cd "$app"
@@ -92,7 +97,7 @@ tarball=$(npm pack --silent --pack-destination "$work" | tail -n 1)
   npm install --no-audit --no-fund --loglevel=error "$work/$tarball" >/dev/null
   printf '%s\n' "require('node:http').createServer((q, r) => r.end('hello from ' + process.pid)).listen(Number(process.env.PORT), '127.0.0.1');" >app.js
 )
-port=$("$node_bin" -e "const s = require('node:net').createServer().listen(0, '127.0.0.1', () => { console.log(s.address().port); s.close(); })")
+port=$(free_port)
 (
   cd "$consumer"
   # npx runs the project's own `weft` (node_modules/.bin), on a Node >= 22 (the PATH's first node).

@@ -1,5 +1,6 @@
 import type { EventEmitter } from 'node:events';
 import { once } from 'node:events';
+import { existsSync, readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { afterEach } from 'node:test';
 import { InvalidOptionError, WeftError } from '../src/errors.ts';
@@ -28,6 +29,15 @@ export async function eventually(
     if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
+}
+
+/** The JSON lines of the file at `path`, each parsed (none when it does not exist yet): what a test's processes logged. */
+export function readJsonLines<T>(path: string): T[] {
+  if (!existsSync(path)) return [];
+  return readFileSync(path, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => JSON.parse(line) as T);
 }
 
 /**

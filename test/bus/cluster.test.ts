@@ -1,13 +1,13 @@
 // weftjs/bus across the workers of one `weft start`: fan-out in publish order to every worker, a group handling
 // each event once, and a rolling reload (while events are published) losing none of them.
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { killStarted, runWeft, startWeft } from '../cli/helpers.ts';
 import { freePort } from '../cluster/helpers.ts';
-import { eventually } from '../helpers.ts';
+import { eventually, readJsonLines } from '../helpers.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'weft-bus-cluster-'));
 const app = new URL('./fixtures/bus-app.ts', import.meta.url).pathname;
@@ -24,13 +24,7 @@ interface Line {
   attempt?: number;
 }
 
-const lines = (log: string): Line[] =>
-  existsSync(log)
-    ? readFileSync(log, 'utf8')
-        .split('\n')
-        .filter(Boolean)
-        .map((l) => JSON.parse(l) as Line)
-    : [];
+const lines = (log: string) => readJsonLines<Line>(log);
 
 async function publish(port: number, name: string, count: number, start: number): Promise<boolean> {
   try {

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { parseDuration, parseSize } from '../../src/cli/config.ts';
 import { freePort } from '../cluster/helpers.ts';
-import { within } from '../helpers.ts';
+import { until, within } from '../helpers.ts';
 import { app, cli, conditions, killStarted, runWeft, startWeft } from './helpers.ts';
 
 const runtime = mkdtempSync(join(tmpdir(), 'weft-cli-test-'));
@@ -114,22 +114,9 @@ describe('the weft command', () => {
         out += d;
       });
       const exited = new Promise((resolve) => child.on('exit', resolve));
-      await within(
-        (async () => {
-          while (!out.includes('control socket')) await new Promise((r) => setTimeout(r, 50));
-        })(),
-        30_000,
-        `weft start on a terminal to come up: ${out}`,
-      );
+      await until(() => out.includes('control socket'), 30_000, 'weft start on a terminal to come up');
       // The banner follows the control socket line.
-      await within(
-        (async () => {
-          while (!/weft status --name/.test(out) && !/serving on/.test(out))
-            await new Promise((r) => setTimeout(r, 50));
-        })(),
-        10_000,
-        `the banner: ${out}`,
-      );
+      await until(() => /weft status --name|serving on/.test(out), 10_000, 'the banner');
       const stop = await weft(['stop', '--name', name]);
       assert.equal(stop.code, 0, stop.stderr);
       await within(exited, 30_000, 'weft start to exit');

@@ -4,14 +4,14 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { REDIS_URL, redisSkip } from '../bus/redis-helpers.ts';
 import { killStarted, runWeft, startWeft } from '../cli/helpers.ts';
 import { freePort } from '../cluster/helpers.ts';
-import { eventually } from '../helpers.ts';
+import { eventually, readJsonLines } from '../helpers.ts';
 
 const root = new URL('../../', import.meta.url).pathname;
 const main = join(root, 'examples/order-events/main.ts');
@@ -29,13 +29,7 @@ interface Done {
   service: 'email' | 'inventory' | 'analytics';
   text: string;
 }
-const read = (log: string): Done[] =>
-  existsSync(log)
-    ? readFileSync(log, 'utf8')
-        .split('\n')
-        .filter(Boolean)
-        .map((l) => JSON.parse(l) as Done)
-    : [];
+const read = (log: string) => readJsonLines<Done>(log);
 
 async function order(port: number, user: string): Promise<string> {
   const res = await fetch(`http://127.0.0.1:${port}/orders?user=${user}`, { method: 'POST' });

@@ -211,6 +211,7 @@ async function openTus(
     onError: (err) => log.warn({ err }, 'renewing or releasing a tus upload lock failed'),
   });
   const expirationPeriodInMilliseconds = config.tusExpiry;
+  const common = { locker, tmpDir: join(config.dataDir, 'tmp'), expiryMs: config.tusExpiry };
   if (config.storageUrl) {
     const [{ parseStorageUrl }, { S3Store }] = await Promise.all([
       import('./storage/s3.ts'),
@@ -228,21 +229,13 @@ async function openTus(
         : new FileKvStore(join(config.dataDir, 'uploads-meta')),
       s3ClientConfig: { bucket, ...client },
     });
-    return {
-      datastore,
-      storePrefix: `${prefix}uploads/`,
-      locker,
-      tmpDir: join(config.dataDir, 'tmp'),
-      expiryMs: config.tusExpiry,
-    };
+    return { ...common, datastore, storePrefix: `${prefix}uploads/` };
   }
   const { FileStore } = await import('@tus/file-store');
   return {
+    ...common,
     datastore: new FileStore({ directory: join(config.dataDir, 'uploads'), expirationPeriodInMilliseconds }),
     storePrefix: '',
-    locker,
-    tmpDir: join(config.dataDir, 'tmp'),
-    expiryMs: config.tusExpiry,
   };
 }
 
@@ -373,7 +366,7 @@ export async function createService(
     relay,
     dashboard,
     tus,
-    resize: { pool },
+    resize: { pool, limitInputPixels: config.limitInputPixels, timeoutMs: config.jobTimeoutMs },
     ...options.http,
   });
   if (options.runJobs !== false && config.concurrency > 0) runner.start();

@@ -8,7 +8,7 @@
  * @module
  */
 import { randomUUID } from 'node:crypto';
-import type { DatabaseSync } from 'node:sqlite';
+import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import { ERRORS, type Lock, type Locker, type RequestRelease } from '@tus/utils';
 import type { Redis } from 'ioredis';
 
@@ -28,50 +28,53 @@ export interface LeaseBackend {
 
 /** Leases in the embedded SQLite database: one row per held upload. */
 export class SqliteLeases implements LeaseBackend {
-  readonly #db: DatabaseSync;
+  // Prepared once: a held lock is polled every `pollMs` for as long as its upload is written.
+  readonly #acquire: StatementSync;
+  readonly #renew: StatementSync;
+  readonly #asked: StatementSync;
+  readonly #requestRelease: StatementSync;
+  readonly #release: StatementSync;
 
   constructor(db: DatabaseSync) {
-    this.#db = db;
     db.exec(`CREATE TABLE IF NOT EXISTS tus_locks (
       id TEXT PRIMARY KEY,
       owner TEXT NOT NULL,
       until INTEGER NOT NULL,
       release_requested INTEGER NOT NULL DEFAULT 0
     )`);
+    this.#acquire = db.prepare(
+      `INSERT INTO tus_locks (id, owner, until) VALUES (?, ?, ?)
+       ON CONFLICT (id) DO UPDATE SET owner = excluded.owner, until = excluded.until, release_requested = 0
+       WHERE tus_locks.until < ?`,
+    );
+    this.#renew = db.prepare(
+      'UPDATE tus_locks SET until = ? WHERE id = ? AND owner = ? RETURNING release_requested',
+    );
+    this.#asked = db.prepare('SELECT release_requested FROM tus_locks WHERE id = ? AND owner = ?');
+    this.#requestRelease = db.prepare('UPDATE tus_locks SET release_requested = 1 WHERE id = ?');
+    this.#release = db.prepare('DELETE FROM tus_locks WHERE id = ? AND owner = ?');
   }
 
   async acquire(id: string, owner: string, ttlMs: number): Promise<boolean> {
     const now = Date.now();
-    const { changes } = this.#db
-      .prepare(
-        `INSERT INTO tus_locks (id, owner, until) VALUES (?, ?, ?)
-         ON CONFLICT (id) DO UPDATE SET owner = excluded.owner, until = excluded.until, release_requested = 0
-         WHERE tus_locks.until < ?`,
-      )
-      .run(id, owner, now + ttlMs, now);
-    return Number(changes) === 1;
+    return Number(this.#acquire.run(id, owner, now + ttlMs, now).changes) === 1;
   }
 
   async renew(id: string, owner: string, ttlMs: number) {
-    const row = this.#db
-      .prepare('UPDATE tus_locks SET until = ? WHERE id = ? AND owner = ? RETURNING release_requested')
-      .get(Date.now() + ttlMs, id, owner);
+    const row = this.#renew.get(Date.now() + ttlMs, id, owner);
     return { held: row !== undefined, releaseRequested: Number(row?.release_requested) === 1 };
   }
 
   async releaseRequested(id: string, owner: string): Promise<boolean> {
-    const row = this.#db
-      .prepare('SELECT release_requested FROM tus_locks WHERE id = ? AND owner = ?')
-      .get(id, owner);
-    return Number(row?.release_requested) === 1;
+    return Number(this.#asked.get(id, owner)?.release_requested) === 1;
   }
 
   async requestRelease(id: string): Promise<void> {
-    this.#db.prepare('UPDATE tus_locks SET release_requested = 1 WHERE id = ?').run(id);
+    this.#requestRelease.run(id);
   }
 
   async release(id: string, owner: string): Promise<void> {
-    this.#db.prepare('DELETE FROM tus_locks WHERE id = ? AND owner = ?').run(id, owner);
+    this.#release.run(id, owner);
   }
 }
 

@@ -5,16 +5,8 @@ import { existsSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import type { StoredUpload as Uploaded } from '../src/http/files.ts';
 import { filesUnder, makeImage, type Running, startService } from './helpers.ts';
-
-interface Uploaded {
-  id: string;
-  name: string;
-  sha256: string;
-  size: number;
-  type: string;
-  jobs: { id: number; kind: string; state: string }[];
-}
 
 const sha256 = async (b: Buffer) =>
   (await import('node:crypto')).createHash('sha256').update(b).digest('hex');

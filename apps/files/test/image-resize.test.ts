@@ -121,14 +121,20 @@ describe('images resized on request', () => {
         return s.pool.run(...args);
       },
     } as unknown as Pool<ProcessorTasks>;
+    const config = loadConfig({}, s.dataDir);
     const app = await buildApp({
-      config: loadConfig({}, s.dataDir),
+      config,
       catalog: s.catalog,
       queue: s.queue,
       storage: s.storage,
       bus: s.bus,
       log: silentLogger,
-      resize: { pool: held, maxPending: 1 },
+      resize: {
+        pool: held,
+        maxPending: 1,
+        limitInputPixels: config.limitInputPixels,
+        timeoutMs: config.jobTimeoutMs,
+      },
     });
     try {
       const first = app.inject({ url: `/files/${photo}/image?w=31` });

@@ -21,7 +21,7 @@ type Handler = (request: FastifyRequest, reply: FastifyReply) => unknown;
 
 export interface AppDeps {
   config: Pick<FilesConfig, 'maxUpload' | 'maxAttempts' | 'token' | 'uploadIdleTimeout' | 'uploadTimeout'> &
-    Partial<Pick<FilesConfig, 'contentOrigin' | 'limitInputPixels' | 'jobTimeoutMs'>> &
+    Partial<Pick<FilesConfig, 'contentOrigin'>> &
     Partial<Pick<FilesConfig, 'webhookUrl' | 'webhookSecret' | 'webhookOrigins'>>;
   catalog: Catalog;
   queue: JobQueue;

@@ -24,6 +24,10 @@ const FORMATS = ['webp', 'jpeg', 'png', 'avif'] as const;
 /** What the resize route needs besides the app's parts. */
 export interface ResizeSetup {
   pool: Pool<ProcessorTasks>;
+  /** sharp's pixel limit of the input (the service's `limitInputPixels`, as its image jobs use). */
+  limitInputPixels: number;
+  /** Longest one resize may take, ms (the service's `jobTimeoutMs`). */
+  timeoutMs: number;
   /** Distinct sizes being made at once in this process, beyond which requests are answered 503. Default 8. */
   maxPending?: number;
 }
@@ -57,7 +61,7 @@ const schema = {
 const IMAGE_FAULTS = new Set(['ERR_WEFT_FILES_BAD_IMAGE', 'ERR_WEFT_FILES_PIXEL_LIMIT']);
 
 export function imageRoutes(app: FastifyInstance, deps: AppDeps, setup: ResizeSetup): void {
-  const { catalog, storage, config } = deps;
+  const { catalog, storage } = deps;
   const maxPending = setup.maxPending ?? 8;
   /** Sizes being made, by storage key: a second request for one waits for the first. */
   const making = new Map<string, Promise<void>>();
@@ -77,12 +81,12 @@ export function imageRoutes(app: FastifyInstance, deps: AppDeps, setup: ResizeSe
               output,
               fit: q.fit,
               format: q.format,
-              limitInputPixels: config.limitInputPixels ?? 100_000_000,
+              limitInputPixels: setup.limitInputPixels,
               ...(q.w === undefined ? {} : { width: q.w }),
               ...(q.h === undefined ? {} : { height: q.h }),
             },
           ],
-          { priority: -1, timeout: config.jobTimeoutMs ?? 300_000 },
+          { priority: -1, timeout: setup.timeoutMs },
         )
         .catch((err: { code?: string; message?: string }) => {
           if (err.code && IMAGE_FAULTS.has(err.code))
