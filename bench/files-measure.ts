@@ -9,9 +9,8 @@ import { mkdir, open, rename, writeFile } from 'node:fs/promises';
 import { Agent, request } from 'node:http';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import { DatabaseSync } from 'node:sqlite';
 import type { Input } from './files-data.ts';
-import { type ProcessPeak, sampleGroup, workersResident } from './files-proc.ts';
+import { groupCpu, type ProcessPeak, sampleGroup, workersResident } from './files-proc.ts';
 import type {
   CsvSample,
   E2eSample,
@@ -90,23 +89,17 @@ async function deleteFiles(s: Service, ids: string[]): Promise<void> {
   }
 }
 
-/** Run time (ms, measured by the runner) of each completed job, from the `job.completed` events in the database. */
-function runTimes(s: Service, ids: readonly number[]): Map<number, number> {
-  const wanted = new Set(ids);
-  const db = new DatabaseSync(join(s.dataDir, 'files.db'), { readOnly: true });
-  try {
-    const rows = db.prepare(
-      "SELECT data FROM events WHERE type = 'job.completed' ORDER BY id DESC LIMIT 5000",
-    );
-    const out = new Map<number, number>();
-    for (const { data } of rows.all() as { data: string }[]) {
-      const e = (JSON.parse(data) as { data: { jobId: number; ms: number } }).data;
-      if (wanted.has(e.jobId)) out.set(e.jobId, e.ms);
-    }
-    return out;
-  } finally {
-    db.close();
+/**
+ * Run time (ms) of each completed job: from its latest attempt's claim (`startedAt`) to its completion
+ * (`finishedAt`), as the queue recorded them.
+ */
+function runTimes(jobs: readonly JobAnswer[]): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const j of jobs) {
+    if (j.startedAt === null || j.finishedAt === null) throw new Error(`job ${j.id} has no start or end`);
+    out.set(j.id, j.finishedAt - j.startedAt);
   }
+  return out;
 }
 
 /** Waits until `ids` are all completed; fails at once when one fails. */
@@ -198,10 +191,7 @@ export async function measureServiceThumbs(s: Service, photos: Input[]): Promise
   } finally {
     peaks = sampler.stop();
   }
-  const runs = runTimes(
-    s,
-    jobs.map((j) => j.id),
-  );
+  const runs = runTimes(jobs);
   const starts = jobs.map((j) => j.finishedAt! - (runs.get(j.id) ?? Number.NaN));
   const firstStart = Math.min(...starts);
   const lastEnd = Math.max(...jobs.map((j) => j.finishedAt!));
@@ -363,8 +353,9 @@ export function allocators(): { name: string; env: Record<string, string> }[] {
  * connections, POSTed to `url` (the service stores them as `application/octet-stream`, so no job is queued); every
  * one must answer 201.
  */
-export async function measureSmallUploads(url: string): Promise<SmallSample> {
+export async function measureSmallUploads(url: string, pgid: number): Promise<SmallSample> {
   const { count, bytes, concurrency } = SIZES.small;
+  const cpuOf = () => [...groupCpu(pgid).values()].reduce((a, b) => a + b, 0);
   const keepAlive = new Agent({ keepAlive: true, maxSockets: concurrency });
   const latencies: number[] = [];
   let next = 0;
@@ -395,6 +386,8 @@ export async function measureSmallUploads(url: string): Promise<SmallSample> {
       req.end(body);
     });
   try {
+    const cpu0 = cpuOf();
+    const client0 = process.cpuUsage();
     const t0 = performance.now();
     await Promise.all(
       Array.from({ length: concurrency }, async () => {
@@ -402,9 +395,13 @@ export async function measureSmallUploads(url: string): Promise<SmallSample> {
       }),
     );
     const seconds = (performance.now() - t0) / 1000;
+    const client = process.cpuUsage(client0);
+    const serverCpuMs = ((cpuOf() - cpu0) * 1000) / count;
     latencies.sort((a, b) => a - b);
     return {
       perSecond: count / seconds,
+      serverCpuMs,
+      clientCpuMs: (client.user + client.system) / 1000 / count,
       p50Ms: latencies[Math.floor(latencies.length * 0.5)]!,
       p95Ms: latencies[Math.floor(latencies.length * 0.95)]!,
     };
@@ -456,7 +453,7 @@ export async function measureCsv(s: Service, csv: Input): Promise<CsvSample> {
   }
   const rows = job.result?.rows ?? 0;
   if (rows !== SIZES.csvRows) throw new Error(`the CSV job loaded ${rows} rows of ${SIZES.csvRows}`);
-  const runMs = runTimes(s, [job.id]).get(job.id) ?? Number.NaN;
+  const runMs = runTimes([job]).get(job.id) ?? Number.NaN;
   await deleteFiles(s, [answer.id]);
   return {
     rows,

@@ -17,7 +17,8 @@ import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import S3rver from 's3rver';
-import type { EventBus, FilesEvent } from '../apps/files/src/events.ts';
+import type { FilesBus } from '../apps/files/src/events/bus.ts';
+import type { FilesEvent } from '../apps/files/src/events/types.ts';
 import { silentLogger } from '../apps/files/src/logger.ts';
 import { BullQueue, parseQueueUrl } from '../apps/files/src/queue/bullmq.ts';
 import { JobRunner } from '../apps/files/src/runner.ts';
@@ -79,14 +80,11 @@ export async function weftAdapter(): Promise<number> {
       resolveAll = resolve;
     });
     // The runner publishes each completion; counting them here is the finish line.
-    const bus: EventBus = {
+    const bus: Pick<FilesBus, 'publish'> = {
       async publish(type, data) {
         if (type === 'job.completed' && ++done === NOOP_JOBS) resolveAll();
-        return { id: done, type, data, at: Date.now(), pid: process.pid } as FilesEvent;
+        return { id: String(done), type, data, at: Date.now() } as FilesEvent;
       },
-      on: () => () => {},
-      since: async () => [],
-      close: async () => {},
     };
     const runner = new JobRunner({
       queue,

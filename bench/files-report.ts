@@ -31,6 +31,10 @@ export interface ThumbSample {
 /** (6) Small uploads: rate and latency. */
 export interface SmallSample {
   perSecond: number;
+  /** CPU (user + system) of every process of the server, per upload. */
+  serverCpuMs: number;
+  /** CPU of the benchmark's own process (the client), per upload. */
+  clientCpuMs: number;
   p50Ms: number;
   p95Ms: number;
 }
@@ -266,11 +270,11 @@ function thumbSection(r: ReportInput): {
   const svcVips = med(svc, (x) => x.libvipsMsPerImage);
   const bareVips = med(bare, (x) => x.libvipsMsPerImage);
   const signed = (v: number) => `${v >= 0 ? '+' : ''}${fmt(v)}`;
-  const pays = `What the service pays per image that bare sharp does not, in CPU time (medians over rounds): ${fmt(svcCpu)} ms in all its processes, uploads and this benchmark's polls included, against ${fmt(bareCpu)} ms in bare sharp's process (${signed(svcCpu - bareCpu)} ms). Of these, libvips' worker threads, where the pixel work runs, used ${fmt(svcVips)} ms against ${fmt(bareVips)} ms (${signed(svcVips - bareVips)}); everything else used ${fmt(svcCpu - svcVips)} ms against ${fmt(bareCpu - bareVips)} ms (${signed(svcCpu - svcVips - (bareCpu - bareVips))}). That remainder is the service: it received, hashed, fsynced and recorded each upload; a job reads its file's row and stats the original, makes and removes a scratch folder, crosses to its pool thread and back (structured clone), writes each output and renames it, moves it into storage with another fsync, a rename and a directory fsync, records the outputs and completes the job in SQLite (WAL) and appends a \`job.completed\` event; and the HTTP server, event-loop and metrics timers and GC run beside it. The durable writes of one image's two outputs alone, measured beside on the same disk (16 kB and 500 kB), take ${fmt(r.durableMs)} ms of wall time (median of 10), mostly waiting on the disk. A job is claimed at once: the worker that took the upload wakes its runner (the other one polls every 250 ms).`;
+  const pays = `What the service pays per image that bare sharp does not, in CPU time (medians over rounds): ${fmt(svcCpu)} ms in all its processes, uploads and this benchmark's polls included, against ${fmt(bareCpu)} ms in bare sharp's process (${signed(svcCpu - bareCpu)} ms). Of these, libvips' worker threads, where the pixel work runs, used ${fmt(svcVips)} ms against ${fmt(bareVips)} ms (${signed(svcVips - bareVips)}); everything else used ${fmt(svcCpu - svcVips)} ms against ${fmt(bareCpu - bareVips)} ms (${signed(svcCpu - svcVips - (bareCpu - bareVips))}). That remainder is the service: it received, hashed, fsynced and recorded each upload; a job reads its file's row and stats the original, makes and removes a scratch folder, crosses to its pool thread and back (structured clone), writes each output and renames it, moves it into storage with another fsync, a rename and a directory fsync, records the outputs and completes the job in SQLite (WAL) and publishes a \`job.completed\` event (to the supervisor, over IPC); and the HTTP server, event-loop and metrics timers and GC run beside it. The durable writes of one image's two outputs alone, measured beside on the same disk (16 kB and 500 kB), take ${fmt(r.durableMs)} ms of wall time (median of 10), mostly waiting on the disk. A job is claimed at once: the worker that took the upload wakes its runner (the other one polls every 250 ms).`;
   const sizes = r.inputs.photos.map((p) => p.size);
   const markdown = `### (2) Thumbnails per second against bare sharp
 
-${r.inputs.photos.length} generated JPEGs of 3000×2000 (quality 90, gradients, texture and noise; every fourth with EXIF orientation 6; ${mb(Math.min(...sizes))} to ${mb(Math.max(...sizes))}). Each gets what \`processors/images.ts\` makes: metadata, a 256×256 cover thumbnail and a copy that fits in 1920×1920, auto-rotated, WebP quality 80. The service: all uploaded 2 at a time, then polled (\`GET /jobs\`) until every image job completed; a job's start is its \`finishedAt\` minus its run time from its \`job.completed\` event. The jobs-only row is the comparison bare sharp makes, which finds its inputs on disk: each round, the photos (after 2 warm-up copies, one for each worker process) are uploaded through an upload-only node (\`FILES_CONCURRENCY=0\`), which is then stopped, and a fresh service with 2 workers runs the queued jobs; images/s counts from the first timed job's start to the last one's end. Bare sharp (\`bench/fixtures/files-sharp.ts\`): the same calls in one fresh process, 2 images at a time, after one untimed warm-up image. The ratio is the median of the per-round ratios (the two subjects run back to back in each round, so they share that round's background load). Per image: the runner's job time in the service, one image's time in bare sharp. Higher images/s is better.
+${r.inputs.photos.length} generated JPEGs of 3000×2000 (quality 90, gradients, texture and noise; every fourth with EXIF orientation 6; ${mb(Math.min(...sizes))} to ${mb(Math.max(...sizes))}). Each gets what \`processors/images.ts\` makes: metadata, a 256×256 cover thumbnail and a copy that fits in 1920×1920, auto-rotated, WebP quality 80. The service: all uploaded 2 at a time, then polled (\`GET /jobs\`) until every image job completed; a job's start is its latest attempt's \`startedAt\` (its claim). The jobs-only row is the comparison bare sharp makes, which finds its inputs on disk: each round, the photos (after 2 warm-up copies, one for each worker process) are uploaded through an upload-only node (\`FILES_CONCURRENCY=0\`), which is then stopped, and a fresh service with 2 workers runs the queued jobs; images/s counts from the first timed job's start to the last one's end. Bare sharp (\`bench/fixtures/files-sharp.ts\`): the same calls in one fresh process, 2 images at a time, after one untimed warm-up image. The ratio is the median of the per-round ratios (the two subjects run back to back in each round, so they share that round's background load). Per image: a job's time from its claim to its completion in the service, one image's time in bare sharp. Higher images/s is better.
 
 ${table(['Subject', 'images/s (median)', 'per round', '÷ bare sharp (per round)', 'ms per image', 'CPU ms per image (÷ bare)', 'peak RSS'], rows)}
 
@@ -295,7 +299,7 @@ function csvSection(r: ReportInput): string {
   ];
   return `### (3) CSV ingest
 
-A generated CSV of ${fmt(s?.samples[0]?.rows ?? Number.NaN)} rows and 6 columns (id, name, email, city, amount, timestamp), uploaded once per round; the job loads it into SQLite (\`csv_<id>\`, in batches of 1,000 rows). Rows/s counts from the upload's 201 (the job's \`createdAt\`) to the job's \`finishedAt\`; the run time is the runner's, from its \`job.completed\` event. The table is dropped (\`DELETE /files/:id\`) after each round.
+A generated CSV of ${fmt(s?.samples[0]?.rows ?? Number.NaN)} rows and 6 columns (id, name, email, city, amount, timestamp), uploaded once per round; the job loads it into SQLite (\`csv_<id>\`, in batches of 1,000 rows). Rows/s counts from the upload's 201 (the job's \`createdAt\`) to the job's \`finishedAt\`; the run time is from the job's claim (\`startedAt\`) to its completion. The table is dropped (\`DELETE /files/:id\`) after each round.
 
 ${table(['File MB', 'upload', 'upload done → job completed', 'rows/s (median)', 'job run time', 'rows/s per round'], rows)}`;
 }
@@ -332,7 +336,7 @@ ${table(['Allocator', 'idle (Pss, private)', 'peak during the jobs', 'jobs done 
     markdown,
     idle,
     after,
-    cells: `idle ${mb(idle)}; after the photos ${mb(after)}, ${mb(later)} ${afterIdle} s later (the service's setting, one malloc arena per worker)`,
+    cells: `idle ${mb(idle)}; after the photos ${mb(after)}, ${mb(later)} ${afterIdle} s later (the service's settings, one malloc arena per worker and a 4 MB young generation)`,
   };
 }
 
@@ -352,13 +356,23 @@ function smallSection(r: ReportInput): { markdown: string; ratio: number; cells:
     series === svc ? `${times(ratio)} (${ratios.map((x) => times(x)).join(', ')})` : '1.00×',
     fmt(median(series.samples.map((x) => x.p50Ms))),
     fmt(median(series.samples.map((x) => x.p95Ms))),
+    fmt(median(series.samples.map((x) => x.serverCpuMs))),
+    fmt(median(series.samples.map((x) => x.clientCpuMs))),
   ]);
+  // The share of the floor's CPU per upload the service needs, round by round: on 2 cores shared with the client,
+  // the rate follows it.
+  const cpuRatios = Array.from(
+    { length: n },
+    (_, i) => floor!.samples[i]!.serverCpuMs / svc!.samples[i]!.serverCpuMs,
+  );
   const { count, bytes, concurrency } = r.smallSizes;
   const markdown = `### (6) Small durable uploads
 
 ${count.toLocaleString('en-US')} uploads of ${bytes} random bytes each, ${concurrency} at a time on ${concurrency} keep-alive connections, each answered 201 (no job: the service stores them as \`application/octet-stream\`). The floor is one node:http process doing the durable minimum per upload (\`bench/fixtures/files-sink.ts\`, durable: a new file, SHA-256, fsync, rename, fsync of the directory); the service runs one worker (\`weft start --workers 1\`), which also sniffs the type and records the upload in SQLite before its 201. Higher is better.
 
-${table(['Server', 'uploads/s (median)', 'per round', '÷ floor (per round)', 'p50 ms', 'p95 ms'], rows)}`;
+${table(['Server', 'uploads/s (median)', 'per round', '÷ floor (per round)', 'p50 ms', 'p95 ms', 'server CPU ms per upload', 'client CPU ms per upload'], rows)}
+
+Server CPU is the user + system time of every process of the server (the service's supervisor and worker) over the measurement, per upload; the client is this benchmark's process. The floor's CPU per upload ÷ the service's, per round: ${cpuRatios.map((x) => times(x)).join(', ')} (median ${times(median(cpuRatios))}). The two servers and the client share 2 cores, so the upload rate follows the server's CPU per upload: the ratio of rates stays near this ratio of CPU.`;
   return {
     markdown,
     ratio,
@@ -418,7 +432,7 @@ export function report(r: ReportInput): string {
   const th = thumbSection(r);
   const mem = memorySection(r);
   const sm = smallSection(r);
-  return `\`apps/files\` under \`weft start apps/files/dist/server.js --config apps/files/weft.config.mjs --workers 2\` (compiled by \`npm run build\`, as a deployment runs it, with the service's supervisor settings: one malloc arena per worker; otherwise default settings, so each worker has 1 pool thread and libvips 1 thread), its own data directory on the local disk, requests over loopback from the benchmark's process, which shares the 2 cores with it. Every service measurement starts on an idle service; ${r.rounds} round${r.rounds === 1 ? '' : 's'}, subjects in rotated order within each round, medians. The load average above includes this benchmark's own work (about 2 while it runs on 2 cores); more than that means other processes competed for the cores, which slows every wall-clock figure here (MB/s, images/s, ms) by different amounts from one measurement to the next — compare the per-round ratios and the CPU times rather than single numbers.
+  return `\`apps/files\` under \`weft start apps/files/dist/server.js --config apps/files/weft.config.mjs --workers 2\` (compiled by \`npm run build\`, as a deployment runs it, with the service's supervisor settings: one malloc arena per worker and a young generation of 4 MB per semi-space; otherwise default settings, so each worker has 1 pool thread and libvips 1 thread), its own data directory on the local disk, requests over loopback from the benchmark's process, which shares the 2 cores with it. Every service measurement starts on an idle service; ${r.rounds} round${r.rounds === 1 ? '' : 's'}, subjects in rotated order within each round, medians. The load average above includes this benchmark's own work (about 2 while it runs on 2 cores); more than that means other processes competed for the cores, which slows every wall-clock figure here (MB/s, images/s, ms) by different amounts from one measurement to the next — compare the per-round ratios and the CPU times rather than single numbers.
 
 ### Targets
 

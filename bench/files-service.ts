@@ -18,7 +18,7 @@ const root = new URL('..', import.meta.url).pathname;
 const CLI = join(root, 'dist/cli/weft.js');
 const SERVER = join(root, 'apps/files/dist/server.js');
 /** The service's supervisor settings, as `npm start` uses them (one malloc arena per worker). */
-const CONFIG = join(root, 'apps/files/weft.config.mjs');
+const CONFIG = process.env.BENCH_FILES_CONFIG ?? join(root, 'apps/files/weft.config.mjs');
 
 /** A process group the benchmark started, and how to end it. */
 export interface Group {

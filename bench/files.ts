@@ -169,17 +169,24 @@ export async function run({ rounds, log }: AreaOptions): Promise<string> {
     groups.push(single);
     const small = await alternate(
       [
-        { name: 'node:http → file + SHA-256 + fsync (1 process)', url: durable.url, dir: sinks.durable },
-        { name: 'weft files (1 worker)', url: single.url, dir: '' },
+        {
+          name: 'node:http → file + SHA-256 + fsync (1 process)',
+          url: durable.url,
+          pgid: durable.child.pid!,
+          dir: sinks.durable,
+        },
+        { name: 'weft files (1 worker)', url: single.url, pgid: single.child.pid!, dir: '' },
       ],
       rounds,
       async (subject) => {
         const sample = await within(
-          measureSmallUploads(subject.url),
+          measureSmallUploads(subject.url, subject.pgid),
           300_000,
           `${subject.name} small uploads`,
         );
-        log(`    ${subject.name}: ${fmt(sample.perSecond)} uploads/s, p50 ${fmt(sample.p50Ms)} ms`);
+        log(
+          `    ${subject.name}: ${fmt(sample.perSecond)} uploads/s, p50 ${fmt(sample.p50Ms)} ms, server CPU ${fmt(sample.serverCpuMs)} ms per upload`,
+        );
         if (subject.dir) await clearDir(subject.dir);
         await settle();
         return sample;

@@ -19,6 +19,9 @@ const AREAS: Record<string, () => Promise<Area>> = {
   cluster: async () => ({ title: 'Cluster supervisor', run: (await import('./cluster.ts')).run }),
   metrics: async () => ({ title: 'Metrics overhead', run: (await import('./metrics.ts')).run }),
   files: async () => ({ title: 'File service', run: (await import('./files.ts')).run }),
+  counters: async () => ({ title: 'Shared counters', run: (await import('./counters.ts')).run }),
+  // Its machines scope needs Redis: without it the area still runs and says why that scope was skipped.
+  bus: async () => ({ title: 'Event bus', run: (await import('./bus.ts')).run }),
   'files-sync': async () => ({
     title: 'File service: making a 201 durable, FULL against a shared WAL fsync',
     run: (await import('./files-sync.ts')).run,

@@ -19,10 +19,11 @@ interface Person {
 
 const database = process.argv[2] ?? process.env.CSV_INGEST_DB ?? ':memory:';
 const db = new DatabaseSync(database);
-// WAL lets others read the table while batches go in; busy_timeout makes a commit wait for a reader's lock instead
-// of failing at once with "database is locked".
-db.exec('PRAGMA journal_mode = WAL');
+// busy_timeout makes a statement wait for another connection's lock instead of failing at once with "database is
+// locked": first, as switching to WAL takes an exclusive lock that a reader opening the new file can hold for a moment.
+// WAL then lets others read the table while batches go in.
 db.exec('PRAGMA busy_timeout = 5000');
+db.exec('PRAGMA journal_mode = WAL');
 db.exec(`CREATE TABLE IF NOT EXISTS people (
   id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL, amount REAL NOT NULL)`);
 const insert = db.prepare('INSERT OR REPLACE INTO people (id, name, email, amount) VALUES (?, ?, ?, ?)');

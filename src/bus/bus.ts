@@ -16,6 +16,12 @@ function invalid(argument: string, expected: string, actual: unknown): WeftError
 
 const closedError = () => new WeftError('ERR_WEFT_BUS_CLOSED', 'The bus is closed');
 
+const notLocal = (scope: string) =>
+  new WeftError(
+    'ERR_WEFT_INVALID_ARGUMENT',
+    `emit() delivers synchronously in one process; this bus is ${scope}-scoped: use publish()`,
+  );
+
 import { ProcessTransport } from './process.ts';
 import type { BusEvent, EventMap, Handler, SubscribeOptions, Subscription, Transport } from './types.ts';
 
@@ -58,12 +64,20 @@ export class Bus<E extends EventMap> {
   readonly transport: Transport;
   readonly #onError: (err: unknown, event: BusEvent) => void;
   readonly #subscriptions = new Set<Subscription>();
+  /** The transport, when it is the process one (`emit`). */
+  readonly #local: ProcessTransport | undefined;
   #closed = false;
 
   constructor(options: BusOptions = {}) {
     this.transport = options.transport ?? new ProcessTransport();
     this.#onError = options.onError ?? defaultOnError;
-    if (this.transport instanceof ProcessTransport) this.transport.onError = this.#onError;
+    if (this.transport instanceof ProcessTransport) {
+      const local = this.transport;
+      this.#local = local;
+      local.onError = this.#onError;
+      // The process scope's emit, one call from the caller to the handlers: no lookup of the transport per event.
+      this.emit = (name, payload) => local.dispatch(name, payload);
+    }
   }
 
   get scope(): Transport['scope'] {
@@ -89,12 +103,9 @@ export class Bus<E extends EventMap> {
    * Process scope only (any other scope publishes asynchronously: use `publish`).
    */
   emit<K extends keyof E & string>(name: K, payload: E[K]): boolean {
-    if (!(this.transport instanceof ProcessTransport))
-      throw new WeftError(
-        'ERR_WEFT_INVALID_ARGUMENT',
-        `emit() delivers synchronously in one process; this bus is ${this.scope}-scoped: use publish()`,
-      );
-    return this.transport.dispatch(name, payload);
+    const local = this.#local;
+    if (local === undefined) throw notLocal(this.scope);
+    return local.dispatch(name, payload);
   }
 
   /** Calls `handler` with each event `name` (fan-out, or one member of `options.group` per event). */
@@ -120,7 +131,23 @@ export class Bus<E extends EventMap> {
         throw err;
       }
     };
-    return this.#open(name, deliver, options);
+    // A handler that takes the payload alone: the process scope calls it without making an event (EventEmitter's
+    // cost); the event is made only to report an error, which goes no further (nothing retries in that scope).
+    const direct =
+      handler.length < 2
+        ? (payload: unknown, seq: number, n: string): void => {
+            try {
+              const r = (handler as (p: unknown) => unknown)(payload);
+              if (r instanceof Promise)
+                r.catch((err: unknown) =>
+                  onError(err, { id: String(seq), name: n, payload, time: Date.now(), attempt: 1 }),
+                );
+            } catch (err) {
+              onError(err, { id: String(seq), name: n, payload, time: Date.now(), attempt: 1 });
+            }
+          }
+        : undefined;
+    return this.#open(name, deliver, options, undefined, direct);
   }
 
   /**
@@ -209,6 +236,7 @@ export class Bus<E extends EventMap> {
     deliver: (event: BusEvent) => unknown,
     options: SubscribeOptions,
     onAbort?: () => Promise<void>,
+    direct?: (payload: unknown, seq: number, name: string) => unknown,
   ): Subscription {
     if (this.#closed) throw closedError();
     if (options.group !== undefined && (typeof options.group !== 'string' || !NAME.test(options.group)))
@@ -218,6 +246,7 @@ export class Bus<E extends EventMap> {
     const started = this.transport.subscribe({
       name,
       deliver,
+      ...(direct ? { direct } : {}),
       ...(options.group === undefined ? {} : { group: options.group }),
       ...(options.from === undefined ? {} : { from: options.from }),
     });

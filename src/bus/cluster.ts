@@ -14,7 +14,7 @@
  * transport delivers in-process, with the same API.
  * @module
  */
-import cluster from 'node:cluster';
+import { supervised } from '../cluster/ipc.ts';
 import { ProcessTransport } from './process.ts';
 import type { BusEvent, Deliver, Transport, TransportSubscription } from './types.ts';
 
@@ -25,13 +25,6 @@ export type BusWireMessage =
   | { weft: 'bus'; op: 'pub'; event: BusEvent }
   | { weft: 'bus'; op: 'ack'; key: number; ok: boolean }
   | { weft: 'bus'; op: 'deliver'; event: BusEvent; subs: number[]; key?: number };
-
-/** Whether this process is a worker of a `weft start` supervisor (which relays the bus). */
-function supervised(): boolean {
-  return (
-    cluster.isWorker && process.env.WEFT_WORKER_INDEX !== undefined && typeof process.send === 'function'
-  );
-}
 
 /**
  * @example

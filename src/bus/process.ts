@@ -5,14 +5,29 @@
  */
 import type { BusEvent, Deliver, Transport, TransportSubscription } from './types.ts';
 
+/** A subscriber: `direct` when its handler takes the payload alone (no event is made for it). */
+interface Member {
+  deliver: Deliver;
+  direct: ((payload: unknown, seq: number, name: string) => void) | undefined;
+}
+
 interface Group {
-  members: Deliver[];
+  members: Member[];
   next: number;
 }
 
 interface Listeners {
-  fanout: Deliver[];
+  fanout: Member[];
   groups: Map<string, Group>;
+  /** Subscribers without `direct`: an event is made only when there is one. */
+  needEvent: number;
+  /** While every subscriber is a plain (no group) `direct` one: their functions, called with nothing else to do. */
+  fast: ((payload: unknown, seq: number, name: string) => void)[] | undefined;
+}
+
+/** `l.fast` again after a change: set only when each subscriber takes the payload alone and none is in a group. */
+function refresh(l: Listeners): void {
+  l.fast = l.needEvent === 0 && l.groups.size === 0 ? l.fanout.map((m) => m.direct!) : undefined;
 }
 
 /** What a delivery that failed is reported to (the bus's `onError`). */
@@ -26,7 +41,8 @@ export type DeliveryError = (err: unknown, event: BusEvent) => void;
  */
 export class ProcessTransport implements Transport {
   readonly scope = 'process' as const;
-  readonly #listeners = new Map<string, Listeners>();
+  /** By name; a prototype-less object, as EventEmitter keeps its listeners (a property load, not a Map lookup). */
+  #listeners: Record<string, Listeners | undefined> = Object.create(null);
   #seq = 0;
   #closed = false;
   /** Set by the bus that uses it. */
@@ -34,13 +50,27 @@ export class ProcessTransport implements Transport {
 
   /** Delivers to every subscriber now; true when there was one. */
   dispatch(name: string, payload: unknown): boolean {
-    const l = this.#listeners.get(name);
-    if (!l || this.#closed) return false;
-    const event: BusEvent = { id: String(++this.#seq), name, payload, time: Date.now(), attempt: 1 };
+    const l = this.#listeners[name];
+    const seq = ++this.#seq;
+    // No closed check: close() empties the listeners, and nothing subscribes after it.
+    if (l === undefined) return false;
+    const fast = l.fast;
+    if (fast === undefined) return this.#dispatchAll(l, name, payload, seq);
+    // EventEmitter's path, kept small enough to inline: each handler with the payload (`direct` reports its own
+    // failures and never throws).
+    for (let i = 0; i < fast.length; i++) fast[i]!(payload, seq, name);
+    return fast.length > 0;
+  }
+
+  /** With a group, or a handler that takes the event. */
+  #dispatchAll(l: Listeners, name: string, payload: unknown, seq: number): boolean {
+    // Made once, before any handler runs (its time is the publish's), and only when a handler asks for it.
+    const event: BusEvent | undefined =
+      l.needEvent > 0 ? { id: String(seq), name, payload, time: Date.now(), attempt: 1 } : undefined;
     let delivered = false;
     const fanout = l.fanout;
     for (let i = 0; i < fanout.length; i++) {
-      this.#call(fanout[i]!, event);
+      this.#call(fanout[i]!, event, payload, seq, name);
       delivered = true;
     }
     if (l.groups.size > 0) {
@@ -48,16 +78,21 @@ export class ProcessTransport implements Transport {
         if (g.members.length === 0) continue;
         const member = g.members[g.next % g.members.length]!;
         g.next = (g.next + 1) % g.members.length;
-        this.#call(member, event);
+        this.#call(member, event, payload, seq, name);
         delivered = true;
       }
     }
     return delivered;
   }
 
-  #call(deliver: Deliver, event: BusEvent): void {
+  #call(m: Member, event: BusEvent | undefined, payload: unknown, seq: number, name: string): void {
+    // `direct` reports its own failures and never throws.
+    if (m.direct !== undefined) {
+      m.direct(payload, seq, name);
+      return;
+    }
     try {
-      const r = deliver(event);
+      const r = m.deliver(event!);
       if (r instanceof Promise) r.catch(() => {}); // reported by the bus's wrapper
     } catch {} // reported by the bus's wrapper; the other subscribers still get it
   }
@@ -68,18 +103,30 @@ export class ProcessTransport implements Transport {
   }
 
   async subscribe(s: TransportSubscription): Promise<() => Promise<void>> {
-    let l = this.#listeners.get(s.name);
+    if (this.#closed) return async () => {}; // the bus refuses first; a transport used alone delivers nothing more
+    let l = this.#listeners[s.name];
     if (!l) {
-      l = { fanout: [], groups: new Map() };
-      this.#listeners.set(s.name, l);
+      l = { fanout: [], groups: new Map(), needEvent: 0, fast: undefined };
+      this.#listeners[s.name] = l;
     }
     const listeners = l;
-    const deliver = s.deliver;
+    const member: Member = { deliver: s.deliver, direct: s.direct };
+    if (!member.direct) listeners.needEvent++;
+    let subscribed = true;
+    const gone = () => {
+      if (!subscribed) return false;
+      subscribed = false;
+      if (!member.direct) listeners.needEvent--;
+      return true;
+    };
     if (s.group === undefined) {
       // Copied on change, never in place: a dispatch under way keeps the list it started with.
-      listeners.fanout = [...listeners.fanout, deliver];
+      listeners.fanout = [...listeners.fanout, member];
+      refresh(listeners);
       return async () => {
-        listeners.fanout = listeners.fanout.filter((d) => d !== deliver);
+        if (!gone()) return;
+        listeners.fanout = listeners.fanout.filter((d) => d !== member);
+        refresh(listeners);
       };
     }
     let g = listeners.groups.get(s.group);
@@ -88,16 +135,19 @@ export class ProcessTransport implements Transport {
       listeners.groups.set(s.group, g);
     }
     const group = g;
-    group.members = [...group.members, deliver];
+    group.members = [...group.members, member];
+    refresh(listeners);
     return async () => {
-      group.members = group.members.filter((d) => d !== deliver);
+      if (!gone()) return;
+      group.members = group.members.filter((d) => d !== member);
       if (group.members.length === 0) listeners.groups.delete(s.group!);
+      refresh(listeners);
     };
   }
 
   async close(): Promise<void> {
     this.#closed = true;
-    this.#listeners.clear();
+    this.#listeners = Object.create(null);
   }
 }
 

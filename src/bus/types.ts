@@ -1,7 +1,10 @@
 /** The bus's contract: events, subscriptions, and what a transport (process, cluster, Redis, NATS) implements. */
 
-/** Event names and their payloads: `{ orderPlaced: { orderId: string }; ... }`. */
-export type EventMap = { [name: string]: unknown };
+/**
+ * Event names and their payloads: `{ orderPlaced: { orderId: string }; ... }`, as a type alias or an interface (an
+ * interface has no index signature, so the constraint is "any object type"; names are its string keys).
+ */
+export type EventMap = object;
 
 /** Where a bus reaches: one process, the workers of one `weft start`, or every machine on a broker. */
 export type BusScope = 'process' | 'cluster' | 'machines';
@@ -51,6 +54,12 @@ export interface TransportSubscription {
   group?: string;
   from?: 'new' | 'first' | string;
   deliver: Deliver;
+  /**
+   * The same delivery for a handler that takes the payload alone, for a transport that neither retries nor needs to
+   * know the outcome (the process scope, at EventEmitter's cost): called instead of `deliver`, with the event's
+   * sequence number (its id), it makes no event, reports a failure to the bus's `onError` itself and never throws.
+   */
+  direct?: (payload: unknown, seq: number, name: string) => void;
 }
 
 /**

@@ -31,9 +31,16 @@ function install(): void {
     waiting.clear();
   };
   process.once('disconnect', say);
+  let asked = false;
   const word: SupervisorWord = {
     wait(maxMs) {
       if (said || !process.connected) return Promise.resolve();
+      // The supervisor answers: at once on its own stop, once its listening sockets are closed; for a signal sent
+      // to this worker alone, after waiting a while for a stop of its own (see cluster/words.ts).
+      if (!asked) {
+        asked = true;
+        process.send?.({ weft: 'stopping' }, undefined, {}, () => {});
+      }
       return new Promise<void>((resolve) => {
         const done = () => {
           clearTimeout(timer);

@@ -14,6 +14,7 @@ import type { Worker } from 'node:cluster';
 import type { BusWireMessage } from '../bus/cluster.ts';
 import type { BusEvent } from '../bus/types.ts';
 import type { Logger } from '../lifecycle/index.ts';
+import { sendTo } from './ipc.ts';
 
 interface Sub {
   worker: Worker;
@@ -162,11 +163,7 @@ export class BusRelay {
   }
 
   #send(worker: Worker, msg: BusWireMessage): void {
-    if (!worker.isConnected()) return;
-    try {
-      // With a callback, a channel that breaks meanwhile (EPIPE: the worker is exiting) is an argument here, not an
-      // 'error' event that would take the supervisor down. The worker's exit hands its group events to another member.
-      worker.send(msg, undefined, () => {});
-    } catch {}
+    // A worker whose channel broke gets nothing; its exit hands its group events to another member.
+    sendTo(worker, msg);
   }
 }

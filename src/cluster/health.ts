@@ -4,6 +4,7 @@ import type { Logger } from '../lifecycle/index.ts';
 import type { ResolvedSuperviseOptions } from './options.ts';
 import { askToDrain } from './retire.ts';
 import type { Slot } from './slot.ts';
+import { twoTurns } from './words.ts';
 
 /**
  * Pings every ready worker each `pingInterval`, and kills one that has not answered (pong or stats) within
@@ -32,9 +33,17 @@ export class Liveness {
 
   stop(): void {
     clearInterval(this.#pingTimer);
+    this.#pingTimer = undefined;
   }
 
   #ping(): void {
+    // Judged after the answers already waiting are read: a supervisor that a busy machine held back past
+    // livenessTimeout finds its timer due before it reads the pongs, and would kill every worker as hung.
+    void twoTurns().then(() => this.#check());
+  }
+
+  #check(): void {
+    if (this.#pingTimer === undefined) return; // stopped meanwhile
     const now = performance.now();
     const limit = this.#options.livenessTimeout;
     for (const slot of this.#slots) {

@@ -5,6 +5,7 @@
  */
 export { Backoff, type BackoffOptions, CrashWindow } from './backoff.ts';
 export { type ControlCommand, ControlServer, runtimeDir, sendControl, socketPath } from './control.ts';
+export type { Counter, CounterAddOptions, CounterValue } from './counters.ts';
 export type { ClusterMetricsSnapshot, SlotMetrics, StatusWithMetrics } from './metrics.ts';
 export type { ResolvedSuperviseOptions, SuperviseOptions } from './options.ts';
 export type { WorkerStats } from './protocol.ts';

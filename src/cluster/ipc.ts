@@ -1,5 +1,24 @@
-import type { Worker } from 'node:cluster';
+import cluster, { type Worker } from 'node:cluster';
 import { WeftError } from '../errors.ts';
+
+/**
+ * Sends `msg` to `worker` and forgets it: nothing when its channel is closed. With a callback, a channel that breaks
+ * meanwhile (EPIPE: the worker is exiting) is an argument there, not an 'error' event that would take the supervisor
+ * down. Internal.
+ */
+export function sendTo(worker: Worker, msg: object): void {
+  if (!worker.isConnected()) return;
+  try {
+    worker.send(msg, undefined, () => {});
+  } catch {}
+}
+
+/** Whether this process is a worker of a `weft start` supervisor, with its IPC channel. Internal. */
+export function supervised(): boolean {
+  return (
+    cluster.isWorker && process.env.WEFT_WORKER_INDEX !== undefined && typeof process.send === 'function'
+  );
+}
 
 interface Pending {
   resolve: (v: unknown) => void;

@@ -16,6 +16,8 @@ export type PrimaryMessage =
 export type WorkerMessage =
   | { weft: 'pong'; id: number }
   | { weft: 'ready' }
+  /** The worker heard a stop signal and waits for the supervisor's word (`drain`) before it stops accepting. */
+  | { weft: 'stopping' }
   | { weft: 'stats'; stats: WorkerStats }
   | { weft: 'message'; data: unknown }
   | { weft: 'response'; id: number; ok: boolean; data: unknown };

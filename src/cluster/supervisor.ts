@@ -3,9 +3,10 @@ import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import { type Logger, stderrLogger } from '../lifecycle/index.ts';
 import { BusRelay } from './bus-relay.ts';
+import { CounterStore } from './counters.ts';
 import { type Forked, forkWorker, setupPrimary } from './fork.ts';
 import { Liveness, overMemory } from './health.ts';
-import { WorkerRequests } from './ipc.ts';
+import { sendTo, WorkerRequests } from './ipc.ts';
 import { type ListenError, PrimaryListeners } from './listeners.ts';
 import { ClusterMetrics, type ClusterMetricsSnapshot } from './metrics.ts';
 import { type ResolvedSuperviseOptions, resolveSuperviseOptions, type SuperviseOptions } from './options.ts';
@@ -17,8 +18,13 @@ import { Rollout } from './rollout.ts';
 import { SignalHandlers } from './signals.ts';
 import { Slot } from './slot.ts';
 import { MetricsEndpoint, type ReloadResult, type SupervisorStatus, statusOf } from './status.ts';
+import { StopWords } from './words.ts';
 
 export type { ReloadProgress, ReloadResult, SupervisorStatus } from './status.ts';
+
+/** The longest a stop waits for the connections queued on its listening sockets to be accepted, and then for those
+ * accepted to be handed to workers, ms (each). */
+const HAND_OVER_TIMEOUT = 2_000;
 
 /** What node:cluster says a worker listens on. */
 interface Address {
@@ -55,6 +61,10 @@ export class Supervisor extends EventEmitter {
   readonly #listeners = new PrimaryListeners((err) => this.#listenFailed(err));
   readonly #addresses = new Set<string>();
   readonly #bus: BusRelay;
+  /** The shared counters' values (`worker.counter()`): here, so they outlive any worker. */
+  readonly #counters = new CounterStore();
+  /** Answers the workers that heard a stop signal before this supervisor did. */
+  readonly #words: StopWords;
   #state: SupervisorStatus['state'] = 'running';
   #reload: Promise<ReloadResult> | undefined;
   #stop: Promise<number> | undefined;
@@ -68,6 +78,7 @@ export class Supervisor extends EventEmitter {
     this.#bus = new BusRelay(log);
     this.#slots = Array.from({ length: this.options.workers }, (_, i) => new Slot(i, this.options));
     const stopping = () => this.#stop !== undefined;
+    this.#words = new StopWords(stopping, log);
     this.#retirer = new Retirer(this.options.killTimeout);
     this.#rollout = new Rollout({
       slots: this.#slots,
@@ -147,7 +158,21 @@ export class Supervisor extends EventEmitter {
     worker.on('listening', (address: Address) => this.#addresses.add(urlOf(address)));
     // Bus messages first, from any worker (a retiring one too: its acks and publications count).
     worker.on('message', (msg: unknown) => {
-      if (!this.#bus.onMessage(worker, msg)) this.#onMessage(slot, worker, msg);
+      if (this.#bus.onMessage(worker, msg)) return;
+      if (this.#counters.onMessage(msg, (m) => sendTo(worker, m))) return;
+      // From any worker too: one that is retiring or not ready yet also waits for the word.
+      if (isWeftMessage(msg) && (msg as WorkerMessage).weft === 'stopping')
+        return this.#words.heard(worker, slot.index);
+      this.#onMessage(slot, worker, msg);
+    });
+    // Sending to a worker that is exiting fails with EPIPE, emitted on the Worker: node:cluster's own sends too (the
+    // listen error of a port in use, handed to a worker the supervisor has just killed), which nothing else catches.
+    worker.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE' || err.code === 'ERR_IPC_CHANNEL_CLOSED') return;
+      this.#log.warn(
+        { slot: slot.index, pid: worker.process.pid, err },
+        `worker ${slot.index}: ${err.message}`,
+      );
     });
     worker.once('exit', () => this.#bus.workerGone(worker));
     worker.on('exit', (code: number | null, signal: string | null) =>
@@ -342,13 +367,14 @@ export class Supervisor extends EventEmitter {
     this.#log.info({ reason }, 'stopping every worker');
     this.#liveness.stop();
     // Stop accepting before the workers drain: a connection accepted from now on would have no worker to take it.
-    // Not before the connections already waiting in the listening sockets' backlog are taken (handed to workers,
-    // which keep accepting until they get the word the retirer sends): closing a listening socket resets those, and
-    // a stop signal handled late (a busy machine) finds many. The first setImmediate runs after the I/O events of
-    // this loop turn, the second after one more poll for I/O, which accepts what arrived while this process was held
-    // back.
-    for (let turn = 0; turn < 2; turn++) await new Promise((resolve) => setImmediate(resolve));
+    // Not before the connections already waiting in the listening sockets' accept queues are taken (handed to
+    // workers, which keep accepting until they get the word the retirer sends): closing a listening socket resets
+    // those, and a stop signal handled late (a busy machine) finds many.
+    await this.#listeners.takeQueued(HAND_OVER_TIMEOUT);
     this.#listeners.closeAll();
+    // The connections accepted by then go to the workers one at a time; a worker told to drain before the last was
+    // handed over would leave it to node:cluster, which resets it when the last worker leaves.
+    await this.#listeners.handedOver(HAND_OVER_TIMEOUT);
     const code = await this.#retirer.retireAll(this.#slots, this.#rollout.candidates, this.#log);
     this.#finish(code);
     return code;
@@ -359,9 +385,13 @@ export class Supervisor extends EventEmitter {
     this.#listeners.dispose();
     this.#liveness.stop();
     this.#endpoint.close();
-    this.#signals.dispose();
+    this.#counters.close();
+    this.#words.dispose();
     this.emit('exit', code);
+    // Exiting, the handlers stay: a signal that lands while the process exits must not kill it by its default
+    // action, which would replace the exit code with the signal.
     if (this.options.exit) process.exit(code);
+    this.#signals.dispose();
   }
 }
 

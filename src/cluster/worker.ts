@@ -1,4 +1,5 @@
 import cluster from 'node:cluster';
+import { type Counter, counter } from './counters.ts';
 import type { WorkerStats } from './protocol.ts';
 
 let custom: Record<string, unknown> = {};
@@ -54,6 +55,13 @@ export const worker = {
   /** Answers the supervisor's `request(slot, name, data)`; the handler may be async; a throw becomes its rejection. */
   handle(name: string, handler: (data: unknown) => unknown): void {
     requestHandlers.set(name, handler);
+  },
+  /**
+   * The shared counter `name`: its value lives in the supervisor, one for every worker of this `weft start` (this
+   * process's own when nothing supervises it). See docs/cluster.md, "Shared counters".
+   */
+  counter(name: string): Counter {
+    return counter(name);
   },
   /** Sets custom gauges reported with the next stats (merged, not replaced). */
   report(values: Record<string, unknown>): void {

@@ -14,6 +14,16 @@ export interface DashboardOptions {
   heartbeatMs?: number;
   /** Ms the browser waits before it reconnects a dropped stream (the SSE `retry:` field). Default: 1 000. */
   retryMs?: number;
+  /**
+   * What one viewer may see of a snapshot, from its request (who it is: a token, a tenant): applied to each stream
+   * and `snapshot.json` separately, while the snapshot itself is still made once per tick. Default: everything.
+   *
+   * @example
+   * ```ts
+   * view: (snap, req) => (isAdmin(req) ? snap : { ...snap, events: snap.events.filter((e) => mine(req, e)) }),
+   * ```
+   */
+  view?: (snapshot: DashboardSnapshot, req: IncomingMessage) => DashboardSnapshot;
   /** Called when the first page opens (start what only the dashboard needs) and when the last one closes. */
   onActive?: () => void;
   onIdle?: () => void;
@@ -93,7 +103,7 @@ export function createDashboard(options: DashboardOptions): Dashboard {
     throw new InvalidOptionError('options', 'an object', options);
   if (typeof options.snapshot !== 'function')
     throw new InvalidOptionError('snapshot', 'a function', options.snapshot);
-  for (const key of ['onActive', 'onIdle'] as const) {
+  for (const key of ['onActive', 'onIdle', 'view'] as const) {
     if (options[key] !== undefined && typeof options[key] !== 'function')
       throw new InvalidOptionError(key, 'a function', options[key]);
   }
@@ -104,6 +114,7 @@ export function createDashboard(options: DashboardOptions): Dashboard {
     retryMs: ms(options, 'retryMs', 1_000, 100),
     onActive: options.onActive,
     onIdle: options.onIdle,
+    view: options.view as ((snapshot: unknown, req: IncomingMessage) => unknown) | undefined,
   });
   const assets = loadAssets();
   const csp = pageCsp(imageOrigins(options.imageOrigins));
@@ -119,7 +130,7 @@ export function createDashboard(options: DashboardOptions): Dashboard {
         res.end('method not allowed\n');
       } else if (asset) sendAsset(asset, req, res, csp);
       else if (path === '/dashboard/events') feed.attach(req, res);
-      else void snapshotJson(feed, res);
+      else void snapshotJson(feed, req, res);
       return true;
     },
     get clients() {
@@ -130,8 +141,8 @@ export function createDashboard(options: DashboardOptions): Dashboard {
   };
 }
 
-async function snapshotJson(feed: SnapshotFeed, res: ServerResponse): Promise<void> {
-  const { ok, json } = await feed.current();
+async function snapshotJson(feed: SnapshotFeed, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const { ok, json } = await feed.current(req);
   res.writeHead(ok ? 200 : 500, {
     'content-type': 'application/json; charset=utf-8',
     'cache-control': 'no-store',

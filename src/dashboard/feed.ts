@@ -11,23 +11,45 @@ export interface FeedOptions {
   intervalMs: number;
   heartbeatMs: number;
   retryMs: number;
+  /**
+   * What one client may see of a snapshot (`req` is its request): applied per client, so one snapshot serves viewers
+   * who may see different parts of it. Default: the snapshot as it is, serialised once for everyone.
+   */
+  view?: ((snapshot: unknown, req: IncomingMessage) => unknown) | undefined;
   /** Called when the first stream opens (start what only the feed needs), and when the last one closes. */
   onActive?: (() => void) | undefined;
   onIdle?: (() => void) | undefined;
 }
 
-interface Frame {
-  /** `performance.now()` when it was made. */
-  at: number;
-  seq: number;
-  /** False when `snapshot()` failed: `json` is then `{ message }`. */
+/** A snapshot (or a failure to make or view one) as JSON, and as the SSE event to write. */
+interface Rendered {
+  /** False for a failure: `json` is then `{ message }`, and `text` a `problem` event. */
   ok: boolean;
   json: string;
   /** The SSE event, ready to write. */
   text: string;
 }
 
+function snapshotEvent(value: unknown): Rendered {
+  const json = JSON.stringify(value);
+  return { ok: true, json, text: `event: snapshot\ndata: ${json}\n\n` };
+}
+
+function problemEvent(err: unknown): Rendered {
+  const json = JSON.stringify({ message: err instanceof Error ? err.message : String(err) });
+  return { ok: false, json, text: `event: problem\ndata: ${json}\n\n` };
+}
+
+interface Frame extends Rendered {
+  /** `performance.now()` when it was made. */
+  at: number;
+  seq: number;
+  /** The snapshot itself, for per-client views; undefined when `snapshot()` failed. */
+  value: unknown;
+}
+
 interface Client {
+  req: IncomingMessage;
   res: ServerResponse;
   /** The last frame written to it. */
   seq: number;
@@ -85,7 +107,7 @@ export class SnapshotFeed {
       'x-accel-buffering': 'no',
     });
     res.write(`retry: ${this.#o.retryMs}\n: weft dashboard\n\n`);
-    const client: Client = { res, seq: 0, lastWrite: performance.now(), blocked: false };
+    const client: Client = { req, res, seq: 0, lastWrite: performance.now(), blocked: false };
     this.#clients.add(client);
     res.once('close', () => this.#detach(client));
     req.socket.setNoDelay(true);
@@ -99,10 +121,24 @@ export class SnapshotFeed {
     }
   }
 
-  /** The latest snapshot as JSON, made now only when the last one is older than the interval. */
-  async current(): Promise<{ ok: boolean; json: string }> {
-    const { ok, json } = await this.#frame();
-    return { ok, json };
+  /** The latest snapshot as JSON (as `req` may see it), made now only when the last one is older than the interval. */
+  async current(req?: IncomingMessage): Promise<{ ok: boolean; json: string }> {
+    const frame = await this.#frame();
+    return req ? this.#viewed(frame, req) : { ok: frame.ok, json: frame.json };
+  }
+
+  /**
+   * What `req` may see of `frame`: the frame itself without a view. A view that fails shows that client the problem,
+   * never the whole snapshot.
+   */
+  #viewed(frame: Frame, req: IncomingMessage): Rendered {
+    const view = this.#o.view;
+    if (!frame.ok || !view) return frame;
+    try {
+      return snapshotEvent(view(frame.value, req));
+    } catch (err) {
+      return problemEvent(err);
+    }
   }
 
   #frame(): Promise<Frame> {
@@ -116,17 +152,16 @@ export class SnapshotFeed {
 
   async #make(): Promise<Frame> {
     const at = performance.now();
-    let ok = true;
-    let json: string;
+    let value: unknown;
+    let made: Rendered;
     try {
-      json = JSON.stringify(await this.#o.snapshot());
+      value = await this.#o.snapshot();
+      made = snapshotEvent(value);
     } catch (err) {
       // The page shows why; the stream stays open and the next tick tries again.
-      ok = false;
-      json = JSON.stringify({ message: err instanceof Error ? err.message : String(err) });
+      made = problemEvent(err);
     }
-    const text = `event: ${ok ? 'snapshot' : 'problem'}\ndata: ${json}\n\n`;
-    this.#latest = { at, seq: ++this.#seq, ok, json, text };
+    this.#latest = { at, seq: ++this.#seq, ...made, value };
     return this.#latest;
   }
 
@@ -155,7 +190,7 @@ export class SnapshotFeed {
   }
 
   #write(c: Client, frame: Frame): void {
-    if (this.#send(c, frame.text)) c.seq = frame.seq;
+    if (this.#send(c, this.#viewed(frame, c.req).text)) c.seq = frame.seq;
   }
 
   /** Writes unless the client is behind: a slow reader skips snapshots instead of buffering them. */

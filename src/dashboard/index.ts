@@ -15,10 +15,12 @@ export {
   type FilesView,
   type FileView,
   type JobsView,
+  type NodeView,
   type PoolView,
   processView,
   type ReloadView,
   type ReplacementView,
   type SlotView,
+  type TenantView,
   type WebhooksView,
 } from './view.ts';

@@ -98,8 +98,19 @@ export interface WebhooksView {
 export interface FilesView {
   upload?: { path: string; auth: boolean; maxBytes: number };
   recent: FileView[];
+  /** What each owner (a tenant) stores, with its quota when there is one: the page shows a usage table. */
+  tenants?: TenantView[];
   /** The backends the service needs, with their circuit breaker's state (`closed` is up; `open`, `half-open`). */
   backends?: BackendView[];
+}
+
+/** What one owner (a tenant; null: files of none) stores. */
+export interface TenantView {
+  name: string | null;
+  files: number;
+  bytes: number;
+  /** Bytes it may store; absent: no quota. */
+  quota?: number;
 }
 
 export interface BackendView {
@@ -120,14 +131,34 @@ export interface FileView {
   thumbnail?: string;
   /** From upload to the last job done, ms, once every job completed. */
   processMs?: number;
+  /** Whose it is (a tenant), for views that show each viewer its own: null for no one's. */
+  owner?: string | null;
 }
 
 /** An application event since the last snapshot. */
 export interface EventView {
-  id: number;
+  id: string;
   type: string;
   at: number;
   text: string;
+  /** Whose file it is about (a tenant), for views that show each viewer its own: null for no one's. */
+  owner?: string | null;
+}
+
+/**
+ * Another node of the same service, as its last heartbeat described it (a service spanning machines keeps a node
+ * registry: apps/files' nodes.ts): its processes and pools as its own page shows them.
+ */
+export interface NodeView {
+  name: string;
+  /** When its last heartbeat was sent, epoch ms. */
+  at: number;
+  /** `lost`: no heartbeat for three of its intervals (down, or cut off from the others). */
+  state: 'up' | 'lost';
+  scope: 'cluster' | 'process';
+  cluster?: DashboardSnapshot['cluster'];
+  slots: SlotView[];
+  pools: PoolView[];
 }
 
 /** One snapshot of the page, sent as an SSE `snapshot` event. Times in ms (epoch for instants), sizes in bytes. */
@@ -148,6 +179,10 @@ export interface DashboardSnapshot {
   };
   slots: SlotView[];
   pools: PoolView[];
+  /** This node's name, when the service spans machines. */
+  node?: string;
+  /** The other nodes of the service, when it spans machines. */
+  nodes?: NodeView[];
   jobs?: JobsView;
   webhooks?: WebhooksView;
   files?: FilesView;

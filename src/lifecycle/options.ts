@@ -42,8 +42,9 @@ export interface LifecycleOptions {
   exit?: boolean | ((code: number) => void);
   /**
    * Ms between readiness turning 503 and the listeners closing (load balancers notice). Default: 0. In a worker run
-   * by `weft start` the listeners also stay open until the supervisor says it closed its own (at most 1 s, see
-   * `SUPERVISOR_WORD_TIMEOUT`); in a supervised worker without the agent the default is `SUPERVISED_DRAIN_DELAY`.
+   * by `weft start` the listeners also stay open until the supervisor says it closed its own (a second later for a
+   * signal sent to the worker alone; at most `SUPERVISOR_WORD_TIMEOUT`, 10 s, for a supervisor that cannot answer);
+   * in a supervised worker without the agent the default is `SUPERVISED_DRAIN_DELAY`.
    */
   drainDelay?: number;
   /** Options of the health checks. */

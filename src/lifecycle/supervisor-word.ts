@@ -6,17 +6,22 @@
  * connections the supervisor accepted meanwhile to no one: node:cluster closes them, and a client that had sent its
  * request on one sees a reset. So a supervised worker keeps accepting after a stop signal until its supervisor says
  * so: the supervisor sends `{ weft: 'drain' }` once its listening sockets are closed (a stop) or when it retires this
- * worker (a reload, a restart), just before its SIGTERM. A fixed delay (100 ms before) is too short for a supervisor
- * that a busy machine, or a garbage collection, holds back for longer.
+ * worker (a reload, a restart), just before its SIGTERM. A fixed delay in the worker (100 ms, then a 1 s wait for the
+ * word) is too short for a supervisor that a busy machine, or a garbage collection, holds back for longer: the
+ * supervisor decides, after reading the signals pending for it.
  *
  * The agent (loaded into every supervised worker) installs the word on `globalThis`, under a registered symbol: the
  * lifecycle cannot import the agent (weft/lifecycle does not depend on weft/cluster), and a process may hold two
  * copies of the package.
  */
 
-/** The longest a supervised worker waits for its supervisor's word after a stop signal, ms (a signal sent to the
- * worker alone, which no word follows; a supervisor that is gone closes the channel, which ends the wait too). */
-export const SUPERVISOR_WORD_TIMEOUT = 1_000;
+/**
+ * The longest a supervised worker waits for its supervisor's word after a stop signal, ms. The worker asks for it
+ * (`{ weft: 'stopping' }`) and the supervisor always answers: once its listening sockets are closed on a stop of its
+ * own, or, for a signal sent to that worker alone, after a second without one (cluster/words.ts). This bound is for a
+ * supervisor that cannot answer at all; one that is gone closes the channel, which ends the wait too.
+ */
+export const SUPERVISOR_WORD_TIMEOUT = 10_000;
 
 const KEY = Symbol.for('weft.supervisor.drain');
 

@@ -27,7 +27,8 @@ describe('weftjs/bus, process scope', () => {
     assert.equal(received, payload, 'no copy');
     assert.equal(bus.emit('paid', { orderId: 'o-1' }), false, 'no subscriber');
     const id = await bus.publish('orderPlaced', { orderId: 'o-2', items: [] });
-    assert.equal(id, '2', 'ids count the events delivered');
+    assert.equal(id, '3', 'ids count the events published, with a subscriber or not: each is unique');
+    assert.equal(await bus.publish('paid', { orderId: 'o-2' }), '4', 'no subscriber: a new id all the same');
     assert.equal(seen.length, 4);
     await bus.close();
   });
@@ -50,6 +51,13 @@ describe('weftjs/bus, process scope', () => {
       errors.map(([e, ev]) => `${(e as Error).message} ${ev.name}`),
       ['boom paid', 'async boom paid'],
     );
+    // Handlers of the payload alone get no event; the one reported with their error is whole all the same.
+    const [[, first], [, second]] = errors as [[unknown, BusEvent], [unknown, BusEvent]];
+    assert.equal(first.id, second.id, 'one event, one id');
+    assert.match(first.id, /^\d+$/);
+    assert.deepEqual(first.payload, { orderId: 'o-9' });
+    assert.equal(first.attempt, 1);
+    assert.ok(Math.abs(first.time - Date.now()) < 60_000);
     await bus.close();
   });
 

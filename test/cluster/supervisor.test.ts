@@ -3,6 +3,7 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { after, describe, it } from 'node:test';
 import { within } from '../helpers.ts';
 import { get, killAll, startSupervisor } from './helpers.ts';
@@ -203,11 +204,74 @@ describe('supervisor', () => {
     assert.equal(await within(s.exit, 20_000, 'exit'), 0);
   });
 
+  it('a worker sent SIGTERM alone is told to drain once no stop of the supervisor follows; the other serves meanwhile, and it is started again', async () => {
+    const s = await startSupervisor();
+    await s.line(started, 'start');
+    const pids = new Map<string, number>();
+    for (let i = 0; i < 40 && pids.size < 2; i++) {
+      const r = await get(s.port, '/pid');
+      assert.ok('status' in r, JSON.stringify(r));
+      const { pid, index } = JSON.parse(r.body) as { pid: number; index: string };
+      pids.set(index, pid);
+    }
+    assert.equal(pids.size, 2, 'both workers answered');
+    const signalled = pids.get('0')!;
+    const sentAt = performance.now();
+    process.kill(signalled, 'SIGTERM');
+    const word = await s.line(
+      msg('worker 0 was sent a stop signal of its own: it drains while the others serve'),
+      'the word',
+    );
+    assert.ok(performance.now() - sentAt >= 900, 'the supervisor waited for a stop of its own first');
+    assert.equal(word.pid, signalled);
+    // Meanwhile, and while it drains, the other worker serves.
+    const r = await get(s.port, '/pid');
+    assert.ok('status' in r && r.status === 200, JSON.stringify(r));
+    const exited = await s.line(msg('worker 0 exited (exit code 0)'), 'its exit');
+    await s.line(
+      (l) => l.msg === 'worker 0 ready' && s.lines.indexOf(l) > s.lines.indexOf(exited),
+      'its restart',
+    );
+    s.child.kill('SIGTERM');
+    assert.equal(await within(s.exit, 20_000, 'supervisor exit'), 0);
+  });
+
+  it('a supervisor held back past livenessTimeout reads its workers’ answers before it judges them: none is killed as hung', async () => {
+    const s = await startSupervisor({ pingInterval: 100, livenessTimeout: 500 });
+    await s.line(started, 'start');
+    // SIGSTOP stands for a busy machine or a long collection; the workers answer meanwhile, into the pipe.
+    process.kill(s.child.pid!, 'SIGSTOP');
+    try {
+      await new Promise((r) => setTimeout(r, 1_500)); // the hold is the scenario: three times livenessTimeout
+    } finally {
+      process.kill(s.child.pid!, 'SIGCONT');
+    }
+    const r = await get(s.port, '/pid');
+    assert.ok('status' in r && r.status === 200, JSON.stringify(r));
+    s.child.kill('SIGTERM');
+    assert.equal(await within(s.exit, 20_000, 'supervisor exit'), 0);
+    const killed = s.lines.filter(msg(/has not answered/));
+    assert.deepEqual(killed, [], 'no worker was taken for hung');
+  });
+
   it('a second signal while stopping kills every worker and exits 1', async () => {
     const s = await startSupervisor({ killTimeout: 60_000, repeatSignalWindow: 0 });
     await s.line(started, 'start');
-    const hanging = get(s.port, '/?ms=60000');
-    await s.line(msg(/^worker \d ready$/), 'ready');
+    // A request the worker holds (its headers came back), so the stop has something to wait for.
+    let held = () => {};
+    const inWorker = new Promise<void>((r) => {
+      held = r;
+    });
+    const hanging = new Promise<void>((resolve) => {
+      const req = request({ host: '127.0.0.1', port: s.port, path: '/held?ms=60000' }, (res) => {
+        res.resume();
+        res.on('close', resolve);
+        held();
+      });
+      req.on('error', () => resolve());
+      req.end();
+    });
+    await within(inWorker, 10_000, 'the request in the worker');
     s.child.kill('SIGTERM');
     await s.line(msg('stopping every worker'), 'stopping');
     s.child.kill('SIGINT');

@@ -35,7 +35,8 @@ type Event =
   | 'weft stop'
   | 'SIGINT to the group'
   | 'SIGTERM to the group'
-  | 'SIGTERM to the workers, the supervisor 300 ms later';
+  | 'SIGTERM to the workers, the supervisor 300 ms later'
+  | 'SIGTERM to the group, the supervisor held back 1.5 s';
 const EVENTS: Event[] = [
   'two reloads back to back',
   'two reloads 1 s apart',
@@ -46,6 +47,9 @@ const EVENTS: Event[] = [
   // can hold the supervisor back): workers that stop accepting before their supervisor closed the shared listening
   // socket leave the connections it accepted meanwhile to no one. A 100 ms wait in the worker was not enough.
   'SIGTERM to the workers, the supervisor 300 ms later',
+  // A supervisor that a busy machine or a long collection holds back for longer than a worker would wait for its word
+  // (SIGSTOP stands for it): the workers must not stop accepting while it still listens.
+  'SIGTERM to the group, the supervisor held back 1.5 s',
 ];
 
 /** The pids of the workers `weft status --json` lists. */
@@ -93,6 +97,14 @@ for (const [appName, app] of Object.entries(APPS)) {
             // The delay is the scenario: the supervisor hears the stop late.
             await new Promise((r) => setTimeout(r, 300));
             process.kill(weft.child.pid!, 'SIGTERM');
+          } else if (event === 'SIGTERM to the group, the supervisor held back 1.5 s') {
+            process.kill(weft.child.pid!, 'SIGSTOP');
+            try {
+              process.kill(-weft.child.pid!, 'SIGTERM');
+              await new Promise((r) => setTimeout(r, 1_500)); // the hold is the scenario
+            } finally {
+              process.kill(weft.child.pid!, 'SIGCONT');
+            }
           } else {
             process.kill(-weft.child.pid!, event.startsWith('SIGINT') ? 'SIGINT' : 'SIGTERM');
           }

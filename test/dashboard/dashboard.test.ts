@@ -186,11 +186,40 @@ describe('weftjs/dashboard', () => {
     assert.equal(other.status, 503, 'a closed dashboard refuses new streams');
   });
 
+  it('view: each viewer sees its part of the one snapshot, on its stream and in snapshot.json; a failing view shows nothing', async () => {
+    const { dashboard, url, calls } = await serve({
+      view: (snap, req) => {
+        const who = req.headers['x-viewer'];
+        if (who === 'broken') throw new Error('no such viewer');
+        return { ...snap, title: `${snap.title} for ${who ?? 'nobody'}` };
+      },
+    });
+    const [a, b, c] = await Promise.all(
+      ['alice', 'bob', 'broken'].map((who) => openStream(`${url}/dashboard/events`, { 'x-viewer': who })),
+    );
+    const [ea] = await a!.received(2, 10_000, 'snapshots for alice');
+    const [eb] = await b!.received(2, 10_000, 'snapshots for bob');
+    const [ec] = await c!.received(1, 10_000, 'what the broken view gets');
+    const title = (e: { data: string }) => (JSON.parse(e.data) as DashboardSnapshot).title;
+    assert.match(title(ea!), /^snapshot \d+ for alice$/);
+    assert.match(title(eb!), /^snapshot \d+ for bob$/);
+    assert.deepEqual(ec, { event: 'problem', data: JSON.stringify({ message: 'no such viewer' }) });
+    assert.ok(calls.length <= 3, `one snapshot per tick for three viewers (${calls.length})`);
+    const json = await fetchWithin(`${url}/dashboard/snapshot.json`, { headers: { 'x-viewer': 'carol' } });
+    assert.match(((await json.json()) as DashboardSnapshot).title, / for carol$/);
+    const broken = await fetchWithin(`${url}/dashboard/snapshot.json`, { headers: { 'x-viewer': 'broken' } });
+    assert.equal(broken.status, 500);
+    assert.deepEqual(await broken.json(), { message: 'no such viewer' });
+    for (const s of [a, b, c]) s!.close();
+    await dashboard.close();
+  });
+
   it('validates its options', () => {
     const snapshot = () => processView('x');
     assert.throws(() => createDashboard({ snapshot, intervalMs: 500 }), invalidOption('intervalMs'));
     assert.throws(() => createDashboard({} as DashboardOptions), invalidOption('snapshot'));
     assert.throws(() => createDashboard({ snapshot, onIdle: 1 as never }), invalidOption('onIdle'));
+    assert.throws(() => createDashboard({ snapshot, view: {} as never }), invalidOption('view'));
   });
 });
 

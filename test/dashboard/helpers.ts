@@ -22,11 +22,11 @@ export interface SseStream {
 }
 
 /** Opens `url` as an event stream; rejects with the status when it is not 200. */
-export async function openStream(url: string): Promise<SseStream> {
+export async function openStream(url: string, headers: Record<string, string> = {}): Promise<SseStream> {
   let req: ClientRequest | undefined;
   const res = await within(
     new Promise<IncomingMessage>((resolve, reject) => {
-      req = get(url, { headers: { accept: 'text/event-stream' } }, resolve);
+      req = get(url, { headers: { accept: 'text/event-stream', ...headers } }, resolve);
       req.on('error', reject);
     }),
     10_000,

@@ -4,8 +4,12 @@
  * with `ERR_WEFT_FILES_CONFIG` naming the setting, its source and what it must be.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { FilesError } from './errors.ts';
+import { type ProcessorConfig, parseProcessors } from './processors/registry.ts';
+import { DEFAULT_VARIANTS, type ImageVariant, variantsProblem } from './processors/variants.ts';
+
+export type { ProcessorConfig } from './processors/registry.ts';
 
 export interface FilesConfig {
   /** TCP port. `PORT` or `FILES_PORT`. Default 3000. */
@@ -14,10 +18,34 @@ export interface FilesConfig {
   host: string;
   /** Where the database, the files and their derived outputs live. Default `./data`. */
   dataDir: string;
-  /** When set, writes (upload, delete, retry) need `Authorization: Bearer <token>`. */
+  /**
+   * One shared token: when set, writes (upload, delete, retry) need `Authorization: Bearer <token>`; reads stay open
+   * unless `tokensFile` is set too. It holds every scope, for no tenant.
+   */
   token: string | undefined;
+  /**
+   * Scoped tokens, stored hashed (`weftjs-files tokens create` writes them): when set, every route but the health
+   * probes needs a token with the right scope, and files belong to the uploading token's tenant. Read again when it
+   * changes. `FILES_TOKENS_FILE`.
+   */
+  tokensFile: string | undefined;
+  /**
+   * The secret signed links are made with (`POST /files/:id/links`); every node must have the same one. Default: one
+   * made at random and kept in `dataDir/link.secret` (enough on one machine). `FILES_LINK_SECRET`.
+   */
+  linkSecret: string | undefined;
   /** Largest upload in bytes. Default 1 GiB. */
   maxUpload: number;
+  /**
+   * Uploads a minute from one client address (POST and PUT `/files`, tus creations), counted across every worker of
+   * this machine (or, with `QUEUE_URL`, every node); then `429`. Default 0: no limit.
+   */
+  uploadsPerMinute: number;
+  /**
+   * Bytes of uploads each tenant may store (a tenant's tokens share it; files of no tenant share one), checked when
+   * an upload starts; then `507 ERR_WEFT_FILES_QUOTA`. `FILES_TENANT_QUOTA`, e.g. `10GB`. Default 0: no quota.
+   */
+  tenantQuota: number;
   /** Queued jobs beyond which uploads are shed with 503. Default 10 000. */
   maxQueued: number;
   /** Event-loop delay p99 (ms) beyond which uploads are shed. Default 500. */
@@ -68,6 +96,13 @@ export interface FilesConfig {
   storageUrl: string | undefined;
   /** `redis://host:6379[/db][?queue=name]`: the job queue on Redis (BullMQ), and events across machines. */
   queueUrl: string | undefined;
+  /**
+   * This node's name on the dashboard's processes panel when the service spans machines (`QUEUE_URL`). Default:
+   * `<host name>:<pid of its supervisor>` (or of the process, when nothing supervises it).
+   */
+  nodeName: string | undefined;
+  /** Required as `Authorization: Bearer <token>` by `GET /metrics` when set (Prometheus: `bearer_token`). */
+  metricsToken: string | undefined;
   /** `postgres://…`: file records and CSV tables in PostgreSQL instead of the embedded SQLite file. */
   databaseUrl: string | undefined;
   /**
@@ -93,9 +128,21 @@ export interface FilesConfig {
   webhookTimeout: number;
   /** Tries of a webhook delivery before it is dead-lettered (backoff as `retryDelayMs`). Default 12 (~18 min). */
   webhookAttempts: number;
+  /**
+   * Processor plug-ins run on the uploads whose type they match, beside the built-in image and CSV processors
+   * (docs/files.md, "Writing a processor"). In the config file, or `FILES_PROCESSORS` as JSON; a module's path is
+   * relative to the config file (to the working directory from the environment). Default: none.
+   */
+  processors: readonly ProcessorConfig[];
+  /**
+   * The copies the image job makes of every image: `[{ name, width?, height?, fit, format, quality? }]`, each stored
+   * as `<name>.<format>`. In the config file, or `FILES_IMAGE_VARIANTS` as JSON. Default: `thumbnail.webp` (256×256,
+   * cover) and `display.webp` (inside 1920×1920).
+   */
+  imageVariants: readonly ImageVariant[];
 }
 
-type Kind = 'int' | 'size' | 'duration' | 'string' | 'path';
+type Kind = 'int' | 'size' | 'duration' | 'string' | 'path' | 'processors' | 'variants';
 
 /** Every setting: its environment variable(s) and its kind. The config file uses the key names. */
 const SETTINGS: Record<keyof FilesConfig, { env: string[]; kind: Kind }> = {
@@ -103,7 +150,11 @@ const SETTINGS: Record<keyof FilesConfig, { env: string[]; kind: Kind }> = {
   host: { env: ['FILES_HOST'], kind: 'string' },
   dataDir: { env: ['FILES_DATA_DIR'], kind: 'path' },
   token: { env: ['FILES_TOKEN'], kind: 'string' },
+  tokensFile: { env: ['FILES_TOKENS_FILE'], kind: 'path' },
+  linkSecret: { env: ['FILES_LINK_SECRET'], kind: 'string' },
   maxUpload: { env: ['FILES_MAX_UPLOAD'], kind: 'size' },
+  uploadsPerMinute: { env: ['FILES_UPLOADS_PER_MINUTE'], kind: 'int' },
+  tenantQuota: { env: ['FILES_TENANT_QUOTA'], kind: 'size' },
   maxQueued: { env: ['FILES_MAX_QUEUED'], kind: 'int' },
   maxEventLoopDelay: { env: ['FILES_MAX_EVENT_LOOP_DELAY'], kind: 'duration' },
   maxAttempts: { env: ['FILES_MAX_ATTEMPTS'], kind: 'int' },
@@ -129,11 +180,15 @@ const SETTINGS: Record<keyof FilesConfig, { env: string[]; kind: Kind }> = {
   databaseUrl: { env: ['DATABASE_URL'], kind: 'string' },
   contentOrigin: { env: ['FILES_CONTENT_ORIGIN'], kind: 'string' },
   tusExpiry: { env: ['FILES_TUS_EXPIRY'], kind: 'duration' },
+  nodeName: { env: ['FILES_NODE_NAME'], kind: 'string' },
+  metricsToken: { env: ['FILES_METRICS_TOKEN'], kind: 'string' },
   webhookUrl: { env: ['FILES_WEBHOOK_URL'], kind: 'string' },
   webhookSecret: { env: ['FILES_WEBHOOK_SECRET'], kind: 'string' },
   webhookOrigins: { env: ['FILES_WEBHOOK_ORIGINS'], kind: 'string' },
   webhookTimeout: { env: ['FILES_WEBHOOK_TIMEOUT'], kind: 'duration' },
   webhookAttempts: { env: ['FILES_WEBHOOK_ATTEMPTS'], kind: 'int' },
+  processors: { env: ['FILES_PROCESSORS'], kind: 'processors' },
+  imageVariants: { env: ['FILES_IMAGE_VARIANTS'], kind: 'variants' },
 };
 
 function defaults(env: NodeJS.ProcessEnv): FilesConfig {
@@ -143,7 +198,11 @@ function defaults(env: NodeJS.ProcessEnv): FilesConfig {
     host: '127.0.0.1',
     dataDir: resolve('data'),
     token: undefined,
+    tokensFile: undefined,
+    linkSecret: undefined,
     maxUpload: 1024 ** 3,
+    uploadsPerMinute: 0,
+    tenantQuota: 0,
     maxQueued: 10_000,
     maxEventLoopDelay: 500,
     maxAttempts: 5,
@@ -170,10 +229,14 @@ function defaults(env: NodeJS.ProcessEnv): FilesConfig {
     databaseUrl: undefined,
     contentOrigin: undefined,
     webhookUrl: undefined,
+    nodeName: undefined,
+    metricsToken: undefined,
     webhookSecret: undefined,
     webhookOrigins: undefined,
     webhookTimeout: 10_000,
     webhookAttempts: 12,
+    processors: [],
+    imageVariants: DEFAULT_VARIANTS,
   };
 }
 
@@ -196,6 +259,8 @@ const WANT: Record<Kind, string> = {
   duration: 'a duration like 30s, 500ms, 2m or a number of ms',
   string: 'a non-empty string',
   path: 'a non-empty path',
+  processors: 'a list of processors',
+  variants: 'a list of image copies',
 };
 
 function bad(key: string, source: string, want: string, value: unknown): FilesError {
@@ -274,7 +339,37 @@ function scaled(raw: unknown, units: Record<string, number>): number {
   return m && unit !== undefined ? Math.round(Number(m[1]) * unit) : Number.NaN;
 }
 
-function parse(key: keyof FilesConfig, kind: Kind, raw: unknown, source: string): number | string {
+/** A setting whose value is JSON: as it is in the config file, parsed from the text of an environment variable. */
+function jsonFromEnv(key: keyof FilesConfig, source: string, raw: unknown, want: string): unknown {
+  if (typeof raw !== 'string') return raw;
+  try {
+    return JSON.parse(raw);
+  } catch {
+    throw bad(key, source, want, raw);
+  }
+}
+
+function parse(
+  key: keyof FilesConfig,
+  kind: Kind,
+  raw: unknown,
+  source: string,
+  base: string,
+): number | string | ProcessorConfig[] | ImageVariant[] {
+  if (kind === 'variants') {
+    const list = jsonFromEnv(key, source, raw, 'a JSON array of image copies');
+    const problem = variantsProblem(list);
+    if (problem) {
+      throw new FilesError(
+        'ERR_WEFT_FILES_CONFIG',
+        `Setting "${key}" (${source}) ${problem}; got ${JSON.stringify(list)}`,
+      );
+    }
+    return list as ImageVariant[];
+  }
+  if (kind === 'processors') {
+    return parseProcessors(jsonFromEnv(key, source, raw, 'a JSON array of processors'), source, base);
+  }
   if (kind === 'string' || kind === 'path') {
     if (typeof raw !== 'string' || raw === '') throw bad(key, source, WANT[kind], raw);
     return kind === 'path' ? resolve(raw) : raw;
@@ -320,7 +415,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
           `Unknown setting "${key}" in ${file}; known: ${Object.keys(SETTINGS).join(', ')}`,
         );
       }
-      Object.assign(config, { [key]: parse(key as keyof FilesConfig, setting.kind, raw, file) });
+      Object.assign(config, {
+        [key]: parse(key as keyof FilesConfig, setting.kind, raw, file, dirname(file)),
+      });
     }
   }
   for (const [key, setting] of Object.entries(SETTINGS) as [
@@ -328,7 +425,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     (typeof SETTINGS)[keyof FilesConfig],
   ][]) {
     const name = setting.env.find((n) => env[n] !== undefined && env[n] !== '');
-    if (name) Object.assign(config, { [key]: parse(key, setting.kind, env[name], `env ${name}`) });
+    if (name) Object.assign(config, { [key]: parse(key, setting.kind, env[name], `env ${name}`, cwd) });
   }
   if (config.port > 65_535) throw bad('port', 'config', 'a port number 0–65535', config.port);
   for (const key of [

@@ -6,13 +6,20 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Counter, Gauge, Histogram } from 'prom-client';
 import type { Metrics } from 'weftjs/metrics';
-import type { EventBus } from './events.ts';
+import type { Catalog, TenantUsage } from './catalog/types.ts';
+import type { FilesBus } from './events/bus.ts';
 import type { OutboxRelay } from './outbox.ts';
 import type { JobQueue } from './queue/types.ts';
 import type { Backend, BackendGuard } from './resilience.ts';
 
 /** Registers the service's metrics; returns the function that removes them. */
-export function serviceMetrics(metrics: Metrics, bus: EventBus, queue: JobQueue): () => void {
+export function serviceMetrics(
+  metrics: Metrics,
+  bus: Pick<FilesBus, 'onPublished'>,
+  queue: JobQueue,
+  rateLimited: () => number = () => 0,
+  catalog?: Pick<Catalog, 'usage'>,
+): () => void {
   const registers = [metrics.registry];
   const uploads = new Counter({
     name: 'files_uploads_total',
@@ -46,9 +53,46 @@ export function serviceMetrics(metrics: Metrics, bus: EventBus, queue: JobQueue)
       for (const [state, n] of Object.entries(await queue.counts())) this.set({ state }, n);
     },
   });
-  // The bus also delivers other processes' events; each process counts only its own.
-  const off = bus.on('*', (e) => {
-    if (e.pid !== process.pid) return;
+  new Counter({
+    name: 'files_uploads_rate_limited_total',
+    help: 'Uploads this process refused with 429: over FILES_UPLOADS_PER_MINUTE from one client address',
+    registers,
+    collect() {
+      this.reset();
+      this.inc(rateLimited());
+    },
+  });
+  if (catalog) {
+    // What each tenant stores (its quota's measure): read from the catalog at each scrape, one query for both.
+    let read: Promise<TenantUsage[]> | undefined;
+    const usage = () => {
+      read ??= catalog.usage().finally(() => setImmediate(() => (read = undefined)));
+      return read;
+    };
+    const label = (tenant: string | null) => ({ tenant: tenant ?? '(none)' });
+    new Gauge({
+      name: 'files_tenant_stored_bytes',
+      help: 'Bytes of uploads each tenant stores, (none) for files of no tenant (shared catalog: use max(), not sum())',
+      labelNames: ['tenant'],
+      registers,
+      async collect() {
+        this.reset();
+        for (const u of await usage()) this.set(label(u.tenant), u.bytes);
+      },
+    });
+    new Gauge({
+      name: 'files_tenant_files',
+      help: 'Files each tenant stores, (none) for files of no tenant (shared catalog: use max(), not sum())',
+      labelNames: ['tenant'],
+      registers,
+      async collect() {
+        this.reset();
+        for (const u of await usage()) this.set(label(u.tenant), u.files);
+      },
+    });
+  }
+  // This process's own events: the bus also delivers the others', which their processes count.
+  const off = bus.onPublished((e) => {
     if (e.type === 'file.uploaded') {
       uploads.inc();
       bytes.inc(e.data.size);
@@ -66,6 +110,11 @@ export function serviceMetrics(metrics: Metrics, bus: EventBus, queue: JobQueue)
     }
     metrics.registry.removeSingleMetric('files_job_duration_seconds');
     metrics.registry.removeSingleMetric('files_jobs');
+    metrics.registry.removeSingleMetric('files_uploads_rate_limited_total');
+    if (catalog) {
+      metrics.registry.removeSingleMetric('files_tenant_stored_bytes');
+      metrics.registry.removeSingleMetric('files_tenant_files');
+    }
   };
 }
 

@@ -6,7 +6,7 @@
  * a relay that finds the file's jobs already queued only deletes the row, and the queue's `add` is idempotent per
  * file and kind (BullQueue's deduplication key), which covers an add whose answer was lost.
  */
-import type { Catalog } from './catalog.ts';
+import type { Catalog } from './catalog/types.ts';
 import { FilesError } from './errors.ts';
 import { ThrottledLog } from './log-throttle.ts';
 import type { Logger } from './logger.ts';

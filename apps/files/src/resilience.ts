@@ -20,10 +20,10 @@ import {
   timeout,
   wrap,
 } from 'cockatiel';
-import type { Catalog } from './catalog.ts';
+import type { Catalog } from './catalog/types.ts';
 import type { FilesConfig } from './config.ts';
 import { FilesError, type FilesErrorCode } from './errors.ts';
-import type { EventBus } from './events.ts';
+import type { FilesBus } from './events/bus.ts';
 import type { JobQueue } from './queue/types.ts';
 import type { Storage } from './storage/types.ts';
 
@@ -314,7 +314,7 @@ export const QUEUE_CALLS: Partial<Record<keyof JobQueue, CallSpec>> = {
   counts: 'read',
 };
 
-export const BUS_CALLS: Partial<Record<keyof EventBus, CallSpec>> = { publish: 'write', since: 'read' };
+export const BUS_CALLS: Partial<Record<keyof FilesBus, CallSpec>> = { publish: 'write' };
 
 /** `recordUpload` also queues the jobs: its deadline is the database's plus the queue's (see {@link guardsFor}). */
 export function catalogCalls(recordUploadMs: number): Partial<Record<keyof Catalog, CallSpec>> {

@@ -6,15 +6,18 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Pool } from 'weftjs/pool';
-import { type Catalog, csvTableFor } from './catalog.ts';
+import { type Catalog, csvTableFor } from './catalog/types.ts';
 import type { FilesConfig } from './config.ts';
 import { FilesError } from './errors.ts';
-import type { EventBus, EventType, FilesEvents } from './events.ts';
+import type { FilesBus } from './events/bus.ts';
+import type { EventType, FilesEvents } from './events/types.ts';
 import { ThrottledLog } from './log-throttle.ts';
 import type { Logger } from './logger.ts';
 import { loadSharp, type ProcessorTasks } from './processors/index.ts';
-import type { FollowUps, Job, JobQueue } from './queue/types.ts';
+import type { ProcessorRegistry } from './processors/registry.ts';
+import type { FollowUp, FollowUps, Job, JobQueue } from './queue/types.ts';
 import { derivedKey, derivedPrefix, originalKey, type Storage } from './storage/types.ts';
+import { kindsFor } from './upload.ts';
 import type { Webhooks } from './webhooks.ts';
 
 /** Errors that another attempt cannot fix: the job goes to the dead-letter state at once. */
@@ -32,6 +35,8 @@ const PERMANENT = new Set([
   // A webhook refused by its receiver (4xx but 408 and 429), or whose URL is not allowed (any more).
   'ERR_WEFT_FILES_WEBHOOK_REJECTED',
   'ERR_WEFT_FILES_WEBHOOK_URL',
+  // A processor plug-in returned outputs or a result the service cannot store: a bug no retry mends.
+  'ERR_WEFT_FILES_PROCESSOR_OUTPUT',
 ]);
 
 /** Webhook deliveries that may run beyond `concurrency` (they wait on a network, not on a thread). */
@@ -42,12 +47,13 @@ export interface RunnerDeps {
   catalog: Catalog;
   storage: Storage;
   pool: Pool<ProcessorTasks>;
-  bus: EventBus;
+  bus: Pick<FilesBus, 'publish'>;
   log: Logger;
   config: Pick<
     FilesConfig,
     'concurrency' | 'pollMs' | 'leaseMs' | 'jobTimeoutMs' | 'limitInputPixels' | 'csvMaxBadRows'
-  >;
+  > &
+    Partial<Pick<FilesConfig, 'imageVariants' | 'maxAttempts'>>;
   /**
    * Runs a job instead of the file processors (benchmarks of the queue alone use a no-op here). Default: the image
    * and CSV processors in `pool`.
@@ -58,10 +64,22 @@ export interface RunnerDeps {
    * jobs are sent on this thread. Without it nothing is queued, and a `webhook` job found in the queue is dead.
    */
   webhooks?: Pick<Webhooks, 'completed' | 'failed' | 'deliver'> | undefined;
+  /** The processor plug-ins of the configuration: their jobs run their modules in `pool`. Default: none. */
+  processors?: ProcessorRegistry;
   /** Longest wait between claims while the queue fails (a locked or full database). Default 5 s. */
   maxBackoffMs?: number;
   /** Repeated failures (claims, heartbeats) are logged once per this interval. Default 60 s. */
   logIntervalMs?: number;
+}
+
+/** A file a job made in its output folder, to store as one of the file's derived outputs. */
+interface MadeOutput {
+  name: string;
+  path: string;
+  type: string;
+  size: number;
+  width?: number | null;
+  height?: number | null;
 }
 
 /** A job whose file was deleted while it ran: its outputs were removed, and so is the job. */
@@ -142,7 +160,8 @@ export class JobRunner {
       let claimed = 0;
       if (free > 0) {
         try {
-          const jobs = await this.#d.queue.claim(this.owner, free);
+          const room = this.#room();
+          const jobs = await this.#d.queue.claim(this.owner, free, room ? { room } : undefined);
           claimed = jobs.length;
           failures = 0;
           this.#errors.recovered('claim', 'claiming jobs works again');
@@ -175,6 +194,18 @@ export class JobRunner {
     let hooks = 0;
     for (const r of this.#running.values()) if (r.job.kind === 'webhook') hooks++;
     return concurrency - (this.#running.size - hooks) - Math.max(0, hooks - WEBHOOK_SLOTS);
+  }
+
+  /** For each processor with a concurrency of its own, how many more of its jobs this process may run now. */
+  #room(): Record<string, number> | undefined {
+    const limits = this.#d.processors?.limits();
+    if (!limits || limits.size === 0) return undefined;
+    const room = new Map(limits);
+    for (const { job } of this.#running.values()) {
+      const n = room.get(job.kind);
+      if (n !== undefined) room.set(job.kind, n - 1);
+    }
+    return Object.fromEntries(room);
   }
 
   #start(job: Job): void {
@@ -212,7 +243,9 @@ export class JobRunner {
     }
     // Queued with the completion (one transaction with SQLite): a crash in between cannot lose the webhook. Should
     // they not be made (the catalog away), nothing is recorded and the job runs again once its lease expires.
-    const then = await webhooks?.completed(job);
+    const hooks = await webhooks?.completed(job);
+    const next = await this.#nextSteps(job);
+    const then = next.length > 0 ? { ...hooks, next } : hooks;
     if (await queue.complete(job, this.owner, result, then)) {
       const ms = Math.round(performance.now() - started);
       this.#publish('job.completed', {
@@ -241,7 +274,8 @@ export class JobRunner {
     }
     const code = typeof e.code === 'string' ? e.code : null;
     const message = e.message ?? String(err);
-    const permanent = code !== null && PERMANENT.has(code);
+    const permanent =
+      code !== null && (PERMANENT.has(code) || !!this.#d.processors?.get(job.kind)?.permanent.includes(code));
     // `job.dead` goes with the failure that makes the job dead (the queue queues it only then).
     let then: FollowUps | undefined;
     if (permanent || job.attempts >= job.maxAttempts)
@@ -295,12 +329,37 @@ export class JobRunner {
 
   async #execute(job: Job, signal: AbortSignal): Promise<unknown> {
     const { catalog, storage, pool, config } = this.#d;
-    if (!(await catalog.get(job.fileId))) throw new FileGone(job.fileId);
+    const file = await catalog.get(job.fileId);
+    if (!file) throw new FileGone(job.fileId);
     // Before the pool's first thread can load sharp (see processors/index.ts).
     await loadSharp();
+    const plugin = this.#d.processors?.get(job.kind);
     const source = await storage.localPath(originalKey(job.fileId));
-    const options = { signal, timeout: config.jobTimeoutMs };
+    const options = { signal, timeout: this.#d.processors?.timeout(job.kind) ?? config.jobTimeoutMs };
     try {
+      if (plugin) {
+        return await this.#withOutputs(job, async (outDir) => {
+          const done = await pool.run(
+            'runPlugin',
+            [
+              {
+                kind: plugin.kind,
+                module: plugin.module,
+                file: { id: file.id, name: file.name, type: file.type, size: file.size, sha256: file.sha256 },
+                input: source.path,
+                outDir,
+                options: plugin.options ?? {},
+                attempt: job.attempts,
+              },
+            ],
+            options,
+          );
+          return {
+            outputs: done.outputs,
+            result: { outputs: done.outputs.map((o) => o.name), result: done.result },
+          };
+        });
+      }
       if (job.kind === 'csv') {
         const loaded = await pool.run(
           'ingestCsv',
@@ -321,36 +380,84 @@ export class JobRunner {
         }
         return loaded;
       }
-      const scratch = await storage.scratch(`job-${job.id}`);
-      try {
+      return await this.#withOutputs(job, async (outDir) => {
         const result = await pool.run(
           'processImage',
-          [{ input: source.path, outDir: scratch.dir, limitInputPixels: config.limitInputPixels }],
+          [
+            {
+              input: source.path,
+              outDir,
+              limitInputPixels: config.limitInputPixels,
+              variants: config.imageVariants,
+            },
+          ],
           options,
         );
-        for (const o of result.outputs) await storage.putFile(derivedKey(job.fileId, o.name), o.path);
-        // Recorded only if the file still exists (checked in the same transaction as the write): a delete that
-        // came first removed the outputs before these were stored, so they are removed here.
-        const kept = await catalog.setDerived(
-          job.fileId,
-          result.outputs.map((o) => ({
-            name: o.name,
-            type: o.type,
-            size: o.size,
-            width: o.width,
-            height: o.height,
-          })),
-        );
-        if (!kept) {
-          await storage.delete(derivedPrefix(job.fileId), { prefix: true });
-          throw new FileGone(job.fileId);
-        }
-        return { metadata: result.metadata, outputs: result.outputs.map((o) => o.name) };
-      } finally {
-        await scratch.release();
-      }
+        return {
+          outputs: result.outputs,
+          result: { metadata: result.metadata, outputs: result.outputs.map((o) => o.name) },
+        };
+      });
     } finally {
       await source.release();
+    }
+  }
+
+  /** The jobs of the file's chains that run after this one (none when nothing is chained after its kind). */
+  async #nextSteps(job: Job): Promise<FollowUp[]> {
+    const { processors, catalog, config } = this.#d;
+    // The file's type is read only for a kind that has steps after it: every other completion reads nothing more.
+    if (!processors?.leads(job.kind)) return [];
+    const file = await catalog.get(job.fileId);
+    if (!file) return [];
+    return processors.followers(job.kind, kindsFor(file.type, processors)).map((kind) => ({
+      kind,
+      fileId: job.fileId,
+      payload: null,
+      // Its own, else the service's (else as many as the step before it had).
+      maxAttempts: processors.attempts(kind) ?? config.maxAttempts ?? job.maxAttempts,
+      key: `${job.fileId}.${kind}`,
+    }));
+  }
+
+  /**
+   * Runs `make` with a fresh folder for the job's outputs, stores what it made (see {@link #storeOutputs}) and
+   * removes the folder; resolves with the job's result.
+   */
+  async #withOutputs(
+    job: Job,
+    make: (outDir: string) => Promise<{ outputs: readonly MadeOutput[]; result: unknown }>,
+  ): Promise<unknown> {
+    const scratch = await this.#d.storage.scratch(`job-${job.id}`);
+    try {
+      const { outputs, result } = await make(scratch.dir);
+      await this.#storeOutputs(job.fileId, outputs);
+      return result;
+    } finally {
+      await scratch.release();
+    }
+  }
+
+  /**
+   * Stores a job's outputs and records them, only if the file still exists (checked in the same transaction as the
+   * write): a delete that came first removed the outputs before these were stored, so they are removed here.
+   */
+  async #storeOutputs(fileId: string, outputs: readonly MadeOutput[]): Promise<void> {
+    const { storage, catalog } = this.#d;
+    for (const o of outputs) await storage.putFile(derivedKey(fileId, o.name), o.path);
+    const kept = await catalog.setDerived(
+      fileId,
+      outputs.map((o) => ({
+        name: o.name,
+        type: o.type,
+        size: o.size,
+        width: o.width ?? null,
+        height: o.height ?? null,
+      })),
+    );
+    if (!kept) {
+      await storage.delete(derivedPrefix(fileId), { prefix: true });
+      throw new FileGone(fileId);
     }
   }
 

@@ -35,7 +35,7 @@ const service = await createService(config, {
 });
 metrics.addPool(service.pool, { name: 'files' });
 metrics.addLifecycle(life, { name: 'files' });
-serviceMetrics(metrics, service.bus, service.queue);
+serviceMetrics(metrics, service.bus, service.queue, service.rateLimited, service.catalog);
 backendMetrics(metrics, service.guards);
 if (service.relay) outboxMetrics(metrics, service.relay);
 // A keep-alive connection that is idle when the drain starts is closed only once the client's own idle timer
@@ -66,13 +66,29 @@ log.info(
   { port: config.port, host: config.host, dataDir: config.dataDir },
   `files listening on ${config.host}:${config.port}`,
 );
-// Said once for the cluster (by its first worker), in words: where to look and where the data is.
+// Said once for the cluster (by its first worker), in words: where to look and where the data is; who may do what,
+// loudly when anyone may do anything.
 if ((process.env.WEFT_WORKER_INDEX ?? '0') === '0') {
   const at = `http://${config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host}:${config.port}`;
   log.info(
     { dashboard: `${at}/`, metrics: `${at}/metrics`, dataDir: config.dataDir },
     `dashboard ${at}/ · metrics ${at}/metrics · data in ${config.dataDir} · upload: curl -T FILE '${at}/files?name=FILE'`,
   );
+  if (config.tokensFile)
+    log.info(
+      { tokensFile: config.tokensFile },
+      `scoped tokens from ${config.tokensFile}: every route needs one`,
+    );
+  else if (config.token)
+    log.warn(
+      { reads: 'open' },
+      'FILES_TOKEN guards writes only: anyone who can reach this service can list and read every file; FILES_TOKENS_FILE gives scoped tokens and tenants (docs/files.md, "Tokens and tenants")',
+    );
+  else
+    log.warn(
+      { access: 'open' },
+      'NO TOKEN CONFIGURED: anyone who can reach this service can upload, read, delete and retry; set FILES_TOKENS_FILE (scoped tokens, tenants) or FILES_TOKEN before exposing it',
+    );
 }
 // What the content origin buys, said where the operator looks (docs/files.md#security has the whole story).
 log.info(

@@ -9,19 +9,23 @@ import type { FastifyInstance } from 'fastify';
 import type { Dashboard } from 'weftjs/dashboard';
 import type { MetricsSnapshot } from 'weftjs/metrics';
 import { Pool } from 'weftjs/pool';
-import { type Catalog, SqliteCatalog } from './catalog.ts';
+import { SqliteCatalog } from './catalog/sqlite.ts';
+import type { Catalog } from './catalog/types.ts';
 import type { FilesConfig } from './config.ts';
 import { filesDashboard } from './dashboard.ts';
 import { openDatabase, retryBusy, walSync } from './db.ts';
-import { type EventBus, SqliteEventBus } from './events.ts';
+import { type FilesBus, openFilesBus } from './events/bus.ts';
 import { type AppDeps, buildApp } from './http/app.ts';
+import { linkSecret } from './http/links.ts';
 import type { TusSetup } from './http/tus.ts';
 import { ThrottledLog } from './log-throttle.ts';
 import type { Logger } from './logger.ts';
+import { defaultNodeName, localProcesses, NodeRegistry, sendsHeartbeats } from './nodes.ts';
 import { OutboxRelay } from './outbox.ts';
 import { type ProcessorTasks, tasksUrl } from './processors/index.ts';
+import { ProcessorRegistry } from './processors/registry.ts';
 import { SqliteQueue } from './queue/sqlite.ts';
-import type { Job, JobQueue } from './queue/types.ts';
+import type { Job, JobKind, JobQueue } from './queue/types.ts';
 import {
   BACKENDS,
   type Backend,
@@ -37,6 +41,7 @@ import { JobRunner } from './runner.ts';
 import { DiskStorage } from './storage/disk.ts';
 import { reportNoSpace } from './storage/no-space.ts';
 import type { Storage } from './storage/types.ts';
+import { TokenStore } from './tokens.ts';
 import type { LeaseBackend } from './tus-lock.ts';
 import { stalledDead, Webhooks } from './webhooks.ts';
 
@@ -47,7 +52,9 @@ export interface Service {
   queue: JobQueue;
   catalog: Catalog;
   storage: Storage;
-  bus: EventBus;
+  bus: FilesBus;
+  /** The other nodes, heard on the bus, when the service spans machines (`QUEUE_URL`). */
+  registry: NodeRegistry | undefined;
   pool: Pool<ProcessorTasks>;
   runner: JobRunner;
   /** The live dashboard at `/`; `close()` ends its streams (a draining server must not wait on them). */
@@ -66,6 +73,8 @@ export interface Service {
   critical: Record<Backend, boolean>;
   /** The outbox relay (with a remote queue): queues the jobs of uploads made while the queue was away. */
   relay: OutboxRelay | undefined;
+  /** Uploads this process refused with 429 (over `FILES_UPLOADS_PER_MINUTE`). */
+  rateLimited(): number;
   /** Jobs waiting to run (queued or waiting for a retry), for load shedding; a remote queue's is refreshed each second. */
   queued(): number;
   /** Stops the runner (running jobs get until `signal` aborts), then the pool, the bus and the database. */
@@ -95,7 +104,11 @@ async function openBackends(
   config: Readonly<FilesConfig>,
   closers: (() => unknown)[],
   guards: Record<Backend, BackendGuard>,
+  log: Logger,
+  processors: ProcessorRegistry,
 ) {
+  // A plug-in's own `maxAttempts`, where it sets one, for the jobs of its kind.
+  const attempts = (kind: JobKind) => processors.attempts(kind);
   const needsSqlite = !config.queueUrl || !config.databaseUrl;
   const path = join(config.dataDir, 'files.db');
   const db = needsSqlite ? openDatabase(path) : undefined;
@@ -105,56 +118,53 @@ async function openBackends(
   // Every SQLite adapter waits out a locked database asynchronously, up to dbBusyTimeout (db.ts).
   const busy = { timeoutMs: config.dbBusyTimeout };
   let queue: JobQueue;
-  let bus: EventBus;
+  let bus: FilesBus;
   // The adapters themselves, for the readiness checks and probes that run through their guard (not twice).
   const raw: { queue?: JobQueue; catalog?: Catalog } = {};
   if (config.queueUrl) {
     // The remote adapters are loaded only when configured: BullMQ with ioredis, pg and the AWS SDK cost a process
     // that does not use them some 30 MB of memory and their load time at every start.
-    const [{ BullQueue, parseQueueUrl }, { RedisEventBus }] = await Promise.all([
-      import('./queue/bullmq.ts'),
-      import('./events-redis.ts'),
-    ]);
+    const { BullQueue } = await import('./queue/bullmq.ts');
     const bull = await BullQueue.open({
       url: config.queueUrl,
       leaseMs: config.leaseMs,
       retryDelayMs: config.retryDelayMs,
       timeoutMs: config.queueTimeout,
+      attempts,
     });
     closers.unshift(() => bull.close());
     raw.queue = bull;
     // Redis, PostgreSQL and S3 are wrapped once here, at their ports: deadline, retries where safe, breaker.
     queue = resilient<JobQueue>(bull, guards.queue, QUEUE_CALLS);
-    const { prefix } = parseQueueUrl(config.queueUrl);
     // Events go over the queue's Redis, so every node's dashboard sees every node's jobs.
-    const redisBus = await RedisEventBus.open(config.queueUrl, {
-      stream: `${prefix}:${bull.name}:weft-events`,
-    });
+    const redisBus = await openFilesBus({ queueUrl: config.queueUrl, timeoutMs: config.queueTimeout, log });
     closers.unshift(() => redisBus.close());
     // The same Redis as the queue: the same breaker.
-    bus = resilient<EventBus>(redisBus, guards.queue, BUS_CALLS);
+    bus = resilient<FilesBus>(redisBus, guards.queue, BUS_CALLS);
   } else {
     queue = retryBusy(
       new SqliteQueue(db!, {
         leaseMs: config.leaseMs,
         retryDelayMs: config.retryDelayMs,
         sync,
+        attempts,
         // A job whose process died on its last attempt is dead-lettered by a claim: its `job.dead` webhook with it.
         stalledDead: (job: Job) => stalledDead(config, job),
       }),
       busy,
     );
     raw.queue = queue;
-    const sqliteBus = retryBusy(new SqliteEventBus(db!), busy);
-    closers.unshift(() => sqliteBus.close());
-    bus = sqliteBus;
+    // Events go to every worker of this machine's `weft start` (this process alone when nothing supervises it).
+    const clusterBus = await openFilesBus({ log });
+    closers.unshift(() => clusterBus.close());
+    bus = clusterBus;
   }
   let catalog: Catalog;
   // With a remote queue, uploads go through the outbox: the row is the upload's own while it queues its jobs
   // directly (up to the queue's deadline), then the relay's.
   const outbox = config.queueUrl ? { outboxLeaseMs: config.queueTimeout + 1_000 } : {};
   if (config.databaseUrl) {
-    const { PgCatalog } = await import('./catalog-pg.ts');
+    const { PgCatalog } = await import('./catalog/pg.ts');
     const pg = await PgCatalog.open(config.databaseUrl, queue, {
       queryTimeoutMs: config.databaseTimeout,
       ...outbox,
@@ -193,16 +203,11 @@ async function openTus(
   let redis: import('ioredis').Redis | undefined;
   let redisPrefix = '';
   if (config.queueUrl) {
-    const [{ parseQueueUrl }, { Redis }] = await Promise.all([
-      import('./queue/bullmq.ts'),
-      import('ioredis'),
-    ]);
-    const { connection, name, prefix } = parseQueueUrl(config.queueUrl);
-    redis = new Redis({ ...connection, maxRetriesPerRequest: 1, lazyConnect: true });
-    redis.on('error', () => {}); // reported by the command that fails
-    const client = redis;
-    closers.unshift(() => client.quit().catch(() => client.disconnect()));
-    redisPrefix = `${prefix}:${name}:tus:`;
+    const { queueRedis } = await import('./queue/bullmq.ts');
+    const r = queueRedis(config.queueUrl, { lazyConnect: true });
+    closers.unshift(r.close);
+    redis = r.client;
+    redisPrefix = `${r.keyPrefix}tus:`;
     backend = new RedisLeases(redis, `${redisPrefix}lock:`);
   } else {
     backend = retryBusy(new SqliteLeases(db!), { timeoutMs: config.dbBusyTimeout });
@@ -250,6 +255,8 @@ export async function createService(
   config: Readonly<FilesConfig>,
   options: ServiceOptions,
 ): Promise<Service> {
+  // The plug-ins first: a module that cannot be loaded stops the start before anything is opened.
+  const processors = await ProcessorRegistry.load(config);
   // Closed in the reverse order of opening: whatever opened before a failure is closed again.
   const closers: (() => unknown)[] = [];
   const closeAll = async () => {
@@ -270,7 +277,7 @@ export async function createService(
     for (const guard of Object.values(guards)) guard.close();
   });
   try {
-    backends = await openBackends(config, closers, guards);
+    backends = await openBackends(config, closers, guards, options.log, processors);
     // Local disk by default; S3-compatible storage when STORAGE_URL says so (temp copies still go under dataDir).
     let adapter: Storage;
     if (config.storageUrl) {
@@ -315,7 +322,17 @@ export async function createService(
   });
   // Without a webhook configured, none is queued.
   const webhooks = Webhooks.fromConfig(config, catalog);
-  const runner = new JobRunner({ queue, catalog, storage, pool, bus, log: options.log, config, webhooks });
+  const runner = new JobRunner({
+    queue,
+    catalog,
+    storage,
+    pool,
+    bus,
+    log: options.log,
+    config,
+    webhooks,
+    processors,
+  });
   const offReady = queue.onReady?.(() => runner.wake());
   // Every process relays: whichever is up when the queue returns queues what the others left in the outbox.
   const relay = config.queueUrl
@@ -329,11 +346,27 @@ export async function createService(
         ...options.relayOptions,
       })
     : undefined;
+  // Across machines, each node tells the others what its processes are, for their dashboards.
+  const nodeView = config.queueUrl ? localProcesses({ title: 'files', metrics: options.metrics }) : undefined;
+  const registry = nodeView
+    ? new NodeRegistry({
+        bus,
+        node: config.nodeName ?? defaultNodeName(),
+        view: () => nodeView.read([]),
+        sends: sendsHeartbeats(),
+        log: options.log,
+      })
+    : undefined;
+  registry?.start();
+  // Signed links' secret (http/links.ts): the API's links and, with scoped tokens, the dashboard's thumbnails.
+  const secret = linkSecret(config.linkSecret, join(config.dataDir, 'link.secret'));
   const dashboard = filesDashboard({
+    linkSecret: secret,
     config,
     catalog,
     queue,
     bus,
+    registry,
     metrics: options.metrics,
     backends: () => BACKENDS.map((name) => ({ name, state: guards[name].state, up: guards[name].up })),
     webhooks: webhooks !== undefined,
@@ -354,8 +387,40 @@ export async function createService(
           (err) => depthErrors.failure('depth', err, 'reading the queue depth failed'),
         );
       }, 1_000).unref();
+  // Uploads a minute per client: on the queue's Redis across nodes, else in the supervisor's shared counters.
+  let rateLimited = 0;
+  let limitRedis: { client: unknown; nameSpace: string } | undefined;
+  if (config.uploadsPerMinute > 0 && config.queueUrl) {
+    // A check that fails is logged and lets the upload through (http/rate-limit.ts).
+    const { queueRedis } = await import('./queue/bullmq.ts');
+    const r = queueRedis(config.queueUrl, { commandTimeout: config.queueTimeout });
+    closers.unshift(r.close);
+    limitRedis = { client: r.client, nameSpace: `${r.keyPrefix}rate:` };
+  }
+  // Scoped tokens: read now (a missing or invalid file fails the start), again whenever the file changes.
+  const tokens = config.tokensFile
+    ? new TokenStore(config.tokensFile, (err) =>
+        options.log.error(
+          { err },
+          `FILES_TOKENS_FILE could not be read again: keeping the tokens read before (${err.message})`,
+        ),
+      )
+    : undefined;
   const app = await buildApp({
     keepAliveTimeout: options.keepAliveTimeout ?? 5_000,
+    ...(tokens ? { tokens } : {}),
+    linkSecret: secret,
+    ...(config.uploadsPerMinute > 0
+      ? {
+          uploadLimit: {
+            perMinute: config.uploadsPerMinute,
+            redis: limitRedis,
+            onRefused: () => {
+              rateLimited++;
+            },
+          },
+        }
+      : {}),
     config,
     catalog,
     queue,
@@ -367,6 +432,7 @@ export async function createService(
     dashboard,
     tus,
     resize: { pool, limitInputPixels: config.limitInputPixels, timeoutMs: config.jobTimeoutMs },
+    processors,
     ...options.http,
   });
   if (options.runJobs !== false && config.concurrency > 0) runner.start();
@@ -379,6 +445,7 @@ export async function createService(
     catalog,
     storage,
     bus,
+    registry,
     pool,
     runner,
     dashboard,
@@ -386,6 +453,7 @@ export async function createService(
     checks,
     critical: { queue: !relay, database: true, storage: true },
     relay,
+    rateLimited: () => rateLimited,
     queued: () => {
       // Jobs waiting in the outbox count too (one row per upload): while Redis is away they are the backlog.
       if (!sqlite) return waiting + (relay?.pending ?? 0);
@@ -399,6 +467,8 @@ export async function createService(
         clearInterval(refresh);
         offReady?.();
         await dashboard.close();
+        await registry?.close();
+        nodeView?.close();
         await relay?.close();
         await runner.close(signal);
         await pool.close();

@@ -7,6 +7,7 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { fileTypeFromBuffer } from 'file-type';
 import { FilesError } from './errors.ts';
 import { decodeSample } from './processors/dialect.ts';
+import type { ProcessorRegistry } from './processors/registry.ts';
 import type { JobKind } from './queue/types.ts';
 
 /** Bytes kept for sniffing: file-type reads at most 4 100 for the formats here. */
@@ -110,11 +111,22 @@ function looksDelimited(text: string): boolean {
   );
 }
 
-/** The jobs a file of this type gets. */
-export function jobsFor(type: string): JobKind[] {
-  if (IMAGE_TYPES.has(type)) return ['image'];
-  if (type === 'text/csv') return ['csv'];
-  return [];
+/** Every kind of job a file of this type gets: a built-in processor's, then the plug-ins' that match it. */
+export function kindsFor(type: string, processors?: Pick<ProcessorRegistry, 'kindsFor'>): JobKind[] {
+  const own: JobKind[] = IMAGE_TYPES.has(type) ? ['image'] : type === 'text/csv' ? ['csv'] : [];
+  return processors ? [...own, ...processors.kindsFor(type)] : own;
+}
+
+/**
+ * The jobs a file of this type gets at its upload: of {@link kindsFor}, those that run after none of the others
+ * (the rest are queued as the steps of their chains complete).
+ */
+export function jobsFor(
+  type: string,
+  processors?: Pick<ProcessorRegistry, 'kindsFor' | 'startKinds'>,
+): JobKind[] {
+  const all = kindsFor(type, processors);
+  return processors ? processors.startKinds(all) : all;
 }
 
 /** Longest stored name, in UTF-16 code units (what JavaScript, SQLite and the JSON answers count). */

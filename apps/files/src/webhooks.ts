@@ -7,7 +7,7 @@
  * the same body with a fresh signature.
  */
 import { createHmac, randomUUID, timingSafeEqual } from 'node:crypto';
-import type { Catalog, DerivedRecord, FileRecord } from './catalog.ts';
+import type { Catalog, DerivedRecord, FileRecord } from './catalog/types.ts';
 import type { FilesConfig } from './config.ts';
 import { FilesError } from './errors.ts';
 import type { FollowUp, FollowUps, Job, JobKind } from './queue/types.ts';
@@ -193,6 +193,8 @@ function summary(job: Job): Record<string, unknown> | null {
   const r = job.result as Record<string, unknown> | null;
   if (!r || typeof r !== 'object') return null;
   if (job.kind === 'csv') return { rows: r.rows, badRows: r.badRows, columns: r.columns };
+  // A processor plug-in's: the names of its outputs and its own result.
+  if (job.kind !== 'image') return { outputs: r.outputs, result: r.result };
   const m = (r.metadata ?? {}) as Record<string, unknown>;
   return { format: m.format, width: m.width, height: m.height, outputs: r.outputs };
 }

@@ -213,3 +213,34 @@ describe('files API', () => {
     assert.equal((await fetch(`${s.url}/files/not-an-id`)).status, 400);
   });
 });
+
+describe('GET /metrics with FILES_METRICS_TOKEN', () => {
+  const metrics = { metrics: (_q: unknown, reply: { send(b: string): unknown }) => reply.send('up 1\n') };
+  let locked: Running | undefined;
+  let open: Running | undefined;
+  after(async () => {
+    await locked?.stop();
+    await open?.stop();
+  });
+
+  it('needs the metrics token when one is set (and not the write token); is open without one', async () => {
+    locked = await startService(
+      { token: 'writer', metricsToken: 'scraper' },
+      { runJobs: false, http: metrics as never },
+    );
+    const none = await fetch(`${locked.url}/metrics`);
+    assert.equal(none.status, 401);
+    assert.match(none.headers.get('www-authenticate') ?? '', /Bearer/);
+    assert.equal(
+      ((await none.json()) as { error: { code: string } }).error.code,
+      'ERR_WEFT_FILES_UNAUTHORIZED',
+    );
+    const writer = await fetch(`${locked.url}/metrics`, { headers: { authorization: 'Bearer writer' } });
+    assert.equal(writer.status, 401, 'the write token is not the metrics token');
+    const scraper = await fetch(`${locked.url}/metrics`, { headers: { authorization: 'Bearer scraper' } });
+    assert.equal(scraper.status, 200);
+    assert.equal(await scraper.text(), 'up 1\n');
+    open = await startService({}, { runJobs: false, http: metrics as never });
+    assert.equal((await fetch(`${open.url}/metrics`)).status, 200);
+  });
+});

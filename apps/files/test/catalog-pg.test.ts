@@ -10,14 +10,9 @@ import { join } from 'node:path';
 import type { DatabaseSync } from 'node:sqlite';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import {
-  type Catalog,
-  type CatalogOptions,
-  csvTableFor,
-  type FileRecord,
-  SqliteCatalog,
-} from '../src/catalog.ts';
-import { PgCatalog } from '../src/catalog-pg.ts';
+import { PgCatalog } from '../src/catalog/pg.ts';
+import { SqliteCatalog } from '../src/catalog/sqlite.ts';
+import { type Catalog, type CatalogOptions, csvTableFor, type FileRecord } from '../src/catalog/types.ts';
 import { openDatabase } from '../src/db.ts';
 import { FilesError } from '../src/errors.ts';
 import { SqliteQueue } from '../src/queue/sqlite.ts';
@@ -170,6 +165,7 @@ const file = (createdAt: number, over: Partial<FileRecord> = {}): FileRecord => 
   size: 1234,
   sha256: 'ab'.repeat(32),
   createdAt,
+  tenant: null,
   ...over,
 });
 
@@ -223,6 +219,29 @@ for (const [name, backend, when] of [
       assert.deepEqual(next, all.slice(3, 5));
       assert.deepEqual(await catalog.list(10, 1000), []);
       assert.equal(await catalog.count(), 5);
+    });
+
+    it('keeps each file’s tenant, and lists one tenant’s files (null: those of none) or every file', async () => {
+      const { catalog } = await backend.fresh();
+      const acme = [file(1, { tenant: 'acme' }), file(3, { tenant: 'acme' })];
+      const globex = file(2, { tenant: 'globex' });
+      const none = file(4);
+      for (const r of [...acme, globex, none]) await catalog.recordUpload(r, [], 1);
+      assert.deepEqual(await catalog.get(globex.id), globex);
+      const ids = (records: FileRecord[]) => records.map((r) => r.id);
+      assert.deepEqual(ids(await catalog.list(10, undefined, { tenant: 'acme' })), [
+        acme[1]!.id,
+        acme[0]!.id,
+      ]);
+      assert.deepEqual(
+        ids(await catalog.list(1, 3, { tenant: 'acme' })),
+        [acme[0]!.id],
+        'pages within the tenant',
+      );
+      assert.deepEqual(ids(await catalog.list(10, undefined, { tenant: 'globex' })), [globex.id]);
+      assert.deepEqual(ids(await catalog.list(10, undefined, { tenant: null })), [none.id]);
+      assert.deepEqual(ids(await catalog.list(10, undefined, { tenant: 'initech' })), []);
+      assert.equal((await catalog.list()).length, 4);
     });
 
     it('upserts derived outputs: a re-run replaces by name, never duplicates', async () => {

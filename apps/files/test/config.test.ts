@@ -5,16 +5,10 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { loadConfig } from '../src/config.ts';
 import { sanitizeName, sniffType } from '../src/upload.ts';
-import { makeImage } from './helpers.ts';
+import { configError, makeImage } from './helpers.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'files-config-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
-
-const configError = (pattern: RegExp) => (err: unknown) => {
-  assert.equal((err as { code?: string }).code, 'ERR_WEFT_FILES_CONFIG');
-  assert.match((err as Error).message, pattern);
-  return true;
-};
 
 describe('configuration', () => {
   it('has defaults, then the file, then the environment', () => {

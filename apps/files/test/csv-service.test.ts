@@ -3,7 +3,7 @@
 // ERR_WEFT_FILES_CSV_INCONSISTENT (it used to complete with one column named after the whole header).
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { FilesEvent } from '../src/events.ts';
+import type { FilesEvent } from '../src/events/types.ts';
 import { sniffType } from '../src/upload.ts';
 import { type Running, startService, waitFor } from './helpers.ts';
 
@@ -44,7 +44,7 @@ describe('CSV dialects through the service', () => {
     );
     const id = up.jobs[0]!.id;
     await waitFor(
-      s.bus,
+      s.events,
       (e): e is Extract<FilesEvent, { type: 'job.completed' | 'job.failed' }> =>
         (e.type === 'job.completed' || (e.type === 'job.failed' && e.data.dead)) && e.data.jobId === id,
       30_000,

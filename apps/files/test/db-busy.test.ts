@@ -9,7 +9,7 @@ import { DatabaseSync } from 'node:sqlite';
 import { after, before, describe, it } from 'node:test';
 import { loadConfig } from '../src/config.ts';
 import { isBusy, retryBusy } from '../src/db.ts';
-import type { FilesEvent } from '../src/events.ts';
+import type { FilesEvent } from '../src/events/types.ts';
 import type { Logger } from '../src/logger.ts';
 import { createService } from '../src/service.ts';
 import { type Running, startService, waitFor } from './helpers.ts';
@@ -64,7 +64,7 @@ describe('a database locked by another process', () => {
     const { id } = (await first.json()) as { id: string };
     // Its job done, the runner's one slot is free: it keeps claiming (every 50 ms) while the lock is held.
     await waitFor(
-      s.bus,
+      s.events,
       (e): e is Extract<FilesEvent, { type: 'job.completed' }> =>
         e.type === 'job.completed' && e.data.fileId === id,
       20_000,
@@ -124,7 +124,7 @@ describe('a database locked by another process', () => {
     assert.equal(again.status, 201);
     const { id: third } = (await again.json()) as { id: string };
     await waitFor(
-      s.bus,
+      s.events,
       (e): e is Extract<FilesEvent, { type: 'job.completed' }> =>
         e.type === 'job.completed' && e.data.fileId === third,
       20_000,

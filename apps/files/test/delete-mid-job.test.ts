@@ -6,7 +6,7 @@ import { copyFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { csvTableFor } from '../src/catalog.ts';
+import { csvTableFor } from '../src/catalog/types.ts';
 import type { Storage } from '../src/storage/types.ts';
 import { filesUnder, makeImage, type Running, startService } from './helpers.ts';
 

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { openDatabase, transaction } from '../src/db.ts';
-import type { EventBus } from '../src/events.ts';
+import type { FilesBus } from '../src/events/bus.ts';
 import { ThrottledLog } from '../src/log-throttle.ts';
 import type { Logger } from '../src/logger.ts';
 import type { JobQueue } from '../src/queue/types.ts';
@@ -168,7 +168,7 @@ describe('repeated failures', () => {
       },
       heartbeat: async () => [],
     } as unknown as JobQueue;
-    const bus = { publish: async () => ({}) } as unknown as EventBus;
+    const bus = { publish: async () => ({}) } as unknown as FilesBus;
     const runner = new JobRunner({
       queue,
       bus,

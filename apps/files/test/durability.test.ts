@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { after, describe, it } from 'node:test';
-import { SqliteCatalog } from '../src/catalog.ts';
+import { SqliteCatalog } from '../src/catalog/sqlite.ts';
 import { openDatabase } from '../src/db.ts';
 import { SqliteQueue } from '../src/queue/sqlite.ts';
 import { freePort, startService, until } from './helpers.ts';

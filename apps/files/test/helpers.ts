@@ -1,15 +1,19 @@
 /** Shared test helpers: a service in a temp directory, listening on an ephemeral loopback port. */
+import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type FilesConfig, loadConfig } from '../src/config.ts';
-import type { EventBus, FilesEvent } from '../src/events.ts';
+import type { FilesBus, Off } from '../src/events/bus.ts';
+import type { FilesEvent } from '../src/events/types.ts';
 import { silentLogger } from '../src/logger.ts';
 import { createService, type Service, type ServiceOptions } from '../src/service.ts';
 
 export interface Running extends Service {
   url: string;
+  /** Every event the service's bus delivered to this process since it started. */
+  events: EventLog;
   dataDir: string;
   stop(): Promise<void>;
 }
@@ -22,13 +26,17 @@ export async function startService(
   const dataDir = mkdtempSync(join(tmpdir(), 'files-test-'));
   const config = { ...loadConfig({ FILES_DATA_DIR: dataDir }, dataDir), port: 0, ...overrides, dataDir };
   const service = await createService(config, { log: silentLogger, ...options });
+  const events = new EventLog(service.bus);
+  await events.ready;
   await service.app.listen({ port: 0, host: '127.0.0.1' });
   const { port } = service.app.server.address() as { port: number };
   return {
     ...service,
     url: `http://127.0.0.1:${port}`,
     dataDir,
+    events,
     async stop() {
+      events.close();
       await service.app.close();
       await service.close();
       rmSync(dataDir, { recursive: true, force: true });
@@ -57,33 +65,66 @@ export async function makeImage(
 }
 
 /**
- * Resolves with the first event after `after` (an event id) that `match` accepts: one already recorded (it may have
- * been published before this was called) or one to come; fails naming `what` after `ms`.
+ * Every event a bus delivers to this process from the moment it is made, in the order they arrived: what a test
+ * waits on (`waitFor`), whether the event came before or after it started waiting.
+ */
+export class EventLog {
+  readonly events: FilesEvent[] = [];
+  readonly #listeners = new Set<(e: FilesEvent) => void>();
+  readonly #off: Off;
+
+  constructor(bus: Pick<FilesBus, 'on'>) {
+    this.#off = bus.on('*', (e) => {
+      this.events.push(e);
+      for (const l of this.#listeners) l(e);
+    });
+  }
+
+  /** Resolves once events flow to the log. */
+  get ready(): Promise<void> {
+    return this.#off.ready;
+  }
+
+  /** Events so far: a position for `waitFor`'s `after`. */
+  get count(): number {
+    return this.events.length;
+  }
+
+  on(listener: (e: FilesEvent) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  close(): void {
+    this.#off();
+    this.#listeners.clear();
+  }
+}
+
+/**
+ * Resolves with the first event of `log` after position `after` that `match` accepts: one already logged or one to
+ * come; fails naming `what` after `ms`.
  */
 export function waitFor<E extends FilesEvent>(
-  bus: EventBus,
+  log: EventLog,
   match: (e: FilesEvent) => e is E,
   ms: number,
   what: string,
   after = 0,
 ): Promise<E> {
+  const seen = log.events.slice(after).find(match);
+  if (seen) return Promise.resolve(seen);
   return new Promise<E>((resolve, reject) => {
     const timer = setTimeout(() => {
       off();
       reject(new Error(`timed out after ${ms} ms waiting for ${what}`));
     }, ms);
-    const done = (e: E) => {
+    const off = log.on((e) => {
+      if (!match(e)) return;
       clearTimeout(timer);
       off();
       resolve(e);
-    };
-    const off = bus.on('*', (e) => {
-      if (e.id > after && match(e)) done(e);
     });
-    bus.since(after, 10_000).then((events) => {
-      const seen = events.find(match);
-      if (seen) done(seen);
-    }, reject);
   });
 }
 
@@ -101,11 +142,6 @@ export async function until(
   return performance.now() - t;
 }
 
-/** The id of the newest recorded event (0 when none). */
-export async function lastEventId(bus: EventBus): Promise<number> {
-  return (await bus.since(0, 1_000_000)).at(-1)?.id ?? 0;
-}
-
 /** A free TCP port on 127.0.0.1 (for a process the test starts, which binds it itself). */
 export async function freePort(): Promise<number> {
   const s = createServer();
@@ -114,3 +150,10 @@ export async function freePort(): Promise<number> {
   await new Promise((r) => s.close(r));
   return port;
 }
+
+/** For `assert.throws`: an `ERR_WEFT_FILES_CONFIG` whose message matches `pattern`. */
+export const configError = (pattern: RegExp) => (err: unknown) => {
+  assert.equal((err as { code?: string }).code, 'ERR_WEFT_FILES_CONFIG');
+  assert.match((err as Error).message, pattern);
+  return true;
+};

@@ -3,8 +3,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
-import type { FilesEvent } from '../src/events.ts';
-import { lastEventId, makeImage, type Running, startService, waitFor } from './helpers.ts';
+import type { FilesEvent } from '../src/events/types.ts';
+import { makeImage, type Running, startService, waitFor } from './helpers.ts';
 import { pngHeader } from './processors/helpers.ts';
 
 interface Uploaded {
@@ -27,7 +27,7 @@ describe('jobs', () => {
   /** The first completion or failure of job `id`. */
   const outcome = (id: number, after = 0) =>
     waitFor(
-      s.bus,
+      s.events,
       (e): e is Extract<FilesEvent, { type: 'job.completed' | 'job.failed' }> =>
         (e.type === 'job.completed' || e.type === 'job.failed') && e.data.jobId === id,
       30_000,
@@ -122,7 +122,7 @@ describe('jobs', () => {
     const first = await outcome(up.jobs[0]!.id);
     assert.equal(first.type, 'job.failed');
     if (first.type === 'job.failed') assert.equal(first.data.code, 'ERR_WEFT_FILES_CSV_TOO_MANY_BAD_ROWS');
-    const again = outcome(up.jobs[0]!.id, await lastEventId(s.bus));
+    const again = outcome(up.jobs[0]!.id, s.events.count);
     const retry = await fetch(`${s.url}/jobs/${up.jobs[0]!.id}/retry`, { method: 'POST' });
     assert.equal(retry.status, 202);
     assert.equal(((await retry.json()) as { state: string }).state, 'queued');

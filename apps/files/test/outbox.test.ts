@@ -15,8 +15,9 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Registry } from 'prom-client';
 import { Health } from 'weftjs/lifecycle';
-import { type Catalog, type FileRecord, SqliteCatalog } from '../src/catalog.ts';
-import { PgCatalog } from '../src/catalog-pg.ts';
+import { PgCatalog } from '../src/catalog/pg.ts';
+import { SqliteCatalog } from '../src/catalog/sqlite.ts';
+import type { Catalog, FileRecord } from '../src/catalog/types.ts';
 import { openDatabase } from '../src/db.ts';
 import { FilesError } from '../src/errors.ts';
 import { silentLogger } from '../src/logger.ts';
@@ -124,7 +125,7 @@ for (const catalog of ['sqlite', 'postgres'] as const) {
     /** job.completed events per file, as every node sees them on the shared bus. */
     const completions = async () => {
       const counts = new Map<string, number>();
-      for (const e of await nodes[0]!.bus.since(0, 1_000_000)) {
+      for (const e of nodes[0]!.events.events) {
         if (e.type === 'job.completed') counts.set(e.data.fileId, (counts.get(e.data.fileId) ?? 0) + 1);
       }
       return counts;

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { after, beforeEach, describe, it } from 'node:test';
-import { SqliteCatalog } from '../src/catalog.ts';
+import { SqliteCatalog } from '../src/catalog/sqlite.ts';
 import { openDatabase } from '../src/db.ts';
 import { SqliteQueue } from '../src/queue/sqlite.ts';
 

@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parse } from 'csv-parse/sync';
 import pg from 'pg';
-import { type Catalog, csvTableFor } from '../src/catalog.ts';
-import type { FilesEvent } from '../src/events.ts';
+import { type Catalog, csvTableFor } from '../src/catalog/types.ts';
+import type { FilesEvent } from '../src/events/types.ts';
 import { csvField, csvLine, STREAM_BATCH } from '../src/http/rows.ts';
 import { ingestCsv } from '../src/processors/csv.ts';
 import { type Running, startService, waitFor } from './helpers.ts';
@@ -74,7 +74,7 @@ async function upload(s: Running, body: string, name: string, wait = true): Prom
 
 function jobDone(s: Running, jobId: number): Promise<unknown> {
   return waitFor(
-    s.bus,
+    s.events,
     (e): e is Extract<FilesEvent, { type: 'job.completed' | 'job.failed' }> =>
       (e.type === 'job.completed' || (e.type === 'job.failed' && e.data.dead)) && e.data.jobId === jobId,
     30_000,

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import S3rver from 's3rver';
-import type { FilesEvent } from '../src/events.ts';
+import type { FilesEvent } from '../src/events/types.ts';
 import { makeImage, type Running, startService, waitFor } from './helpers.ts';
 
 describe('files on S3-compatible storage', () => {
@@ -38,7 +38,7 @@ describe('files on S3-compatible storage', () => {
     const up = (await res.json()) as { id: string; jobs: { id: number }[] };
     assert.ok(await s.storage.stat(`originals/${up.id}`), 'the original is in the bucket');
     const done = await waitFor(
-      s.bus,
+      s.events,
       (e): e is Extract<FilesEvent, { type: 'job.completed' | 'job.failed' }> =>
         (e.type === 'job.completed' || e.type === 'job.failed') && e.data.jobId === up.jobs[0]!.id,
       30_000,

@@ -6,13 +6,22 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import type { DashboardSnapshot } from 'weftjs/dashboard';
+import { openStream } from '../../../test/dashboard/helpers.ts';
 import { loadConfig } from '../src/config.ts';
-import type { FilesEvent } from '../src/events.ts';
+import type { FilesEvent } from '../src/events/types.ts';
 import { silentLogger } from '../src/logger.ts';
 import { BullQueue } from '../src/queue/bullmq.ts';
 import { createService } from '../src/service.ts';
+import { launchBrowser, requireBrowser, skipWithoutBrowser } from './browser.ts';
 import { makeImage, type Running, startService, waitFor } from './helpers.ts';
 import { DATABASE_URL, REDIS_URL, type SharedBackends, serviceSkip, sharedBackends } from './services.ts';
+
+/** The page's DOM, as far as the browser check reads it (the test runs without the DOM's types). */
+declare const document: {
+  querySelector(selector: string): { getAttribute(name: string): string | null } | null;
+  getElementById(id: string): { hidden: boolean } | null;
+};
 
 const skip = await serviceSkip({ redis: REDIS_URL, postgres: DATABASE_URL });
 
@@ -23,8 +32,9 @@ describe('two services on Redis, PostgreSQL and S3', { skip }, () => {
 
   before(async () => {
     shared = await sharedBackends('remote');
-    a = await startService(shared.urls);
-    b = await startService(shared.urls);
+    // Two nodes in one process: named, since the default name is the host and the pid.
+    a = await startService({ ...shared.urls, nodeName: 'node-a' });
+    b = await startService({ ...shared.urls, nodeName: 'node-b' });
   });
 
   after(async () => {
@@ -41,14 +51,13 @@ describe('two services on Redis, PostgreSQL and S3', { skip }, () => {
   it('an upload to one node: the other sees its events, serves its record, content and outputs', async () => {
     const seenOnB: FilesEvent[] = [];
     const off = b.bus.on('*', (e) => seenOnB.push(e));
-    // The tail starts from the newest event once the bus has answered a command after on().
-    await b.bus.since(Number.MAX_SAFE_INTEGER, 1);
+    await off.ready;
     const jpeg = await makeImage('jpeg', 800, 600);
     const res = await fetch(`${a.url}/files?name=cross.jpg`, { method: 'POST', body: jpeg });
     assert.equal(res.status, 201);
     const up = (await res.json()) as { id: string; jobs: { id: number }[] };
     const done = await waitFor(
-      b.bus,
+      b.events,
       (e): e is Extract<FilesEvent, { type: 'job.completed' }> =>
         e.type === 'job.completed' && e.data.jobId === up.jobs[0]!.id,
       30_000,
@@ -89,7 +98,7 @@ describe('two services on Redis, PostgreSQL and S3', { skip }, () => {
     assert.equal(res.status, 201);
     const up = (await res.json()) as { id: string; jobs: { id: number }[] };
     const done = await waitFor(
-      a.bus,
+      a.events,
       (e): e is Extract<FilesEvent, { type: 'job.completed' | 'job.failed' }> =>
         (e.type === 'job.completed' || e.type === 'job.failed') && e.data.jobId === up.jobs[0]!.id,
       30_000,
@@ -107,6 +116,54 @@ describe('two services on Redis, PostgreSQL and S3', { skip }, () => {
     assert.equal((await fetch(`${a.url}/files/${up.id}`, { method: 'DELETE' })).status, 204);
     const gone = await shared.admin.query('SELECT to_regclass($1) AS t', [`${shared.schema}.${table}`]);
     assert.equal(gone.rows[0].t, null, 'the CSV table went with the file');
+  });
+
+  it("each node's dashboard shows the other node's processes (the node registry), in the page too", async () => {
+    const stream = await openStream(`${a.url}/dashboard/events`);
+    try {
+      const deadline = Date.now() + 20_000;
+      let snapshot: DashboardSnapshot | undefined;
+      for (let n = 1; !snapshot?.nodes?.length; n++) {
+        const left = deadline - Date.now();
+        if (left <= 0) throw new Error("timed out after 20 s waiting for node-b on node-a's dashboard");
+        const events = await stream.received(n, left, `snapshot ${n} of node-a's dashboard`);
+        snapshot = JSON.parse(events.at(-1)!.data) as DashboardSnapshot;
+      }
+      assert.equal(snapshot.node, 'node-a');
+      assert.deepEqual(
+        snapshot.nodes!.map((n) => [n.name, n.state, n.scope]),
+        [['node-b', 'up', 'process']],
+      );
+      assert.equal(snapshot.nodes![0]!.slots[0]!.pid, process.pid);
+      assert.ok((snapshot.nodes![0]!.slots[0]!.rss ?? 0) > 0, "node-b's numbers came with it");
+    } finally {
+      stream.close();
+    }
+    if (skipWithoutBrowser) return;
+    requireBrowser();
+    const browser = await launchBrowser();
+    try {
+      const page = await browser.newPage();
+      await page.goto(`${b.url}/`);
+      await page.waitForFunction(
+        () => {
+          const row = document.querySelector('#node-slots tr[data-node="node-a"]');
+          return (
+            row?.getAttribute('data-state') === 'ready' && !document.getElementById('other-nodes')?.hidden
+          );
+        },
+        undefined,
+        { timeout: 20_000 },
+      );
+      const cells = await page.$$eval('#node-slots tr[data-node="node-a"] td', (tds) =>
+        tds.map((td) => td.textContent),
+      );
+      assert.equal(cells[0], 'node-a');
+      assert.equal(cells[2], String(process.pid));
+      assert.match((await page.textContent('#summary')) ?? '', /node node-b, 1 other node/);
+    } finally {
+      await browser.close();
+    }
   });
 
   it("feeds the shared queue's depth to load shedding", async () => {

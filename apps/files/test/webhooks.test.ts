@@ -16,7 +16,8 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { loadConfig } from '../src/config.ts';
 import { openDatabase } from '../src/db.ts';
 import { FilesError } from '../src/errors.ts';
-import type { FilesEvent } from '../src/events.ts';
+import type { FilesEvent } from '../src/events/types.ts';
+import { parseProcessors } from '../src/processors/registry.ts';
 import { SqliteQueue } from '../src/queue/sqlite.ts';
 import type { Job } from '../src/queue/types.ts';
 import type { Storage } from '../src/storage/types.ts';
@@ -349,7 +350,7 @@ describe('webhooks (embedded queue)', () => {
       const up = await upload(s, await makeImage('png', 32, 32), 'slow.png');
       await hooks.wait('file.processed', up.id, 30_000, 2);
       const timedOut = await waitFor(
-        s.bus,
+        s.events,
         (e): e is Extract<FilesEvent, { type: 'job.failed' }> =>
           failedWebhook('ERR_WEFT_FILES_WEBHOOK_TIMEOUT')(e) && e.data.fileId === up.id,
         5_000,
@@ -476,7 +477,7 @@ describe('webhooks: a receiver that is down', () => {
     });
     const up = await upload(s, await makeImage('png', 32, 32), 'down.png');
     const refused = await waitFor(
-      s.bus,
+      s.events,
       (e): e is Extract<FilesEvent, { type: 'job.failed' }> =>
         failedWebhook('ERR_WEFT_FILES_WEBHOOK_UNREACHABLE')(e) && e.data.fileId === up.id,
       30_000,
@@ -499,7 +500,7 @@ describe('webhooks: none configured', () => {
     s = await startService({ pollMs: 50 });
     const up = await upload(s, await makeImage('png', 32, 32), 'quiet.png');
     await waitFor(
-      s.bus,
+      s.events,
       (e): e is FilesEvent => e.type === 'job.completed' && e.data.fileId === up.id,
       30_000,
       'the image job',
@@ -785,5 +786,50 @@ describe('webhooks on BullMQ and PostgreSQL', { skip }, () => {
     } finally {
       hooks.answer = () => 204;
     }
+  });
+});
+
+describe('webhooks and a chain of processors', () => {
+  let s: Running;
+  let hooks: Receiver;
+
+  before(async () => {
+    hooks = await Receiver.start();
+    const fixtures = fileURLToPath(new URL('./fixtures/', import.meta.url));
+    s = await startService({
+      webhookUrl: `${hooks.origin}/hook`,
+      webhookSecret: SECRET,
+      retryDelayMs: 50,
+      processors: parseProcessors(
+        [
+          { kind: 'first', module: './plugin-modes.ts' },
+          { kind: 'second', module: './plugin-modes.ts', after: 'first' },
+        ],
+        'test',
+        fixtures,
+      ),
+    });
+  });
+  after(async () => {
+    await s?.stop();
+    await hooks?.close();
+  });
+
+  it('sends file.processed once the last step of the chain completed, with every step in it', async () => {
+    const up = await upload(s, 'one two three\n', 'chain.txt');
+    assert.deepEqual(
+      up.jobs.map((j) => j.kind),
+      ['first'],
+    );
+    const event = verified(await hooks.wait('file.processed', up.id));
+    const data = event.data as FileProcessedData;
+    assert.deepEqual(
+      data.jobs.map((j) => [j.kind, j.state]),
+      [
+        ['first', 'completed'],
+        ['second', 'completed'],
+      ],
+    );
+    assert.deepEqual(data.derived.map((d) => d.name).sort(), ['first.json', 'second.json']);
   });
 });

@@ -59,12 +59,15 @@ function renderHeader(s) {
   document.title = `${s.title} · Weft dashboard`;
   const ready = s.slots.filter((x) => x.state === 'ready').length;
   const c = s.cluster;
-  setText(
-    $('summary'),
-    c
-      ? `${c.state} · ${ready} of ${s.slots.length} workers ready · supervisor pid ${c.pid}, up ${fmtUptime(c.uptimeMs)}`
-      : `one process (pid ${s.slots[0]?.pid}), not supervised`,
-  );
+  let summary = c
+    ? `${c.state} · ${ready} of ${s.slots.length} workers ready · supervisor pid ${c.pid}, up ${fmtUptime(c.uptimeMs)}`
+    : `one process (pid ${s.slots[0]?.pid}), not supervised`;
+  if (s.node) {
+    const others = s.nodes?.length ?? 0;
+    const lost = s.nodes?.filter((n) => n.state === 'lost').length ?? 0;
+    summary += ` · node ${s.node}, ${others} other node${others === 1 ? '' : 's'}${lost ? `, ${lost} lost` : ''}`;
+  }
+  setText($('summary'), summary);
   const reload = $('reload');
   const r = c?.reload;
   const lr = c?.lastReload;
@@ -124,6 +127,43 @@ function renderSlots(s) {
       text: x.elu === undefined ? '—' : `${Math.round(x.elu * 100)} %`,
     });
     setText(exit, x.error ?? x.lastExit ?? '—');
+  });
+}
+
+/** The other nodes' processes (a service spanning machines), one row each, from their last heartbeat. */
+function renderNodes(s) {
+  const nodes = s.nodes ?? [];
+  $('other-nodes').hidden = nodes.length === 0;
+  const items = nodes.flatMap((n) =>
+    (n.slots.length ? n.slots : [{ index: 0, state: n.state }]).map((x) => ({ n, x })),
+  );
+  const trs = rows(
+    $('node-slots'),
+    items,
+    ({ n, x }) => `${n.name}\n${x.index}`,
+    () => el('tr'),
+  );
+  items.forEach(({ n, x }, i) => {
+    const tr = trs[i];
+    tr.dataset.node = n.name;
+    tr.dataset.slot = String(x.index);
+    tr.dataset.pid = String(x.pid ?? '');
+    tr.dataset.state = n.state === 'lost' ? 'lost' : x.state;
+    const [node, slot, pid, state, up, restarts, rss, cpu, loop, heard] = cells(tr, 10);
+    setText(node, n.name);
+    setText(slot, String(x.index));
+    setText(pid, x.pid === undefined ? '—' : String(x.pid));
+    pid.className = 'pid';
+    // A node not heard from for three of its intervals: its numbers are old, and it may be down.
+    setText(state, n.state === 'lost' ? 'lost (not heard from)' : stateText(x));
+    state.className = `state state-${n.state === 'lost' ? 'failed' : x.state}`;
+    setText(up, x.pid === undefined || x.uptimeMs === undefined ? '—' : fmtUptime(x.uptimeMs));
+    setText(restarts, x.restarts === undefined ? '—' : String(x.restarts));
+    setText(rss, x.rss === undefined ? '—' : fmtBytes(x.rss));
+    const pct = x.cpuMs === undefined ? undefined : rate(`cpu:${n.name}:${x.pid}`, x.cpuMs, n.at);
+    setText(cpu, pct === undefined ? '—' : `${(pct / 10).toFixed(1)} %`);
+    setText(loop, x.loopP99 === undefined ? '—' : fmtMs(x.loopP99));
+    setText(heard, `${Math.max(0, Math.round((s.time - n.at) / 1000))} s ago`);
   });
 }
 
@@ -314,6 +354,25 @@ function renderFiles(s) {
     state.className = `state state-${x.state}`;
     setText(took, x.processMs === undefined ? '—' : fmtMs(x.processMs));
   });
+  // What each tenant stores, against its quota.
+  const tenants = f.tenants ?? [];
+  $('tenants').hidden = tenants.length === 0;
+  const tenantRows = rows(
+    $('tenant-rows'),
+    tenants,
+    (t) => t.name ?? '',
+    () => el('tr', {}, el('td'), el('td'), el('td'), el('td'), el('td')),
+  );
+  tenants.forEach((t, i) => {
+    const tr = tenantRows[i];
+    tr.dataset.tenant = t.name ?? '';
+    const [name, files, bytes, quota, used] = [...tr.cells];
+    setText(name, t.name ?? '(none)');
+    setText(files, String(t.files));
+    setText(bytes, fmtBytes(t.bytes));
+    setText(quota, t.quota === undefined ? '—' : fmtBytes(t.quota));
+    setText(used, t.quota ? `${((100 * t.bytes) / t.quota).toFixed(1)}%` : '—');
+  });
   // An upload made from this page follows its file until it is processed.
   const byId = new Map(f.recent.map((x) => [x.id, x]));
   for (const li of $('uploads').children) {
@@ -354,6 +413,7 @@ function renderEvents(s) {
 function render(s) {
   renderHeader(s);
   renderSlots(s);
+  renderNodes(s);
   renderPools(s);
   renderJobs(s);
   renderWebhooks(s);

@@ -11,6 +11,7 @@
  */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { createToken, listTokens, revokeToken, SCOPES, type Scope } from '../tokens.ts';
 import { collectFiles, defaultStateFile, type Outcome, uploadAll } from './upload-client.ts';
 
 const USAGE = `Usage: weft-files upload <file or folder>… [options]
@@ -21,7 +22,13 @@ const USAGE = `Usage: weft-files upload <file or folder>… [options]
   --timeout 10m      how long --wait waits (ms, s or m)
   --state FILE       where unfinished uploads are remembered, to resume them (default:
                      $XDG_CACHE_HOME/weft-files/uploads.json, else ~/.cache/weft-files/uploads.json)
-  --no-resume        start every file over; remember nothing`;
+  --no-resume        start every file over; remember nothing
+
+Usage: weft-files tokens create --id NAME --scopes read,write[,admin] [--tenant T] [--file F]
+       weft-files tokens revoke NAME [--file F]
+       weft-files tokens list [--file F]
+  Scoped tokens, kept hashed in F (default: $FILES_TOKENS_FILE). create prints the new token once: it is stored
+  nowhere. A tenant's tokens see only its files; admin sees every file. The service reads F again when it changes.`;
 
 function duration(text: string): number {
   const m = /^(\d+)\s*(ms|s|m)?$/.exec(text.trim());
@@ -53,6 +60,10 @@ function parse(args: string[]) {
         timeout: { type: 'string' },
         state: { type: 'string' },
         'no-resume': { type: 'boolean' },
+        id: { type: 'string' },
+        tenant: { type: 'string' },
+        scopes: { type: 'string' },
+        file: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -68,6 +79,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return 0;
   }
+  if (command === 'tokens') return tokens(paths, parsed.values);
   if (command !== 'upload') throw new UsageError(command ? `unknown command "${command}"` : 'no command');
   if (paths.length === 0) throw new UsageError('no file or folder to upload');
   const concurrency = Number(parsed.values.concurrency ?? 2);
@@ -104,6 +116,45 @@ async function main(argv: string[]): Promise<number> {
   const failed = outcomes.filter((o) => !o.ok).length;
   process.stdout.write(`${outcomes.length - failed} of ${outcomes.length} files ok\n`);
   return failed === 0 ? 0 : 1;
+}
+
+/** `weft-files tokens create|revoke|list`. */
+async function tokens(
+  args: string[],
+  values: { id?: string; tenant?: string; scopes?: string; file?: string },
+): Promise<number> {
+  const [action, name] = args;
+  const here = process.env.INIT_CWD ?? process.cwd();
+  const given = values.file ?? process.env.FILES_TOKENS_FILE;
+  if (!given) throw new UsageError('tokens: name the file with --file or FILES_TOKENS_FILE');
+  const file = resolve(here, given);
+  if (action === 'create') {
+    if (!values.id) throw new UsageError('tokens create: --id NAME is required');
+    const scopes = (values.scopes ?? '').split(',').filter(Boolean);
+    if (scopes.length === 0 || !scopes.every((x): x is Scope => (SCOPES as string[]).includes(x)))
+      throw new UsageError(`tokens create: --scopes must list some of ${SCOPES.join(', ')}`);
+    const token = await createToken(file, { id: values.id, tenant: values.tenant ?? null, scopes });
+    process.stderr.write(`token "${values.id}" added to ${file}; it is shown once, here:\n`);
+    process.stdout.write(`${token}\n`);
+    return 0;
+  }
+  if (action === 'revoke') {
+    if (!name) throw new UsageError('tokens revoke: which token (its id)?');
+    if (!(await revokeToken(file, name))) {
+      process.stderr.write(`weft-files: no token "${name}" in ${file}\n`);
+      return 1;
+    }
+    process.stdout.write(`revoked "${name}"\n`);
+    return 0;
+  }
+  if (action === 'list') {
+    for (const t of await listTokens(file)) {
+      const state = t.revokedAt ? `revoked ${t.revokedAt}` : 'active';
+      process.stdout.write(`${t.id}\ttenant=${t.tenant ?? '-'}\tscopes=${t.scopes.join(',')}\t${state}\n`);
+    }
+    return 0;
+  }
+  throw new UsageError(`tokens: unknown action "${action ?? ''}" (create, revoke, list)`);
 }
 
 main(process.argv.slice(2)).then(

@@ -6,9 +6,9 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { FilesError } from '../errors.ts';
 
-/** What the content origin serves: a file's bytes, a derived output, a resized image, and the health probes. */
+/** What the content origin serves: a file's bytes, a derived output, a resized image, signed links, the probes. */
 const CONTENT_PATH =
-  /^\/(files\/[0-9a-f-]{36}\/(content|image|derived\/[^/?]+)|health\/(live|ready))(\?.*)?$/;
+  /^\/((files|links)\/[0-9a-f-]{36}\/(content|image|derived\/[^/?]+)|health\/(live|ready))(\?.*)?$/;
 
 /**
  * An `onRequest` hook answering 404 to anything but content on requests addressed to `origin`'s host.

@@ -2,17 +2,21 @@
 import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { finished } from 'node:stream';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify';
+import type { Catalog, FileRecord, ListScope } from '../catalog/types.ts';
 import { FilesError } from '../errors.ts';
 import { ThrottledLog } from '../log-throttle.ts';
 import { queueUnavailable } from '../outbox.ts';
-import { derivedKey, derivedPrefix, originalKey } from '../storage/types.ts';
-import { Inspector, jobsFor, sanitizeName, sniffType } from '../upload.ts';
+import type { Job } from '../queue/types.ts';
+import { derivedKey, derivedPrefix, originalKey, type Storage } from '../storage/types.ts';
+import { canSee, type Viewer } from '../tokens.ts';
+import { Inspector, jobsFor, kindsFor, sanitizeName, sniffType } from '../upload.ts';
 import { uploadWebhook } from '../webhooks.ts';
 import type { AppDeps } from './app.ts';
-import { requireToken } from './auth.ts';
+import { accessOf, authorize, viewerOf } from './auth.ts';
 import { type BodyLimits, watchBody } from './deadline.ts';
 import { asMultipartError, checkMultipartType } from './multipart.ts';
+import type { UploadLimit } from './rate-limit.ts';
 import { sendObject } from './send.ts';
 
 /**
@@ -55,13 +59,61 @@ function tooLarge(max: number): FilesError {
   return new FilesError('ERR_WEFT_FILES_TOO_LARGE', `The upload is larger than the limit of ${max} bytes`);
 }
 
+/**
+ * Formats bytes for a message in the units the settings are read in (1024 each: `FILES_TENANT_QUOTA=10GB` is
+ * `10.0 GiB`): `600 bytes`, `1.5 KiB`, `9.5 GiB`.
+ */
+export function bytesText(n: number): string {
+  const units = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return i === 0 ? `${n} bytes` : `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
+}
+
+/**
+ * What the uploader's tenant may still store under `tenantQuota` (Infinity without one), checked when an upload
+ * starts against what is recorded. Uploads of one tenant running at once may together pass it by what each was let
+ * store; the next one is refused.
+ */
+export async function quotaRoom(
+  deps: Pick<AppDeps, 'config' | 'catalog'>,
+  tenant: string | null,
+): Promise<number> {
+  const quota = deps.config.tenantQuota ?? 0;
+  if (quota <= 0) return Number.POSITIVE_INFINITY;
+  return quota - (await deps.catalog.storedBytes(tenant));
+}
+
+/** `507 ERR_WEFT_FILES_QUOTA`, saying what is stored and what the quota is. */
+export function overQuota(deps: Pick<AppDeps, 'config'>, tenant: string | null, room: number, size?: number) {
+  const quota = deps.config.tenantQuota ?? 0;
+  const who = tenant === null ? 'Files of no tenant' : `Tenant ${tenant}`;
+  const stored = quota - room;
+  return new FilesError(
+    'ERR_WEFT_FILES_QUOTA',
+    `${who} store ${bytesText(stored)} of a quota of ${bytesText(quota)}: ${size === undefined ? 'no room for this upload' : `this upload of ${bytesText(size)} does not fit`}; delete files to make room`,
+  );
+}
+
 async function upload(deps: AppDeps, request: FastifyRequest, reply: FastifyReply, errors: ThrottledLog) {
   const { config, storage } = deps;
-  const max = config.maxUpload;
-  if (Number(request.headers['content-length']) > max) {
+  const tenant = viewerOf(request).tenant;
+  const length = Number(request.headers['content-length']);
+  if (length > config.maxUpload) {
     reply.header('connection', 'close'); // the body is not read: this connection cannot carry another request
-    throw tooLarge(max);
+    throw tooLarge(config.maxUpload);
   }
+  // The quota before the body: a refused upload reads nothing and stores nothing.
+  const room = await quotaRoom(deps, tenant);
+  if (room <= 0 || length > room) {
+    reply.header('connection', 'close');
+    throw overQuota(deps, tenant, room, Number.isFinite(length) && length > 0 ? length : undefined);
+  }
+  const max = Math.min(config.maxUpload, room);
   let webhook: string | undefined;
   try {
     webhook = uploadWebhook(config, (request.query as { webhook?: unknown }).webhook);
@@ -93,6 +145,8 @@ async function upload(deps: AppDeps, request: FastifyRequest, reply: FastifyRepl
   } catch (err) {
     const code = (err as FilesError).code;
     if (code === 'ERR_WEFT_FILES_TOO_LARGE') reply.header('connection', 'close');
+    // Stopped at the tenant's room, not at maxUpload: the quota's answer (the stored bytes are removed either way).
+    if (code === 'ERR_WEFT_FILES_TOO_LARGE' && max < config.maxUpload) throw overQuota(deps, tenant, room);
     if (code === 'ERR_WEFT_FILES_TIMEOUT') {
       // The rest of the body is not read: answer 408, then close the socket even if the client never reads.
       reply.header('connection', 'close');
@@ -100,7 +154,7 @@ async function upload(deps: AppDeps, request: FastifyRequest, reply: FastifyRepl
     }
     throw err;
   }
-  const stored = await recordStored(deps, { id, name, inspector, webhook }, errors);
+  const stored = await recordStored(deps, { id, name, inspector, webhook, tenant }, errors);
   reply.code(201).header('location', `/files/${id}`);
   return stored;
 }
@@ -122,8 +176,15 @@ export interface StoredUpload {
  * fsync), announced, and the runner woken. A failure removes the stored bytes.
  */
 export async function recordStored(
-  deps: Pick<AppDeps, 'config' | 'storage' | 'catalog' | 'bus' | 'runner' | 'relay'>,
-  upload: { id: string; name: string | undefined; inspector: Inspector; webhook?: string | undefined },
+  deps: Pick<AppDeps, 'config' | 'storage' | 'catalog' | 'bus' | 'runner' | 'relay' | 'processors'>,
+  upload: {
+    id: string;
+    name: string | undefined;
+    inspector: Inspector;
+    webhook?: string | undefined;
+    /** The uploading token's tenant (null: none). */
+    tenant?: string | null;
+  },
   errors: ThrottledLog,
 ): Promise<StoredUpload> {
   const { config, storage, catalog, bus } = deps;
@@ -143,10 +204,11 @@ export async function recordStored(
     createdAt: Date.now(),
     // Its own webhook URL (already checked against the allowlist), recorded with it.
     ...(upload.webhook ? { webhook: upload.webhook } : {}),
+    tenant: upload.tenant ?? null,
   };
   let recorded: Awaited<ReturnType<typeof catalog.recordUpload>>;
   try {
-    recorded = await catalog.recordUpload(file, jobsFor(type), config.maxAttempts);
+    recorded = await catalog.recordUpload(file, jobsFor(type, deps.processors), config.maxAttempts);
   } catch (err) {
     await storage.delete(key);
     throw err;
@@ -163,6 +225,7 @@ export async function recordStored(
       type,
       size: file.size,
       jobs: [...jobs.map((j) => j.kind), ...pending],
+      tenant: file.tenant,
     })
     .then(
       () => errors.recovered('publish', 'publishing file.uploaded works again'),
@@ -185,43 +248,134 @@ export async function recordStored(
   };
 }
 
+/** A step of a file's chains that has no job yet: `waiting` for the step before it, or `stopped` where one is dead. */
+export interface ChainStep {
+  kind: string;
+  after: string;
+  state: 'waiting' | 'stopped';
+}
+
+/** The steps of a file's chains not queued yet, and why (the file's page shows them beside its jobs). */
+export function chainSteps(
+  processors: AppDeps['processors'],
+  type: string,
+  jobs: readonly Pick<Job, 'kind' | 'state'>[],
+  pending: readonly string[],
+): ChainStep[] {
+  if (!processors) return [];
+  const kinds = kindsFor(type, processors);
+  const queued = new Set([...jobs.map((j) => j.kind), ...pending]);
+  const stopped = (kind: string): boolean => {
+    const job = jobs.find((j) => j.kind === kind);
+    if (job) return job.state === 'dead';
+    const before = processors.after(kind);
+    return before !== undefined && kinds.includes(before) && stopped(before);
+  };
+  return kinds
+    .filter((kind) => !queued.has(kind))
+    .flatMap((kind) => {
+      const after = processors.after(kind);
+      return after !== undefined && kinds.includes(after)
+        ? [{ kind, after, state: stopped(after) ? ('stopped' as const) : ('waiting' as const) }]
+        : [];
+    });
+}
+
+/** Sends a file's own bytes (its content route, and its signed links). */
+export function sendContent(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  storage: Storage,
+  file: FileRecord,
+) {
+  return sendObject(request, reply, storage, {
+    key: originalKey(file.id),
+    size: file.size,
+    type: file.type,
+    etag: `"${file.sha256}"`,
+    filename: file.name,
+    immutable: true,
+  });
+}
+
+/** Sends the output `name` of file `id`, 404 when it has none of that name (its route, and its signed links). */
+export async function sendDerived(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  deps: Pick<AppDeps, 'catalog' | 'storage'>,
+  id: string,
+  name: string,
+) {
+  const d = (await deps.catalog.derived(id)).find((x) => x.name === name);
+  const info = d ? await deps.storage.stat(derivedKey(id, d.name)) : undefined;
+  if (!d || !info)
+    throw new FilesError('ERR_WEFT_FILES_NOT_FOUND', `No derived output ${name} of file ${id}`);
+  return sendObject(request, reply, deps.storage, {
+    key: derivedKey(id, d.name),
+    size: info.size,
+    type: d.type,
+    etag: `"${info.size.toString(16)}-${Math.round(info.mtimeMs).toString(16)}"`,
+  });
+}
+
+/** What a viewer's listing shows: every file for an admin, else its tenant's. */
+export function listScope(viewer: Viewer): ListScope | undefined {
+  return viewer.scopes.has('admin') ? undefined : { tenant: viewer.tenant };
+}
+
+/**
+ * The file `id` when `viewer` may see it. Another tenant's file is answered exactly as a missing one (404), so ids
+ * cannot be probed.
+ */
+export async function visibleFile(catalog: Catalog, viewer: Viewer, id: string): Promise<FileRecord> {
+  const file = await catalog.get(id);
+  if (!file || !canSee(viewer, file.tenant))
+    throw new FilesError('ERR_WEFT_FILES_NOT_FOUND', `No file ${id}`);
+  return file;
+}
+
 const idParams = {
   type: 'object',
   properties: { id: { type: 'string', pattern: '^[0-9a-f-]{36}$' } },
   required: ['id'],
 } as const;
 
-export function fileRoutes(app: FastifyInstance, deps: AppDeps): void {
+export function fileRoutes(app: FastifyInstance, deps: AppDeps, limit?: UploadLimit): void {
   const { catalog, queue, storage, bus } = deps;
-  const auth = requireToken(deps.config.token);
+  const access = accessOf(deps);
+  const auth = authorize(access, 'write');
+  const read = authorize(access, 'read');
   const shed = deps.shed;
-  const guards = shed
-    ? [(q: FastifyRequest, r: FastifyReply, done: () => void) => void shed(q, r, done), auth]
-    : [auth];
+  // Shed when overloaded, then authenticate, then count against the client's limit (a refused token counts nothing).
+  const guards = [
+    ...(shed ? [(q: FastifyRequest, r: FastifyReply, done: () => void) => void shed(q, r, done)] : []),
+    auth,
+    ...(limit ? [limit] : []),
+  ] as onRequestHookHandler[];
 
   const errors = new ThrottledLog(deps.log);
   app.post('/files', { onRequest: guards }, (request, reply) => upload(deps, request, reply, errors));
   // `curl -T file URL` sends PUT: the same upload, so the command people reach for first works.
   app.put('/files', { onRequest: guards }, (request, reply) => upload(deps, request, reply, errors));
 
-  app.get('/files', async (request) => {
+  app.get('/files', { onRequest: read }, async (request) => {
     const q = request.query as { limit?: string; before?: string };
     const limit = Math.min(200, Math.max(1, Number(q.limit ?? 50) || 50));
-    const files = await catalog.list(limit, q.before ? Number(q.before) : undefined);
+    const files = await catalog.list(
+      limit,
+      q.before ? Number(q.before) : undefined,
+      listScope(viewerOf(request)),
+    );
     return { files };
   });
 
   // With a content origin, the links handed out point there: the bytes never render on the API's origin.
   const at = deps.config.contentOrigin ?? '';
-  const found = async (id: string) => {
-    const file = await catalog.get(id);
-    if (!file) throw new FilesError('ERR_WEFT_FILES_NOT_FOUND', `No file ${id}`);
-    return file;
-  };
+  const found = (request: FastifyRequest, id: string) => visibleFile(catalog, viewerOf(request), id);
 
-  app.get('/files/:id', { schema: { params: idParams } }, async (request) => {
+  app.get('/files/:id', { onRequest: read, schema: { params: idParams } }, async (request) => {
     const { id } = request.params as { id: string };
-    const file = await found(id);
+    const file = await found(request, id);
     // Kinds still in the outbox (the queue was away at upload) have no job yet: listed as `pending`. A row read
     // just before its jobs were queued and it was deleted names kinds already listed as jobs: those are not pending.
     const waiting = await catalog.pendingKinds(id);
@@ -231,40 +385,31 @@ export function fileRoutes(app: FastifyInstance, deps: AppDeps): void {
       ...d,
       url: `${at}/files/${id}/derived/${encodeURIComponent(d.name)}`,
     }));
-    return { ...file, content: `${at}/files/${id}/content`, jobs, pending, derived };
+    const chained = chainSteps(deps.processors, file.type, jobs, pending);
+    return {
+      ...file,
+      content: `${at}/files/${id}/content`,
+      jobs,
+      pending,
+      ...(chained.length ? { chained } : {}),
+      derived,
+    };
   });
 
-  app.get('/files/:id/content', { schema: { params: idParams } }, async (request, reply) => {
+  app.get('/files/:id/content', { onRequest: read, schema: { params: idParams } }, async (request, reply) => {
     const { id } = request.params as { id: string };
-    const file = await found(id);
-    return sendObject(request, reply, storage, {
-      key: originalKey(id),
-      size: file.size,
-      type: file.type,
-      etag: `"${file.sha256}"`,
-      filename: file.name,
-      immutable: true,
-    });
+    return sendContent(request, reply, storage, await found(request, id));
   });
 
-  app.get('/files/:id/derived/:name', async (request, reply) => {
+  app.get('/files/:id/derived/:name', { onRequest: read }, async (request, reply) => {
     const { id, name } = request.params as { id: string; name: string };
-    await found(id);
-    const d = (await catalog.derived(id)).find((x) => x.name === name);
-    const info = d ? await storage.stat(derivedKey(id, d.name)) : undefined;
-    if (!d || !info)
-      throw new FilesError('ERR_WEFT_FILES_NOT_FOUND', `No derived output ${name} of file ${id}`);
-    return sendObject(request, reply, storage, {
-      key: derivedKey(id, d.name),
-      size: info.size,
-      type: d.type,
-      etag: `"${info.size.toString(16)}-${Math.round(info.mtimeMs).toString(16)}"`,
-    });
+    await found(request, id);
+    return sendDerived(request, reply, deps, id, name);
   });
 
   app.delete('/files/:id', { onRequest: auth, schema: { params: idParams } }, async (request, reply) => {
     const { id } = request.params as { id: string };
-    await found(id);
+    const { tenant } = await found(request, id);
     // The bytes first: deleting needs no space, and on a full disk the database may need some for its own write,
     // which the freed bytes then give it. A delete that fails after this is answered with its error; retried, it
     // finishes (a record whose bytes are gone is answered 404 for its content meanwhile).
@@ -286,7 +431,7 @@ export function fileRoutes(app: FastifyInstance, deps: AppDeps): void {
       },
     );
     await bus
-      .publish('file.deleted', { fileId: id })
+      .publish('file.deleted', { fileId: id, tenant: tenant ?? null })
       .catch((err) => request.log.warn({ err }, 'publishing file.deleted failed'));
     return reply.code(204).send();
   });

@@ -16,6 +16,8 @@ import { MAX_RESIZE } from '../processors/limits.ts';
 import { derivedKey, originalKey } from '../storage/types.ts';
 import { IMAGE_TYPES } from '../upload.ts';
 import type { AppDeps } from './app.ts';
+import { accessOf, authorize, viewerOf } from './auth.ts';
+import { visibleFile } from './files.ts';
 import { sendObject } from './send.ts';
 
 const FITS = ['inside', 'cover', 'contain'] as const;
@@ -105,38 +107,42 @@ export function imageRoutes(app: FastifyInstance, deps: AppDeps, setup: ResizeSe
     }
   };
 
-  app.get('/files/:id/image', { schema }, async (request: FastifyRequest, reply: FastifyReply) => {
-    const { id } = request.params as { id: string };
-    const q = request.query as Query;
-    const file = await catalog.get(id);
-    if (!file) throw new FilesError('ERR_WEFT_FILES_NOT_FOUND', `No file ${id}`);
-    if (!IMAGE_TYPES.has(file.type))
-      throw new FilesError('ERR_WEFT_FILES_UNSUPPORTED', `File ${id} is ${file.type}, not an image`);
-    const name = `sized/${q.w ?? ''}x${q.h ?? ''}-${q.fit}.${q.format}`;
-    const key = derivedKey(id, name);
-    let info = await storage.stat(key);
-    if (!info) {
-      let pending = making.get(key);
-      if (!pending) {
-        if (making.size >= maxPending)
-          throw new FilesError(
-            'ERR_WEFT_FILES_OVERLOADED',
-            `${making.size} resized images are being made; try again shortly`,
-          );
-        pending = make(id, key, q).finally(() => making.delete(key));
-        making.set(key, pending);
+  const read = authorize(accessOf(deps), 'read');
+  app.get(
+    '/files/:id/image',
+    { onRequest: read, schema },
+    async (request: FastifyRequest, reply: FastifyReply) => {
+      const { id } = request.params as { id: string };
+      const q = request.query as Query;
+      const file = await visibleFile(catalog, viewerOf(request), id);
+      if (!IMAGE_TYPES.has(file.type))
+        throw new FilesError('ERR_WEFT_FILES_UNSUPPORTED', `File ${id} is ${file.type}, not an image`);
+      const name = `sized/${q.w ?? ''}x${q.h ?? ''}-${q.fit}.${q.format}`;
+      const key = derivedKey(id, name);
+      let info = await storage.stat(key);
+      if (!info) {
+        let pending = making.get(key);
+        if (!pending) {
+          if (making.size >= maxPending)
+            throw new FilesError(
+              'ERR_WEFT_FILES_OVERLOADED',
+              `${making.size} resized images are being made; try again shortly`,
+            );
+          pending = make(id, key, q).finally(() => making.delete(key));
+          making.set(key, pending);
+        }
+        await pending;
+        info = await storage.stat(key);
+        if (!info) throw new FilesError('ERR_WEFT_FILES_NOT_FOUND', `No file ${id}`);
       }
-      await pending;
-      info = await storage.stat(key);
-      if (!info) throw new FilesError('ERR_WEFT_FILES_NOT_FOUND', `No file ${id}`);
-    }
-    return sendObject(request, reply, storage, {
-      key,
-      size: info.size,
-      type: `image/${q.format}`,
-      // The original's hash and the size asked for name these bytes for good.
-      etag: `"${file.sha256.slice(0, 32)}-${name.slice(6)}"`,
-      immutable: true,
-    });
-  });
+      return sendObject(request, reply, storage, {
+        key,
+        size: info.size,
+        type: `image/${q.format}`,
+        // The original's hash and the size asked for name these bytes for good.
+        etag: `"${file.sha256.slice(0, 32)}-${name.slice(6)}"`,
+        immutable: true,
+      });
+    },
+  );
 }

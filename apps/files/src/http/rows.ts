@@ -4,10 +4,12 @@
  */
 import { Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
-import type { FileRecord } from '../catalog.ts';
-import type { RowPage, RowValue } from '../csv-rows.ts';
+import type { RowPage, RowValue } from '../catalog/rows.ts';
+import type { FileRecord } from '../catalog/types.ts';
 import { FilesError } from '../errors.ts';
 import type { AppDeps } from './app.ts';
+import { accessOf, authorize, viewerOf } from './auth.ts';
+import { visibleFile } from './files.ts';
 import { CONTENT_SECURITY_POLICY } from './send.ts';
 
 /** Rows of a JSON page when `limit` is not given, and at most. */
@@ -205,8 +207,9 @@ function csvName(name: string): string {
  */
 export function rowsRoutes(app: FastifyInstance, deps: AppDeps): void {
   const { catalog } = deps;
+  const read = authorize(accessOf(deps), 'read');
 
-  app.get('/files/:id/rows', { schema: { params, querystring } }, async (request, reply) => {
+  app.get('/files/:id/rows', { onRequest: read, schema: { params, querystring } }, async (request, reply) => {
     const { id } = request.params as { id: string };
     const q = request.query as RowsQuery;
     const format = q.format ?? 'json';
@@ -216,8 +219,7 @@ export function rowsRoutes(app: FastifyInstance, deps: AppDeps): void {
         `limit and offset page the JSON format; format=${format} streams every row (after= resumes after a line)`,
       );
     }
-    const file = await catalog.get(id);
-    if (!file) throw new FilesError('ERR_WEFT_FILES_NOT_FOUND', `No file ${id}`);
+    const file = await visibleFile(catalog, viewerOf(request), id);
     const limit = format === 'json' ? (q.limit ?? DEFAULT_PAGE) : STREAM_BATCH;
     const page = await catalog.rows(id, { limit, offset: q.offset, after: q.after });
     // Counted after the page: a table dropped in between (the file deleted) is noticed by either.

@@ -24,11 +24,13 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { FilesError } from '../errors.ts';
 import { ThrottledLog } from '../log-throttle.ts';
 import { originalKey } from '../storage/types.ts';
+import { canSee, type Viewer } from '../tokens.ts';
 import { Inspector } from '../upload.ts';
 import { uploadWebhook } from '../webhooks.ts';
 import type { AppDeps } from './app.ts';
-import { requireToken } from './auth.ts';
-import { recordStored, type StoredUpload } from './files.ts';
+import { accessOf, authorize, viewerOf } from './auth.ts';
+import { overQuota, quotaRoom, recordStored, type StoredUpload } from './files.ts';
+import type { UploadLimit } from './rate-limit.ts';
 
 /** Where tus clients point: `new tus.Upload(file, { endpoint: 'http://host:3000/uploads/' })`. */
 export const TUS_PATH = '/uploads';
@@ -126,12 +128,19 @@ function webRequest(request: FastifyRequest, body?: Readable): Request {
  * Registers `/uploads` and `/uploads/:uploadId` (POST, PATCH, HEAD, DELETE, OPTIONS). Writes need the token, as the
  * other uploads do (OPTIONS, a browser's preflight, does not); creating and appending are shed under overload.
  */
-export function tusRoutes(app: FastifyInstance, deps: AppDeps, setup: TusSetup): TusEndpoint {
+export function tusRoutes(
+  app: FastifyInstance,
+  deps: AppDeps,
+  setup: TusSetup,
+  limit?: UploadLimit,
+): TusEndpoint {
   const { catalog, config, storage, log } = deps;
   const { datastore, storePrefix, locker } = setup;
   const errors = new ThrottledLog(log);
   const storeId = (fileId: string) => `${storePrefix}${fileId}`;
   const fileIdOf = (id: string) => id.slice(storePrefix.length);
+  /** Who sent each request handed to @tus/server, for `onUploadCreate`. */
+  const creators = new WeakMap<Request, Viewer>();
   /** Ingests in progress in this process, by file id (a HEAD recovering while the final PATCH ingests). */
   const ingesting = new Map<string, Promise<StoredUpload | undefined>>();
 
@@ -164,7 +173,13 @@ export function tusRoutes(app: FastifyInstance, deps: AppDeps, setup: TusSetup):
           }
           const stored = await recordStored(
             deps,
-            { id: fileId, name: meta.filename ?? meta.name ?? undefined, inspector, webhook },
+            {
+              id: fileId,
+              name: meta.filename ?? meta.name ?? undefined,
+              inspector,
+              webhook,
+              tenant: meta.tenant ?? null,
+            },
             errors,
           );
           // The bytes are in storage now; the tus copy goes (the upload URL answers from the record from now on).
@@ -192,9 +207,18 @@ export function tusRoutes(app: FastifyInstance, deps: AppDeps, setup: TusSetup):
     disableTerminationForFinishedUploads: true,
     namingFunction: () => storeId(randomUUID()),
     // Its own webhook URL (`webhook` metadata), checked against the allowlist when the upload is created.
-    async onUploadCreate(_req, upload) {
+    // The tenant of the token that creates it, in its metadata (whatever the client put there): the upload, and
+    // the file it becomes, are that tenant's.
+    async onUploadCreate(req, upload) {
       uploadWebhook(config, upload.metadata?.webhook ?? undefined);
-      return {};
+      const viewer = creators.get(req);
+      if (!viewer)
+        throw new FilesError('ERR_WEFT_FILES_UNAUTHORIZED', 'The upload has no authenticated creator');
+      // The tenant's quota at creation, against the length announced (or, deferred, against nothing yet).
+      const room = await quotaRoom(deps, viewer.tenant);
+      if (room <= 0 || (upload.size !== undefined && upload.size > room))
+        throw overQuota(deps, viewer.tenant, room, upload.size);
+      return { metadata: { ...upload.metadata, tenant: viewer.tenant } };
     },
     generateUrl: (_req, { path, id }) => `${path}/${fileIdOf(id)}`,
     getFileIdFromRequest: (_req, last) => (last && UUID.test(last) ? storeId(last) : undefined),
@@ -221,6 +245,8 @@ export function tusRoutes(app: FastifyInstance, deps: AppDeps, setup: TusSetup):
   const recorded = async (request: FastifyRequest, reply: FastifyReply, fileId: string): Promise<boolean> => {
     const file = await catalog.get(fileId);
     if (!file) return false;
+    if (!canSee(viewerOf(request), file.tenant))
+      throw new FilesError('ERR_WEFT_FILES_NOT_FOUND', `No upload ${fileId}`);
     reply
       .header('tus-resumable', '1.0.0')
       .header('x-weft-file-id', fileId)
@@ -251,6 +277,13 @@ export function tusRoutes(app: FastifyInstance, deps: AppDeps, setup: TusSetup):
       throw new FilesError('ERR_WEFT_FILES_NOT_FOUND', `No upload ${uploadId}`);
     if (uploadId !== undefined && request.method !== 'OPTIONS') {
       if (await recorded(request, reply, uploadId)) return reply;
+      // An upload in progress is its creator's tenant's: another's is answered as a missing one.
+      const viewer = viewerOf(request);
+      if (!viewer.scopes.has('admin')) {
+        const upload = await datastore.getUpload(storeId(uploadId)).catch(() => undefined);
+        if (upload && !canSee(viewer, upload.metadata?.tenant ?? null))
+          throw new FilesError('ERR_WEFT_FILES_NOT_FOUND', `No upload ${uploadId}`);
+      }
       if (request.method === 'HEAD') {
         // A finished upload whose recording did not happen (the process died, or the answer failed): recorded now,
         // before the client is told it is complete.
@@ -282,7 +315,9 @@ export function tusRoutes(app: FastifyInstance, deps: AppDeps, setup: TusSetup):
           );
         body = createReadStream(spooled);
       }
-      const response = await server.handleWeb(webRequest(request, body));
+      const web = webRequest(request, body);
+      creators.set(web, viewerOf(request));
+      const response = await server.handleWeb(web);
       reply.code(response.status);
       for (const [name, value] of response.headers) reply.header(name, value);
       if (request.method === 'OPTIONS' || response.headers.has('tus-extension')) {
@@ -300,7 +335,9 @@ export function tusRoutes(app: FastifyInstance, deps: AppDeps, setup: TusSetup):
     }
   };
 
-  const auth = requireToken(config.token);
+  const authorized = authorize(accessOf(deps), 'write');
+  const auth = (request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void) =>
+    void authorized(request, reply).then(() => done(), done);
   const shed = deps.shed;
   for (const url of [TUS_PATH, `${TUS_PATH}/:uploadId`]) {
     app.route({
@@ -308,9 +345,14 @@ export function tusRoutes(app: FastifyInstance, deps: AppDeps, setup: TusSetup):
       url,
       onRequest: (request, reply, done) => {
         if (request.method === 'OPTIONS') return done();
+        // A creation (POST) is an upload, counted against its client's limit once authenticated; its PATCHes are not.
+        const authed = (err?: Error) => {
+          if (err || !limit || request.method !== 'POST') return done(err);
+          limit(request, reply).then(() => done(), done);
+        };
         if (shed && (request.method === 'POST' || request.method === 'PATCH'))
-          return void shed(request, reply, (err) => (err ? done(err) : auth(request, reply, done)));
-        auth(request, reply, done);
+          return void shed(request, reply, (err) => (err ? done(err) : auth(request, reply, authed)));
+        auth(request, reply, authed);
       },
       // Answers made here rather than by @tus/server (an upload already recorded, a refused request) carry the same
       // CORS headers, or a browser could not read them.

@@ -13,7 +13,7 @@ import { sanitiseColumns } from './columns.ts';
 import { isPostgresUrl } from './database-url.ts';
 import { CsvDecoder, type CsvDialect, decodeSample, detectDelimiter, SAMPLE_BYTES } from './dialect.ts';
 import { type CsvProblem, ProcessorError, requireInputFile } from './errors.ts';
-import { openDatabase, quoteIdent, type StagedRow, StagingTable } from './sqlite.ts';
+import { openDatabase, quoteIdent, type StagedRow, StagingTable } from './tables/sqlite.ts';
 
 /** Input of `ingestCsv`. */
 export interface CsvJobInput {
@@ -149,7 +149,7 @@ interface Sink {
 async function openSink(database: string, table: string): Promise<Sink> {
   if (isPostgresUrl(database)) {
     // pg is loaded by the threads that write to PostgreSQL only (each pool thread would carry it otherwise).
-    const { connectPg, PgStagingTable } = await import('./pg.ts');
+    const { connectPg, PgStagingTable } = await import('./tables/pg.ts');
     const client = await connectPg(database);
     return {
       maxColumns: MAX_COLUMNS_PG,

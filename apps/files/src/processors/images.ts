@@ -10,6 +10,9 @@ import { join } from 'node:path';
 import sharp, { type Metadata, type OutputInfo, type Sharp } from 'sharp';
 import { ProcessorError, requireInputFile } from './errors.ts';
 import { MAX_RESIZE } from './limits.ts';
+import { DEFAULT_VARIANTS, type ImageVariant, variantFile, variantsProblem, within } from './variants.ts';
+
+export { DEFAULT_VARIANTS, type ImageVariant } from './variants.ts';
 
 /** Input of `processImage`. */
 export interface ImageJobInput {
@@ -19,6 +22,8 @@ export interface ImageJobInput {
   outDir: string;
   /** sharp's pixel-bomb guard (width × height of the input), e.g. 100_000_000. */
   limitInputPixels: number;
+  /** The copies to make. Default {@link DEFAULT_VARIANTS}: a 256×256 WebP thumbnail and a 1920×1920 display copy. */
+  variants?: readonly ImageVariant[];
 }
 
 /** One derived file. */
@@ -98,19 +103,6 @@ sharp.cache(false);
 // picture, and is refused here whatever the upload route let through.
 const FORMATS = new Set(['jpeg', 'png', 'webp', 'avif', 'gif', 'tiff']);
 
-interface Variant {
-  name: string;
-  resize: (image: Sharp) => Sharp;
-}
-
-const VARIANTS: readonly Variant[] = [
-  { name: 'thumbnail.webp', resize: (image) => image.resize(256, 256, { fit: 'cover' }) },
-  {
-    name: 'display.webp',
-    resize: (image) => image.resize(1920, 1920, { fit: 'inside', withoutEnlargement: true }),
-  },
-];
-
 /**
  * Reads an image's header, then writes `thumbnail.webp` and `display.webp` into `outDir`. Throws `ProcessorError`
  * `ERR_WEFT_FILES_BAD_IMAGE` (corrupt, truncated, forged or unsupported), `ERR_WEFT_FILES_PIXEL_LIMIT` (too many pixels,
@@ -128,7 +120,7 @@ export async function processImage(job: ImageJobInput): Promise<ImageJobResult> 
   const outputs: DerivedOutput[] = [];
   // One variant after the other: each pipeline already uses the libvips threads this thread is allowed, and a
   // separate decode per variant is cheap because JPEG and WebP shrink on load to near the target size.
-  for (const variant of VARIANTS) outputs.push(await writeVariant(job, variant));
+  for (const variant of job.variants ?? DEFAULT_VARIANTS) outputs.push(await writeVariant(job, variant));
   return { metadata, outputs };
 }
 
@@ -167,8 +159,7 @@ export interface ResizeResult {
  * ```
  */
 export async function resizeImage(job: ResizeInput): Promise<ResizeResult> {
-  const bound = (n: number | undefined) =>
-    n === undefined || (Number.isInteger(n) && n >= 1 && n <= MAX_RESIZE);
+  const bound = (n: number | undefined) => n === undefined || within(n, MAX_RESIZE);
   if (typeof job?.output !== 'string' || job.output === '') invalid('"output" must be a file path');
   if (!bound(job.width) || !bound(job.height) || (job.width === undefined && job.height === undefined))
     invalid(`"width" and "height" must be integers 1..${MAX_RESIZE}, at least one given`);
@@ -204,6 +195,8 @@ function checkJob(job: ImageJobInput): void {
   if (typeof job.outDir !== 'string' || job.outDir === '') invalid('"outDir" must be a directory path');
   const limit = job.limitInputPixels;
   if (!Number.isSafeInteger(limit) || limit < 1) invalid('"limitInputPixels" must be an integer >= 1');
+  const problem = job.variants === undefined ? undefined : variantsProblem(job.variants);
+  if (problem) invalid(`"variants" ${problem}`);
 }
 
 function invalid(message: string): never {
@@ -251,22 +244,26 @@ function formatOf(meta: Metadata): string | undefined {
   return meta.format;
 }
 
-async function writeVariant(job: ImageJobInput, variant: Variant): Promise<DerivedOutput> {
+async function writeVariant(job: ImageJobInput, variant: ImageVariant): Promise<DerivedOutput> {
   let output: { data: Buffer; info: OutputInfo };
+  const { width, height, fit, format, quality = 80 } = variant;
   try {
-    output = await variant
-      .resize(open(job).rotate())
-      .webp({ quality: 80 })
+    output = await open(job)
+      .rotate()
+      // A cover copy fills its box; the ones kept whole are never enlarged past the image itself.
+      .resize(width ?? null, height ?? null, { fit, withoutEnlargement: fit !== 'cover' })
+      .toFormat(format, { quality })
       .toBuffer({ resolveWithObject: true });
   } catch (err) {
     throw imageError(err);
   }
-  const path = join(job.outDir, variant.name);
+  const name = variantFile(variant);
+  const path = join(job.outDir, name);
   await writeAtomically(path, output.data);
   return {
-    name: variant.name,
+    name,
     path,
-    type: 'image/webp',
+    type: `image/${format}`,
     width: output.info.width,
     height: output.info.height,
     size: output.data.length,

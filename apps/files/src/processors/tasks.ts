@@ -32,3 +32,4 @@ export {
   type ResizeResult,
   resizeImage,
 } from './images.ts';
+export { type PluginJobInput, type PluginJobResult, runPlugin } from './run-plugin.ts';

@@ -25,6 +25,8 @@ import { Job as BullJob, type ConnectionOptions, type JobType, Queue, QueueEvent
 import { Redis, type RedisOptions } from 'ioredis';
 import { FilesError } from '../errors.ts';
 import {
+  type ClaimOptions,
+  ClaimRoom,
   type FailOutcome,
   type FollowUp,
   type FollowUps,
@@ -49,6 +51,10 @@ export interface BullQueueOptions {
    * Longest adding an upload's jobs may take before it fails with `ERR_WEFT_FILES_REDIS` (the jobs then wait in the
    * outbox). Default 5 s.
    */
+  /** Tries of a job of `kind`, where its processor sets its own (a plug-in's `maxAttempts`); else `add`'s. */
+  /** How long a job claimed over its processor's own concurrency waits, delayed, before it is claimable again. */
+  deferMs?: number;
+  attempts?: (kind: JobKind) => number | undefined;
   timeoutMs?: number;
   /** How often stalled jobs (their process died) are looked for. Default: `leaseMs`. */
   stalledIntervalMs?: number;
@@ -106,6 +112,30 @@ const TYPES_OF: Record<JobState, JobType[]> = {
   completed: ['completed'],
   dead: ['failed'],
 };
+
+/**
+ * A command connection of its own to `QUEUE_URL`'s Redis, for what shares the queue's Redis (the bus, tus's locks and
+ * metadata, the upload rate limit): one retry per command (`maxRetriesPerRequest: 1`) unless `options` says
+ * otherwise, errors reported by the commands that fail, and `keyPrefix` (`<prefix>:<queue>:`) for its keys.
+ * `close()` quits it (or drops it when Redis is away). With `role`, the connection is named `<keyPrefix><role>`
+ * (CLIENT LIST).
+ */
+export function queueRedis(
+  url: string,
+  options: RedisOptions = {},
+  role?: string,
+): { client: Redis; keyPrefix: string; close(): Promise<unknown> } {
+  const { connection, name, prefix } = parseQueueUrl(url);
+  const keyPrefix = `${prefix}:${name}:`;
+  const client = new Redis({
+    ...connection,
+    maxRetriesPerRequest: 1,
+    ...(role === undefined ? {} : { connectionName: `${keyPrefix}${role}` }),
+    ...options,
+  });
+  client.on('error', () => {}); // reported by the command that fails
+  return { client, keyPrefix, close: () => client.quit().catch(() => client.disconnect()) };
+}
 
 /** Reads `QUEUE_URL`: connection options, the queue's name and key prefix. */
 export function parseQueueUrl(url: string): { connection: RedisOptions; name: string; prefix: string } {
@@ -224,6 +254,8 @@ export class BullQueue implements JobQueue {
       prefetch: true,
       orphanGraceMs: ORPHAN_GRACE_MS,
       dedupTtlMs: DEDUP_TTL_MS,
+      attempts: () => undefined,
+      deferMs: 250,
       ...options,
     };
     // Reconnect at least once a second: BullMQ's default backs off exponentially to 20 s, so after an outage of a
@@ -338,7 +370,7 @@ export class BullQueue implements JobQueue {
         name: kind,
         data: { fileId, kind },
         opts: {
-          attempts: maxAttempts,
+          attempts: this.#o.attempts(kind) ?? maxAttempts,
           backoff: { type: 'weft' },
           removeOnComplete: { count: this.#o.keepCompleted },
           removeOnFail: false,
@@ -377,15 +409,24 @@ export class BullQueue implements JobQueue {
     return Object.values(c).reduce((a, b) => a + b, 0);
   }
 
-  async claim(owner: string, limit: number): Promise<Job[]> {
+  async claim(owner: string, limit: number, options: ClaimOptions = {}): Promise<Job[]> {
     const out: Job[] = [];
-    while (out.length < limit && !this.#closing) {
+    const room = new ClaimRoom(options.room);
+    // BullMQ hands out the next job whatever its kind: one of a kind without room is put back, delayed, for a later
+    // claim (its attempts unchanged). At most `limit` of them a claim, so a queue of nothing else is not spun.
+    let deferred = 0;
+    while (out.length < limit && deferred < limit && !this.#closing) {
       let held = this.#ready.shift();
       if (!held) {
         const token = `${owner}:${++this.#tokens}`;
         const bull = (await this.#worker.getNextJob(token, { block: false })) as Bull | undefined;
         if (!bull) break;
         held = { bull, token };
+      }
+      if (!room.take(held.bull.data.kind)) {
+        deferred++;
+        await held.bull.moveToDelayed(Date.now() + this.#o.deferMs, held.token);
+        continue;
       }
       held.claimedAt = performance.now();
       this.#held.set(Number(held.bull.id), held);
@@ -433,6 +474,21 @@ export class BullQueue implements JobQueue {
 
   async complete(job: Job, _owner: string, result: unknown, then?: FollowUps): Promise<boolean> {
     if (!(await this.#complete(job, result))) return false;
+    // The next steps of the file's chains: its own jobs (in its set), added by the same key as at upload, so a
+    // repeat adds nothing; before the check below, so the file is not seen processed while they wait. Tried twice,
+    // like the follow-ups; a crash in between loses them as it would a webhook's (see #addFollowUps).
+    for (const step of then?.next ?? []) {
+      const add = () => withTimeout(this.#add(step.fileId, [step.kind], step.maxAttempts), this.#o.timeoutMs);
+      await add()
+        .catch(add)
+        .catch((err: Error) => {
+          throw new FilesError(
+            'ERR_WEFT_FILES_REDIS',
+            `Job ${job.id} completed, but the next step of its chain (${step.kind}) was not queued: ${err.message}`,
+            { cause: err },
+          );
+        });
+    }
     if (then?.processed && job.kind !== 'webhook') {
       // Every process that completes one of the file's jobs looks after its own completion, so whichever is last
       // sees them all completed (two may both see it: the follow-ups' keys make that one job each).

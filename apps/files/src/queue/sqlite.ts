@@ -6,6 +6,8 @@
 import type { DatabaseSync, SQLInputValue } from 'node:sqlite';
 import { transaction } from '../db.ts';
 import {
+  type ClaimOptions,
+  ClaimRoom,
   type FailOutcome,
   type FollowUp,
   type FollowUps,
@@ -36,6 +38,8 @@ export interface SqliteQueueOptions {
    * attempt (no runner saw it fail), queued in that claim's transaction. Default: none.
    */
   stalledDead?: (job: Job) => FollowUp[];
+  /** Tries of a job of `kind`, where its processor sets its own (a plug-in's `maxAttempts`); else `add`'s. */
+  attempts?: (kind: JobKind) => number | undefined;
 }
 
 type Row = Record<string, SQLInputValue>;
@@ -78,6 +82,7 @@ export class SqliteQueue implements JobQueue {
       random: Math.random,
       sync: async () => {},
       stalledDead: () => [],
+      attempts: () => undefined,
       ...options,
     };
   }
@@ -89,8 +94,10 @@ export class SqliteQueue implements JobQueue {
       `INSERT INTO jobs (file_id, kind, state, max_attempts, run_at, created_at, updated_at, payload)
        VALUES (?, ?, 'queued', ?, ?, ?, ?, ?)`,
     );
-    for (const j of jobs)
-      insert.run(j.fileId, j.kind, j.maxAttempts, now, now, now, JSON.stringify(j.payload));
+    for (const j of jobs) {
+      const payload = j.payload === undefined || j.payload === null ? null : JSON.stringify(j.payload);
+      insert.run(j.fileId, j.kind, j.maxAttempts, now, now, now, payload);
+    }
   }
 
   /** Inserts one queued job per kind for `fileId`; call it inside the upload's transaction. */
@@ -100,7 +107,9 @@ export class SqliteQueue implements JobQueue {
       `INSERT INTO jobs (file_id, kind, state, max_attempts, run_at, created_at, updated_at)
        VALUES (?, ?, 'queued', ?, ?, ?, ?) RETURNING *`,
     );
-    return kinds.map((kind) => toJob(insert.get(fileId, kind, maxAttempts, now, now, now) as Row));
+    return kinds.map((kind) =>
+      toJob(insert.get(fileId, kind, this.#o.attempts(kind) ?? maxAttempts, now, now, now) as Row),
+    );
   }
 
   async add(fileId: string, kinds: readonly Job['kind'][], maxAttempts: number): Promise<Job[]> {
@@ -136,7 +145,10 @@ export class SqliteQueue implements JobQueue {
   /** The database belongs to the service (the catalog and the bus use it too). */
   async close(): Promise<void> {}
 
-  async claim(owner: string, limit: number): Promise<Job[]> {
+  async claim(owner: string, limit: number, options: ClaimOptions = {}): Promise<Job[]> {
+    const room = new ClaimRoom(options.room);
+    const full = JSON.stringify(room.full());
+    // With kinds of bounded room, more candidates are read than taken, and taken in order while their kind has room.
     const now = this.#o.clock();
     return transaction(this.#db, () => {
       // A lease that expired on its last attempt: its process died with it every time. Dead, not retried forever.
@@ -153,17 +165,27 @@ export class SqliteQueue implements JobQueue {
         // A delivery's own death is not followed by another (no webhook about a webhook).
         if (job.kind !== 'webhook') this.#addFollowUps(this.#o.stalledDead(job), now);
       }
+      const candidates = this.#db
+        .prepare(
+          `SELECT id, kind FROM jobs
+           WHERE ((state IN ('queued', 'retrying') AND run_at <= :now) OR (state = 'active' AND lease_until < :now))
+             AND kind NOT IN (SELECT value FROM json_each(:full))
+           ORDER BY run_at, id LIMIT :scan`,
+        )
+        .all({ now, full, scan: room.bounded ? limit * 4 + 16 : limit }) as { id: number; kind: string }[];
+      const ids: number[] = [];
+      for (const c of candidates) {
+        if (ids.length >= limit) break;
+        if (room.take(c.kind)) ids.push(c.id);
+      }
       const rows = this.#db
         .prepare(
           `UPDATE jobs SET state = 'active', attempts = attempts + 1, lease_owner = :owner,
              lease_until = :until, updated_at = :now, started_at = :now
-           WHERE id IN (
-             SELECT id FROM jobs
-             WHERE (state IN ('queued', 'retrying') AND run_at <= :now) OR (state = 'active' AND lease_until < :now)
-             ORDER BY run_at, id LIMIT :limit)
+           WHERE id IN (SELECT value FROM json_each(:ids))
            RETURNING *`,
         )
-        .all({ owner, until: now + this.#o.leaseMs, now, limit });
+        .all({ owner, until: now + this.#o.leaseMs, now, ids: JSON.stringify(ids) });
       return (rows as Row[]).map(toJob).sort((a, b) => a.id - b.id);
     });
   }
@@ -191,6 +213,7 @@ export class SqliteQueue implements JobQueue {
            WHERE id = ? AND lease_owner = ? AND state = 'active'`,
         )
         .run(JSON.stringify(result ?? null), now, now, job.id, owner);
+      if (changes === 1 && then?.next) this.#addFollowUps(then.next, now);
       if (changes !== 1 || !then?.processed || job.kind === 'webhook') return changes === 1;
       const jobs = (
         this.#db

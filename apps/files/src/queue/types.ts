@@ -1,12 +1,13 @@
 /** The job queue's contract: the embedded SQLite queue and the BullMQ adapter implement it. */
 
 /**
- * What a job does: process its file (`image`, `csv`), or deliver a webhook about it (`webhook`). A webhook job is
- * queued only as a {@link FollowUp} of another job's state change; it is not one of its file's jobs (`hasJobs`,
- * `removeForFile` and `list({ fileId })` leave it out), so a delivery neither holds up a file's state nor is lost
- * when the file is deleted.
+ * What a job does: process its file (`image`, `csv`, or the kind of a processor plug-in), or deliver a webhook about
+ * it (`webhook`). A webhook job is queued only as a {@link FollowUp} of another job's state change; it is not one of
+ * its file's jobs (`hasJobs`, `removeForFile` and `list({ fileId })` leave it out), so a delivery neither holds up a
+ * file's state nor is lost when the file is deleted.
  */
-export type JobKind = 'image' | 'csv' | 'webhook';
+// `string & {}` keeps the built-in names suggested while a plug-in's kind is any string.
+export type JobKind = 'image' | 'csv' | 'webhook' | (string & {});
 
 /** Whether jobs of `kind` are a file's own processing (not a delivery about it). */
 export const isProcessing = (kind: JobKind): boolean => kind !== 'webhook';
@@ -79,6 +80,51 @@ export interface FollowUps {
   processed?: (jobs: Job[]) => FollowUp[];
   /** With a failure: queued when it leaves the job dead. */
   dead?: FollowUp[];
+  /**
+   * With a completion: the next steps of its file's chains, queued as processing jobs of the file (before
+   * `processed` is asked, so the file is not processed while they wait), by `key` like every follow-up.
+   */
+  next?: FollowUp[];
+}
+
+/** Options of {@link JobQueue.claim}. */
+export interface ClaimOptions {
+  /**
+   * Kinds with a concurrency of their own: how many more jobs of each this claim may take (0: none). Kinds not
+   * named are bounded by `limit` alone.
+   */
+  room?: Readonly<Record<string, number>>;
+}
+
+/**
+ * What a claim may still take of each kind with a room of its own ({@link ClaimOptions.room}), counted down as the
+ * claim takes jobs. Every queue adapter reads the room through it.
+ */
+export class ClaimRoom {
+  readonly #left: Map<string, number>;
+
+  constructor(room: Readonly<Record<string, number>> = {}) {
+    this.#left = new Map(Object.entries(room));
+  }
+
+  /** Whether any kind is bounded (else `take` always says yes). */
+  get bounded(): boolean {
+    return this.#left.size > 0;
+  }
+
+  /** The kinds with no room left. */
+  full(): string[] {
+    return [...this.#left].filter(([, n]) => n <= 0).map(([kind]) => kind);
+  }
+
+  /** Takes one job of `kind` if it has room (a kind not bounded always has): whether it was taken. */
+  take(kind: string): boolean {
+    const n = this.#left.get(kind);
+    if (n === undefined) return true;
+    if (n <= 0) return false;
+    this.#left.set(kind, n - 1);
+    return true;
+  }
 }
 
 /** How a failed attempt ended. */
@@ -99,8 +145,12 @@ export interface JobQueue {
   removeForFile(fileId: string): Promise<void>;
   /** Jobs waiting to run (queued, or waiting for a retry): load shedding and metrics read it. */
   waiting(): Promise<number>;
-  /** Leases up to `limit` runnable jobs to `owner` (expired leases of dead processes included). */
-  claim(owner: string, limit: number): Promise<Job[]>;
+  /**
+   * Leases up to `limit` runnable jobs to `owner` (expired leases of dead processes included), and of the kinds in
+   * `room` no more than their room (what their processor's own concurrency leaves in this process): the others stay
+   * for a later claim.
+   */
+  claim(owner: string, limit: number, options?: ClaimOptions): Promise<Job[]>;
   /** Extends the leases `owner` holds on these jobs; returns the ids it no longer holds. */
   heartbeat(owner: string, ids: number[]): Promise<number[]>;
   /**

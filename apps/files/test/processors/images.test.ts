@@ -118,6 +118,54 @@ describe('processImage in a pool', () => {
     });
   }
 
+  it('makes the configured copies instead: their names, sizes, formats and quality', async () => {
+    const png = await sharp({ create: { width: 640, height: 480, channels: 3, background: '#336699' } })
+      .png()
+      .toBuffer();
+    const input = await job('variants.png', png);
+    const variants = [
+      { name: 'square', width: 64, height: 64, fit: 'cover', format: 'png' },
+      { name: 'wide', width: 300, fit: 'inside', format: 'jpeg', quality: 60 },
+      { name: 'huge', width: 4000, fit: 'inside', format: 'avif' },
+    ] as const;
+    const result = await pool.run('processImage', [{ ...input, variants }], TASK_TIMEOUT);
+    assert.deepEqual(
+      result.outputs.map(({ name, type, width, height }) => ({ name, type, width, height })),
+      [
+        { name: 'square.png', type: 'image/png', width: 64, height: 64 },
+        { name: 'wide.jpeg', type: 'image/jpeg', width: 300, height: 225 },
+        // Kept whole and never enlarged past the image itself.
+        { name: 'huge.avif', type: 'image/avif', width: 640, height: 480 },
+      ],
+    );
+    assert.deepEqual((await readdir(input.outDir)).sort(), ['huge.avif', 'square.png', 'wide.jpeg']);
+    const meta = await sharp(join(input.outDir, 'wide.jpeg')).metadata();
+    assert.equal(meta.format, 'jpeg');
+  });
+
+  it('refuses copies it cannot make with ERR_WEFT_FILES_INVALID_ARGUMENT', async () => {
+    const png = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#000' } })
+      .png()
+      .toBuffer();
+    const input = await job('bad-variants.png', png);
+    for (const [variants, pattern] of [
+      [[], /1 to 8/],
+      [[{ name: 'x', fit: 'cover', format: 'webp' }], /at least one given/],
+      [[{ name: 'x', width: 10, fit: 'fill', format: 'webp' }], /"fit"/],
+      [[{ name: 'x', width: 10, fit: 'cover', format: 'gif' }], /"format"/],
+      [[{ name: 'X', width: 10, fit: 'cover', format: 'webp' }], /"name"/],
+    ] as const) {
+      await assert.rejects(
+        pool.run('processImage', [{ ...input, variants: variants as never }], TASK_TIMEOUT),
+        (err: Error & { code?: string }) => {
+          assert.equal(err.code, 'ERR_WEFT_FILES_INVALID_ARGUMENT');
+          assert.match(err.message, pattern);
+          return true;
+        },
+      );
+    }
+  });
+
   it('re-running a job replaces the outputs and leaves no temp file', async () => {
     const png = await sharp({ create: { width: 64, height: 64, channels: 3, background: '#fff' } })
       .png()

@@ -4,7 +4,7 @@
  * @module
  */
 import pg from 'pg';
-import { LINE_COLUMN } from './columns.ts';
+import { LINE_COLUMN } from '../columns.ts';
 import type { StagedRow } from './sqlite.ts';
 
 /** The protocol's Bind message counts parameters in 16 bits. */

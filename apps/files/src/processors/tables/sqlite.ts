@@ -4,7 +4,7 @@
  * @module
  */
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
-import { LINE_COLUMN } from './columns.ts';
+import { LINE_COLUMN } from '../columns.ts';
 
 /**
  * Opens `path` for a loader: WAL (readers never block the writer), waits up to 5 s for another connection's write

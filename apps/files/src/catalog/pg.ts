@@ -4,20 +4,23 @@
  * services can share a database. The CSV tables `ingestCsv` loads go to that schema too.
  */
 import pg from 'pg';
+import { FilesError } from '../errors.ts';
+import { type OutboxRow, type Recorded, recordWithOutbox } from '../outbox.ts';
+import type { JobKind, JobQueue } from '../queue/types.ts';
+import { pgRowCount, pgRows, type RowPage, type RowQuery } from './rows.ts';
 import {
   type Catalog,
   type CatalogOptions,
   csvTableFor,
   type DerivedRecord,
   type FileRecord,
+  fileValues,
   kindsColumn,
   kindsOf,
+  type ListScope,
   recordThenQueue,
-} from './catalog.ts';
-import { pgRowCount, pgRows, type RowPage, type RowQuery } from './csv-rows.ts';
-import { FilesError } from './errors.ts';
-import { type OutboxRow, type Recorded, recordWithOutbox } from './outbox.ts';
-import type { JobKind, JobQueue } from './queue/types.ts';
+  type TenantUsage,
+} from './types.ts';
 
 /** Options of {@link PgCatalog.open}. */
 export interface PgCatalogOptions extends CatalogOptions {
@@ -36,6 +39,27 @@ export interface PgCatalogOptions extends CatalogOptions {
 // Concurrent CREATE TABLE IF NOT EXISTS in two sessions can both pass the existence check and one then fails on
 // pg_type's unique index: every process starting at once would race here, so schema creation is serialised by a
 // transaction-scoped advisory lock (released at COMMIT or when the connection dies).
+/**
+ * The condition "the file is `tenant`'s" on parameter $1: `=` or IS NULL, which the (tenant, created_at) index serves
+ * (IS NOT DISTINCT FROM would not). For null, $1 is still named, typed, so the parameter list stays the same.
+ */
+function tenantIs(tenant: string | null): string {
+  return tenant === null ? 'tenant IS NULL AND $1::text IS NULL' : 'tenant = $1';
+}
+
+/**
+ * A column added after the first schema. Looked up first: ALTER TABLE takes an exclusive lock even when IF NOT
+ * EXISTS makes it do nothing, and every process start runs the schema.
+ */
+function addColumn(table: string, column: string, type: string): string {
+  return `DO $$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()
+                 AND table_name = '${table}' AND column_name = '${column}') THEN
+    ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS ${column} ${type};
+  END IF;
+END $$;`;
+}
+
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS weft_files (
   id          text PRIMARY KEY,
@@ -45,15 +69,11 @@ CREATE TABLE IF NOT EXISTS weft_files (
   sha256      text NOT NULL,
   created_at  bigint NOT NULL
 );
--- Added after the first schema: an upload's own webhook URL. Looked up first: ALTER TABLE takes an exclusive lock
--- even when IF NOT EXISTS makes it do nothing, and every process start runs this.
-DO $$ BEGIN
-  IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()
-                 AND table_name = 'weft_files' AND column_name = 'webhook') THEN
-    ALTER TABLE weft_files ADD COLUMN IF NOT EXISTS webhook text;
-  END IF;
-END $$;
+-- Added after the first schema: an upload's own webhook URL; the tenant of the token that uploaded it.
+${addColumn('weft_files', 'webhook', 'text')}
+${addColumn('weft_files', 'tenant', 'text')}
 CREATE INDEX IF NOT EXISTS weft_files_created_at ON weft_files (created_at);
+CREATE INDEX IF NOT EXISTS weft_files_tenant ON weft_files (tenant, created_at);
 CREATE TABLE IF NOT EXISTS weft_derived (
   file_id  text NOT NULL,
   name     text NOT NULL,
@@ -85,6 +105,7 @@ interface FileRow {
   size: string;
   sha256: string;
   created_at: string;
+  tenant?: string | null;
 }
 
 interface OutboxDbRow {
@@ -109,6 +130,7 @@ const toFile = (r: FileRow): FileRecord => ({
   size: Number(r.size),
   sha256: r.sha256,
   createdAt: Number(r.created_at),
+  tenant: r.tenant ?? null,
 });
 
 /**
@@ -196,23 +218,12 @@ export class PgCatalog implements Catalog {
           insert: async () => {
             await this.#pool.query(
               `WITH f AS (
-                 INSERT INTO weft_files (id, name, type, size, sha256, created_at, webhook)
-                 VALUES ($1, $2, $3, $4, $5, $6, $10)
+                 INSERT INTO weft_files (id, name, type, size, sha256, created_at, webhook, tenant)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
                )
                INSERT INTO weft_files_outbox (file_id, kinds, max_attempts, created_at, lease_until)
-               VALUES ($1, $7, $8, $6, ${NOW_MS} + $9)`,
-              [
-                file.id,
-                file.name,
-                file.type,
-                file.size,
-                file.sha256,
-                file.createdAt,
-                kindsColumn(kinds),
-                maxAttempts,
-                leaseMs,
-                file.webhook ?? null,
-              ],
+               VALUES ($1, $9, $10, $6, ${NOW_MS} + $11)`,
+              [...fileValues(file), kindsColumn(kinds), maxAttempts, leaseMs],
             );
           },
           remove: () =>
@@ -232,9 +243,9 @@ export class PgCatalog implements Catalog {
     return recordThenQueue(
       async () => {
         await this.#pool.query(
-          `INSERT INTO weft_files (id, name, type, size, sha256, created_at, webhook)
-           VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-          [file.id, file.name, file.type, file.size, file.sha256, file.createdAt, file.webhook ?? null],
+          `INSERT INTO weft_files (id, name, type, size, sha256, created_at, webhook, tenant)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+          fileValues(file),
         );
       },
       () => this.#pool.query('DELETE FROM weft_files WHERE id = $1', [file.id]),
@@ -258,12 +269,35 @@ export class PgCatalog implements Catalog {
     return rows[0]?.webhook ?? undefined;
   }
 
-  async list(limit = 50, before?: number): Promise<FileRecord[]> {
-    const { rows } = await this.#pool.query<FileRow>(
-      'SELECT * FROM weft_files WHERE created_at < $1 ORDER BY created_at DESC, id DESC LIMIT $2',
-      [before ?? Number.MAX_SAFE_INTEGER, limit],
-    );
+  async list(limit = 50, before?: number, scope?: ListScope): Promise<FileRecord[]> {
+    const at = before ?? Number.MAX_SAFE_INTEGER;
+    const { rows } =
+      scope === undefined
+        ? await this.#pool.query<FileRow>(
+            'SELECT * FROM weft_files WHERE created_at < $1 ORDER BY created_at DESC, id DESC LIMIT $2',
+            [at, limit],
+          )
+        : await this.#pool.query<FileRow>(
+            `SELECT * FROM weft_files WHERE ${tenantIs(scope.tenant)}
+             AND created_at < $2 ORDER BY created_at DESC, id DESC LIMIT $3`,
+            [scope.tenant, at, limit],
+          );
     return rows.map(toFile);
+  }
+
+  async storedBytes(tenant: string | null): Promise<number> {
+    const { rows } = await this.#pool.query<{ bytes: string }>(
+      `SELECT coalesce(sum(size), 0) AS bytes FROM weft_files WHERE ${tenantIs(tenant)}`,
+      [tenant],
+    );
+    return Number(rows[0]?.bytes ?? 0);
+  }
+
+  async usage(): Promise<TenantUsage[]> {
+    const { rows } = await this.#pool.query<{ tenant: string | null; files: string; bytes: string }>(
+      'SELECT tenant, count(*) AS files, coalesce(sum(size), 0) AS bytes FROM weft_files GROUP BY tenant',
+    );
+    return rows.map((r) => ({ tenant: r.tenant, files: Number(r.files), bytes: Number(r.bytes) }));
   }
 
   async setDerived(fileId: string, outputs: DerivedRecord[]): Promise<boolean> {

@@ -6,7 +6,7 @@
  */
 import type { DatabaseSync } from 'node:sqlite';
 import type pg from 'pg';
-import { LINE_COLUMN } from './processors/columns.ts';
+import { LINE_COLUMN } from '../processors/columns.ts';
 
 /** A value of a CSV table: its columns are text; `null` only in a table written by something else. */
 export type RowValue = string | null;

@@ -1,35 +1,23 @@
-/**
- * The records of uploaded files and their derived outputs. `Catalog` is the contract; `SqliteCatalog` keeps them in
- * the embedded SQLite database, `PgCatalog` (catalog-pg.ts) in PostgreSQL.
- */
+/** The catalog in the embedded SQLite database: `SqliteCatalog`. */
 import type { DatabaseSync, SQLInputValue } from 'node:sqlite';
-import { type RowPage, type RowQuery, sqliteRowCount, sqliteRows } from './csv-rows.ts';
-import { transaction } from './db.ts';
-import { type OutboxRow, type Recorded, recordWithOutbox } from './outbox.ts';
-import { SqliteQueue } from './queue/sqlite.ts';
-import type { JobKind, JobQueue } from './queue/types.ts';
-
-export interface FileRecord {
-  id: string;
-  name: string;
-  type: string;
-  size: number;
-  sha256: string;
-  createdAt: number;
-  /**
-   * The upload's own webhook URL (`POST /files?webhook=`), recorded with it. Not read back by `get` or `list`, whose
-   * records the API shows to anyone (the URL may carry a token): see `Catalog.webhookOf`.
-   */
-  webhook?: string;
-}
-
-export interface DerivedRecord {
-  name: string;
-  type: string;
-  size: number;
-  width: number | null;
-  height: number | null;
-}
+import { transaction } from '../db.ts';
+import { type OutboxRow, type Recorded, recordWithOutbox } from '../outbox.ts';
+import { SqliteQueue } from '../queue/sqlite.ts';
+import type { JobKind, JobQueue } from '../queue/types.ts';
+import { type RowPage, type RowQuery, sqliteRowCount, sqliteRows } from './rows.ts';
+import {
+  type Catalog,
+  type CatalogOptions,
+  csvTableFor,
+  type DerivedRecord,
+  type FileRecord,
+  fileValues,
+  kindsColumn,
+  kindsOf,
+  type ListScope,
+  recordThenQueue,
+  type TenantUsage,
+} from './types.ts';
 
 type Row = Record<string, SQLInputValue>;
 
@@ -40,98 +28,11 @@ const toFile = (r: Row): FileRecord => ({
   size: Number(r.size),
   sha256: String(r.sha256),
   createdAt: Number(r.created_at),
+  tenant: tenantOf(r),
 });
 
-/** Where file records live. Every method may reach a network database, so every one is asynchronous. */
-export interface Catalog {
-  /**
-   * Records a stored upload and queues its jobs. With the embedded queue this is one transaction. With the outbox
-   * (a remote queue) the record and an outbox row go in one transaction, then the jobs are queued: when the queue is
-   * unavailable the upload stays recorded and its kinds come back `pending`, for the relay to queue later. Otherwise
-   * the record is removed again when queueing fails (no file without its jobs).
-   */
-  recordUpload(file: FileRecord, kinds: JobKind[], maxAttempts: number): Promise<Recorded>;
-  get(id: string): Promise<FileRecord | undefined>;
-  /** The upload's own webhook URL; undefined when it has none, or no such file. */
-  webhookOf(id: string): Promise<string | undefined>;
-  /** Newest first; `before` pages by creation time. */
-  list(limit?: number, before?: number): Promise<FileRecord[]>;
-  /**
-   * Replaces the derived outputs of a file with these (a re-run overwrites, never duplicates). Records nothing and
-   * resolves false when the file is gone (deleted while its job ran): the caller removes the outputs it stored.
-   */
-  setDerived(fileId: string, outputs: DerivedRecord[]): Promise<boolean>;
-  derived(fileId: string): Promise<DerivedRecord[]>;
-  /**
-   * Removes the file's record, its derived rows, its outbox row and its CSV table (not its jobs: see
-   * `JobQueue.removeForFile`).
-   */
-  delete(id: string): Promise<boolean>;
-  /**
-   * Leases up to `limit` outbox rows to `owner` for `leaseMs`: rows whose lease ran out, and rows `owner` already
-   * holds. No two owners hold a row at once. Oldest first.
-   */
-  claimOutbox(owner: string, limit: number, leaseMs: number): Promise<OutboxRow[]>;
-  /** Deletes the outbox row of a file whose jobs are queued; false when there was none. */
-  deleteOutbox(fileId: string): Promise<boolean>;
-  /** Rows waiting in the outbox. */
-  outboxSize(): Promise<number>;
-  /** The kinds of `fileId`'s jobs still waiting in the outbox (none: `[]`). */
-  pendingKinds(fileId: string): Promise<JobKind[]>;
-  /** How many files are recorded. */
-  count(): Promise<number>;
-  /**
-   * Rows of the CSV table of `fileId` (what its CSV job loaded), in line order; undefined when it has none (not a
-   * CSV file, its job not completed, or deleted). One short read: a stream pages through the table with `after`.
-   */
-  rows(fileId: string, query: RowQuery): Promise<RowPage | undefined>;
-  /** How many rows the CSV table of `fileId` has; undefined when it has none. */
-  rowCount(fileId: string): Promise<number | undefined>;
-  /** Resolves when the database answers; the readiness probe calls it. */
-  ping(): Promise<void>;
-  /** What `ingestCsv` loads CSV tables into: a SQLite file path or a `postgres://` URL. */
-  readonly csvDatabase: string;
-  /** Releases connections; idempotent. */
-  close(): Promise<void>;
-}
-
-/** Records an upload, then queues its jobs; removes the record when queueing fails (no file without its jobs). */
-export async function recordThenQueue(
-  insert: () => Promise<void>,
-  remove: () => Promise<unknown>,
-  queue: JobQueue,
-  fileId: string,
-  kinds: JobKind[],
-  maxAttempts: number,
-): Promise<Recorded> {
-  await insert();
-  // Nothing to queue (a plain text file): the queue is not asked, so its outage does not refuse the upload.
-  if (kinds.length === 0) return { jobs: [], pending: [] };
-  try {
-    return { jobs: await queue.add(fileId, kinds, maxAttempts), pending: [] };
-  } catch (err) {
-    await remove().catch(() => {});
-    throw err;
-  }
-}
-
-/** Options of the catalogs. */
-export interface CatalogOptions {
-  /**
-   * Record uploads through the outbox (set with a remote queue): the row is the upload's own for this long, ms (the
-   * time its jobs take to be queued directly, the queue's deadline and some), then any relay's to take.
-   */
-  outboxLeaseMs?: number;
-  /**
-   * SQLite only: makes the commits so far durable (`walSync` of the database), awaited after each write whose outcome
-   * is reported (an upload recorded, outputs recorded, a file deleted). Default: nothing.
-   */
-  sync?: () => Promise<void>;
-}
-
-/** `kinds` as stored in an outbox row, and back. */
-export const kindsColumn = (kinds: readonly JobKind[]): string => kinds.join(',');
-export const kindsOf = (column: string): JobKind[] => (column === '' ? [] : (column.split(',') as JobKind[]));
+/** A row's tenant column: null for a file of none. */
+const tenantOf = (r: Row): string | null => (typeof r.tenant === 'string' ? r.tenant : null);
 
 /** The catalog in the embedded SQLite database (`db`, which may also hold the queue). */
 export class SqliteCatalog implements Catalog {
@@ -172,9 +73,9 @@ export class SqliteCatalog implements Catalog {
     const insert = () =>
       this.#db
         .prepare(
-          'INSERT INTO files (id, name, type, size, sha256, created_at, webhook) VALUES (?, ?, ?, ?, ?, ?, ?)',
+          'INSERT INTO files (id, name, type, size, sha256, created_at, webhook, tenant) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
         )
-        .run(file.id, file.name, file.type, file.size, file.sha256, file.createdAt, file.webhook ?? null);
+        .run(...fileValues(file));
     // The embedded queue shares the database: the record and its jobs go in one transaction.
     const queue = this.#queue;
     const removeRecord = () => {
@@ -234,11 +135,38 @@ export class SqliteCatalog implements Catalog {
     return typeof row?.webhook === 'string' ? row.webhook : undefined;
   }
 
-  async list(limit = 50, before?: number): Promise<FileRecord[]> {
-    const rows = this.#db
-      .prepare('SELECT * FROM files WHERE created_at < ? ORDER BY created_at DESC, id DESC LIMIT ?')
-      .all(before ?? Number.MAX_SAFE_INTEGER, limit) as Row[];
+  async list(limit = 50, before?: number, scope?: ListScope): Promise<FileRecord[]> {
+    const at = before ?? Number.MAX_SAFE_INTEGER;
+    const rows = (
+      scope === undefined
+        ? this.#db
+            .prepare('SELECT * FROM files WHERE created_at < ? ORDER BY created_at DESC, id DESC LIMIT ?')
+            .all(at, limit)
+        : this.#db
+            .prepare(
+              'SELECT * FROM files WHERE tenant IS ? AND created_at < ? ORDER BY created_at DESC, id DESC LIMIT ?',
+            )
+            .all(scope.tenant, at, limit)
+    ) as Row[];
     return rows.map(toFile);
+  }
+
+  async storedBytes(tenant: string | null): Promise<number> {
+    const row = this.#db
+      .prepare('SELECT coalesce(sum(size), 0) AS bytes FROM files WHERE tenant IS ?')
+      .get(tenant) as Row;
+    return Number(row.bytes);
+  }
+
+  async usage(): Promise<TenantUsage[]> {
+    const rows = this.#db
+      .prepare('SELECT tenant, count(*) AS files, coalesce(sum(size), 0) AS bytes FROM files GROUP BY tenant')
+      .all() as Row[];
+    return rows.map((r) => ({
+      tenant: tenantOf(r),
+      files: Number(r.files),
+      bytes: Number(r.bytes),
+    }));
   }
 
   async setDerived(fileId: string, outputs: DerivedRecord[]): Promise<boolean> {
@@ -335,8 +263,3 @@ const toOutboxRow = (r: Row): OutboxRow => ({
   maxAttempts: Number(r.max_attempts),
   createdAt: Number(r.created_at),
 });
-
-/** The CSV table of a file: ids are UUIDs, so this is always a safe identifier. */
-export function csvTableFor(fileId: string): string {
-  return `csv_${fileId.replace(/[^a-f0-9]/gi, '').toLowerCase()}`;
-}

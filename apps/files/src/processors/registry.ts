@@ -1,0 +1,306 @@
+/**
+ * The processor plug-ins of the configuration, as the main thread sees them: their entries validated at start
+ * ({@link parseProcessors}), their modules imported once to check that each exports a processor and to read its
+ * `match` ({@link ProcessorRegistry.load}), and the kinds of jobs an upload of a given type gets.
+ *
+ * @example
+ * ```ts
+ * const registry = await ProcessorRegistry.load(config);
+ * registry.kindsFor('application/zip'); // ['image'?, ..., 'zip-manifest']
+ * ```
+ * @module
+ */
+import { isAbsolute, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { FilesError } from '../errors.ts';
+import { isTypeList, PROCESSOR, type ProcessorDefinition, typeMatches } from './plugin.ts';
+
+/**
+ * One entry of `processors` in the configuration: a plug-in (with `module`), or a built-in processor (`image`,
+ * `csv`) given only its place in a chain (`after`).
+ */
+export interface ProcessorConfig {
+  /** Its jobs' kind and its outputs' prefix: lower-case letters, digits and `-`, from a letter; at most 40. */
+  kind: string;
+  /** The module's file URL (the configured path, resolved against the config file's folder); none for a built-in. */
+  module?: string;
+  /**
+   * The kind whose job must complete on the same file before this one's is queued (when both apply to the file);
+   * that job dead stops the chain there.
+   */
+  after?: string;
+  /** The sniffed types it runs on; default: the module's own `match`. */
+  match?: readonly string[];
+  /** Longest one attempt may take, in ms. Default: `jobTimeoutMs`. */
+  timeoutMs?: number;
+  /** Tries before its job is dead-lettered. Default: `maxAttempts`. */
+  maxAttempts?: number;
+  /** Most of its jobs one process runs at once (within the service's `concurrency`). Default: no limit of its own. */
+  concurrency?: number;
+  /** Passed to its `run` as `options` (JSON). Default `{}`. */
+  options?: unknown;
+}
+
+/** Kinds the service itself uses: no plug-in may take them. */
+export const BUILT_IN_KINDS: readonly string[] = ['image', 'csv', 'webhook'];
+/** Built-in processors an entry may configure: timeout, attempts, concurrency, place in a chain. */
+const CHAINABLE = ['image', 'csv'];
+
+const KIND = /^[a-z][a-z0-9-]{0,39}$/;
+const KEYS = new Set([
+  'kind',
+  'module',
+  'match',
+  'timeout',
+  'maxAttempts',
+  'concurrency',
+  'options',
+  'after',
+]);
+const TIME_UNITS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 };
+
+function bad(source: string, what: string, value: unknown): FilesError {
+  return new FilesError(
+    'ERR_WEFT_FILES_CONFIG',
+    `Setting "processors" (${source}): ${what}; got ${JSON.stringify(value)}`,
+  );
+}
+
+/** A duration in ms: a number of ms, or `30s`, `500ms`, `2m`, `1h`. */
+function duration(raw: unknown): number | undefined {
+  if (typeof raw === 'number') return Number.isSafeInteger(raw) && raw >= 1 ? raw : undefined;
+  if (typeof raw !== 'string') return undefined;
+  const m = /^(\d+)(ms|s|m|h)?$/.exec(raw.trim());
+  const v = m ? Number(m[1]) * TIME_UNITS[m[2] ?? 'ms']! : Number.NaN;
+  return Number.isSafeInteger(v) && v >= 1 ? v : undefined;
+}
+
+/**
+ * Validates the `processors` entries: a known key set, a free `kind`, a module path, MIME patterns, a duration and
+ * a count. Module paths are resolved against `base` (the config file's folder). Nothing is imported here.
+ */
+export function parseProcessors(raw: unknown, source: string, base: string): ProcessorConfig[] {
+  if (!Array.isArray(raw)) throw bad(source, 'must be an array of { kind, module, ... }', raw);
+  const seen = new Set<string>();
+  const entries = raw.map((entry: unknown, i): ProcessorConfig => {
+    const at = `entry ${i}`;
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) {
+      throw bad(source, `${at} must be an object`, entry);
+    }
+    const e = entry as Record<string, unknown>;
+    for (const key of Object.keys(e)) {
+      if (!KEYS.has(key))
+        throw bad(source, `${at} has an unknown key "${key}" (known: ${[...KEYS].join(', ')})`, e);
+    }
+    const { kind, module, match, timeout, maxAttempts, concurrency, options, after } = e;
+    if (typeof kind !== 'string' || !KIND.test(kind)) {
+      throw bad(source, `${at}: "kind" must be lower-case letters, digits and -, from a letter (≤ 40)`, kind);
+    }
+    if (seen.has(kind)) throw bad(source, `${at}: "kind" ${kind} is configured twice`, kind);
+    seen.add(kind);
+    if (after !== undefined && (typeof after !== 'string' || !KIND.test(after))) {
+      throw bad(source, `${at}: "after" must be the kind of another processor`, after);
+    }
+    const timeoutMs = timeout === undefined ? undefined : duration(timeout);
+    if (timeout !== undefined && timeoutMs === undefined) {
+      throw bad(source, `${at}: "timeout" must be a duration like 30s or a number of ms ≥ 1`, timeout);
+    }
+    if (maxAttempts !== undefined && !(Number.isSafeInteger(maxAttempts) && (maxAttempts as number) >= 1)) {
+      throw bad(source, `${at}: "maxAttempts" must be a whole number ≥ 1`, maxAttempts);
+    }
+    if (concurrency !== undefined && !(Number.isSafeInteger(concurrency) && (concurrency as number) >= 1)) {
+      throw bad(source, `${at}: "concurrency" must be a whole number ≥ 1`, concurrency);
+    }
+    const settings = {
+      ...(timeoutMs ? { timeoutMs } : {}),
+      ...(maxAttempts ? { maxAttempts: maxAttempts as number } : {}),
+      ...(concurrency ? { concurrency: concurrency as number } : {}),
+      ...(after ? { after: after as string } : {}),
+    };
+    if (CHAINABLE.includes(kind)) {
+      // A built-in processor: its module and what it matches are the service's; its job settings are configured.
+      const own = Object.keys(e).find((k) => k === 'module' || k === 'match' || k === 'options');
+      if (own !== undefined || Object.keys(settings).length === 0) {
+        throw bad(
+          source,
+          `${at}: the built-in ${kind} takes only "timeout", "maxAttempts", "concurrency" and "after" here`,
+          e,
+        );
+      }
+      return { kind, ...settings };
+    }
+    if (BUILT_IN_KINDS.includes(kind)) throw bad(source, `${at}: "kind" ${kind} is the service's own`, kind);
+    if (typeof module !== 'string' || module === '') {
+      throw bad(source, `${at}: "module" must be the path of the processor's module`, module);
+    }
+    if (!module.startsWith('.') && !isAbsolute(module)) {
+      throw bad(
+        source,
+        `${at}: "module" must be a path (./my-processor.js), relative to the config file`,
+        module,
+      );
+    }
+    if (match !== undefined && !(isTypeList(match) && match.length > 0)) {
+      throw bad(
+        source,
+        `${at}: "match" must be a non-empty array of MIME types (image/png, image/*, */*)`,
+        match,
+      );
+    }
+    if (options !== undefined && (typeof options !== 'object' || options === null)) {
+      throw bad(source, `${at}: "options" must be a JSON object`, options);
+    }
+    return {
+      kind,
+      module: pathToFileURL(resolve(base, module)).href,
+      ...(match ? { match: match as string[] } : {}),
+      ...(options ? { options } : {}),
+      ...settings,
+    };
+  });
+  // Chains: each `after` names a processor there is, and following them never comes back to where it started.
+  const afterOf = new Map(entries.filter((e) => e.after).map((e) => [e.kind, e.after!]));
+  for (const [kind, after] of afterOf) {
+    if (!seen.has(after) && !CHAINABLE.includes(after)) {
+      throw bad(source, `"${kind}" runs after "${after}", which is neither configured nor built in`, after);
+    }
+    const path = [kind];
+    for (let k: string | undefined = after; k !== undefined; k = afterOf.get(k)) {
+      if (path.includes(k)) throw bad(source, `a chain that loops: ${[...path, k].join(' → ')}`, after);
+      path.push(k);
+    }
+  }
+  return entries;
+}
+
+const isPlugin = (p: ProcessorConfig): p is ProcessorConfig & { module: string } => p.module !== undefined;
+
+/** A loaded plug-in: its configuration and what its module says of the types it runs on. */
+export interface LoadedProcessor extends ProcessorConfig {
+  module: string;
+  matches(type: string): boolean;
+  /** Error codes its module calls permanent. */
+  permanent: readonly string[];
+}
+
+/** The configured processor plug-ins, loaded. */
+export class ProcessorRegistry {
+  readonly #byKind: Map<string, LoadedProcessor>;
+  /** Every configured entry, the built-ins' included: their job settings and places in chains. */
+  readonly #settings: ReadonlyMap<string, ProcessorConfig>;
+
+  /** The processors with a concurrency of their own: kind → most of its jobs one process runs at once. */
+  readonly #limits = new Map<string, number>();
+  /** Kinds some other processor runs after. */
+  readonly #leading = new Set<string>();
+
+  private constructor(processors: LoadedProcessor[], settings: ReadonlyMap<string, ProcessorConfig>) {
+    this.#byKind = new Map(processors.map((p) => [p.kind, p]));
+    this.#settings = settings;
+    for (const p of settings.values()) {
+      if (p.concurrency !== undefined) this.#limits.set(p.kind, p.concurrency);
+      if (p.after !== undefined) this.#leading.add(p.after);
+    }
+  }
+
+  /**
+   * Imports each configured module once (in the main thread: its jobs run in the pool's threads) and checks that
+   * its default export comes from `defineProcessor`, with a `match` where the configuration gives none. A module
+   * that cannot be loaded stops the start with `ERR_WEFT_FILES_CONFIG` naming it.
+   */
+  static async load(config: { processors: readonly ProcessorConfig[] }): Promise<ProcessorRegistry> {
+    const settings = new Map(config.processors.map((p) => [p.kind, p]));
+    const loaded = await Promise.all(
+      config.processors.filter(isPlugin).map(async (p): Promise<LoadedProcessor> => {
+        let definition: ProcessorDefinition | undefined;
+        try {
+          definition = ((await import(p.module)) as { default?: ProcessorDefinition }).default;
+        } catch (err) {
+          throw new FilesError(
+            'ERR_WEFT_FILES_CONFIG',
+            `Processor "${p.kind}": cannot load ${p.module}: ${(err as Error).message}`,
+            { cause: err },
+          );
+        }
+        if (!definition || !(definition as unknown as Record<symbol, unknown>)[PROCESSOR]) {
+          throw new FilesError(
+            'ERR_WEFT_FILES_CONFIG',
+            `Processor "${p.kind}": ${p.module} must export default defineProcessor({ ... }) from weftjs-files/processor`,
+          );
+        }
+        const own = definition.match;
+        let matches: (type: string) => boolean;
+        if (p.match) {
+          const patterns = p.match;
+          matches = (type) => typeMatches(patterns, type);
+        } else if (typeof own === 'function') {
+          matches = (type) => own(type) === true;
+        } else if (own) {
+          matches = (type) => typeMatches(own, type);
+        } else {
+          throw new FilesError(
+            'ERR_WEFT_FILES_CONFIG',
+            `Processor "${p.kind}": neither its configuration nor ${p.module} says which types it runs on ("match")`,
+          );
+        }
+        return { ...p, matches, permanent: definition.permanent ?? [] };
+      }),
+    );
+    return new ProcessorRegistry(loaded, settings);
+  }
+
+  /** The kind `kind` runs after, if it is in a chain. */
+  after(kind: string): string | undefined {
+    return this.#settings.get(kind)?.after;
+  }
+
+  /** Of the kinds a file gets, those queued at its upload: the ones that run after none of the others. */
+  startKinds<K extends string>(kinds: readonly K[]): K[] {
+    return kinds.filter((k) => {
+      const after = this.after(k);
+      return after === undefined || !kinds.includes(after as K);
+    });
+  }
+
+  /** Whether some processor runs after `kind` (else its completion queues nothing). */
+  leads(kind: string): boolean {
+    return this.#leading.has(kind);
+  }
+
+  /** Of the kinds a file gets, those queued when its job of `kind` completes. */
+  followers<K extends string>(kind: string, kinds: readonly K[]): K[] {
+    return kinds.filter((k) => k !== kind && this.after(k) === kind);
+  }
+
+  get(kind: string): LoadedProcessor | undefined {
+    return this.#byKind.get(kind);
+  }
+
+  /** The plug-in kinds an upload of sniffed `type` gets, in configuration order. */
+  kindsFor(type: string): string[] {
+    const kinds: string[] = [];
+    for (const p of this.#byKind.values()) {
+      try {
+        if (p.matches(type)) kinds.push(p.kind);
+      } catch {
+        // A predicate that throws matches nothing (it runs on the upload's path; it must not fail uploads).
+      }
+    }
+    return kinds;
+  }
+
+  /** The processors with a concurrency of their own: kind → most of its jobs one process runs at once. */
+  limits(): ReadonlyMap<string, number> {
+    return this.#limits;
+  }
+
+  /** Its `maxAttempts`, when the processor of `kind` (a plug-in or a built-in) has one of its own. */
+  attempts(kind: string): number | undefined {
+    return this.#settings.get(kind)?.maxAttempts;
+  }
+
+  /** Its timeout in ms, when the processor of `kind` has one of its own. */
+  timeout(kind: string): number | undefined {
+    return this.#settings.get(kind)?.timeoutMs;
+  }
+}
