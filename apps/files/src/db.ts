@@ -110,6 +110,8 @@ export function openDatabase(path: string): DatabaseSync {
 const MIGRATIONS = [
   ['jobs', 'started_at', 'INTEGER'],
   ['jobs', 'payload', 'TEXT'],
+  // When a RabbitMQ message last announced the job (queue/rabbitmq.ts); NULL while none is out for its state.
+  ['jobs', 'sent_at', 'INTEGER'],
   ['files', 'webhook', 'TEXT'],
   ['files', 'tenant', 'TEXT'],
 ] as const;

@@ -32,7 +32,9 @@ export interface Recorded {
 export function queueUnavailable(err: unknown): boolean {
   return (
     err instanceof FilesError &&
-    (err.code === 'ERR_WEFT_FILES_QUEUE_UNAVAILABLE' || err.code === 'ERR_WEFT_FILES_REDIS')
+    (err.code === 'ERR_WEFT_FILES_QUEUE_UNAVAILABLE' ||
+      err.code === 'ERR_WEFT_FILES_REDIS' ||
+      err.code === 'ERR_WEFT_FILES_RABBITMQ')
   );
 }
 

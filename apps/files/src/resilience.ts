@@ -39,7 +39,11 @@ const CODES: Record<Backend, FilesErrorCode> = {
 };
 
 /** Codes the adapters threw before the guards existed that also mean "unavailable": mapped to the backend's. */
-const OUTAGE_CODES = new Set<string>(['ERR_WEFT_FILES_REDIS', 'ERR_WEFT_FILES_DATABASE']);
+const OUTAGE_CODES = new Set<string>([
+  'ERR_WEFT_FILES_REDIS',
+  'ERR_WEFT_FILES_RABBITMQ',
+  'ERR_WEFT_FILES_DATABASE',
+]);
 
 export interface GuardOptions {
   /** Deadline of one call, retries included, ms. */

@@ -10,9 +10,10 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { openDatabase } from '../src/db.ts';
 import { BullQueue, parseQueueUrl } from '../src/queue/bullmq.ts';
+import { RabbitQueue } from '../src/queue/rabbitmq.ts';
 import { SqliteQueue } from '../src/queue/sqlite.ts';
 import type { FollowUp, Job, JobQueue } from '../src/queue/types.ts';
-import { REDIS_URL, serviceSkip } from './services.ts';
+import { AMQP_URL, REDIS_URL, serviceSkip } from './services.ts';
 
 const LEASE = 600;
 const RETRY = 100;
@@ -53,6 +54,32 @@ async function bullPair(): Promise<Pair> {
       const cleaner = await BullQueue.open(options);
       await cleaner.obliterate();
       await cleaner.close();
+    },
+  };
+}
+
+/** Two processes on RabbitMQ: a queue name of their own, each with its own connection to one SQLite store. */
+async function rabbitPair(): Promise<Pair> {
+  const path = join(dir, `${randomUUID()}.db`);
+  const dbs = [openDatabase(path), openDatabase(path)];
+  const url = `${AMQP_URL}?queue=contract-${randomUUID()}`;
+  const open = (db: (typeof dbs)[number]) =>
+    RabbitQueue.open({
+      url,
+      retryDelayMs: RETRY,
+      sweepMs: LEASE / 4,
+      store: (announce) => new SqliteQueue(db, { leaseMs: LEASE, retryDelayMs: RETRY, announce }),
+    });
+  const [a, b] = await Promise.all(dbs.map(open));
+  return {
+    a: a!,
+    b: b!,
+    async close() {
+      await Promise.all([a!.close(), b!.close()]);
+      const cleaner = await open(dbs[0]!);
+      await cleaner.destroy();
+      await cleaner.close();
+      for (const db of dbs) db.close();
     },
   };
 }
@@ -339,8 +366,10 @@ function contract(name: string, make: () => Promise<Pair>, skip: string | false)
 }
 
 const redisSkip = await serviceSkip({ redis: REDIS_URL });
+const rabbitSkip = await serviceSkip({ rabbitmq: AMQP_URL });
 contract('SQLite (embedded)', sqlitePair, false);
 contract('BullMQ on Redis', bullPair, redisSkip);
+contract('RabbitMQ, jobs in SQLite', rabbitPair, rabbitSkip);
 
 describe('BullQueue specifics', { skip: redisSkip }, () => {
   it('wakes an idle node when another node queues a job (onReady)', async () => {

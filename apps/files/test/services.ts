@@ -1,5 +1,5 @@
 /**
- * The external services some tests need (Redis, PostgreSQL): their URLs come from the environment, defaulting to
+ * The external services some tests need (Redis, PostgreSQL, RabbitMQ): their URLs come from the environment, defaulting to
  * this machine's local ports; `sharedBackends` gives the nodes of a test a queue, a schema and a bucket of their own. When one does not answer, `serviceSkip` returns the reason to skip (printed once),
  * unless `WEFT_REQUIRE_SERVICES=1` (CI), where it throws and the test file fails.
  */
@@ -14,13 +14,15 @@ import S3rver from 's3rver';
 
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 export const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+export const AMQP_URL = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
 
 const required = process.env.WEFT_REQUIRE_SERVICES === '1';
 
 /** Resolves true when a TCP connection to `url`'s host and port opens within `ms`. */
 function answers(url: string, ms = 2_000): Promise<boolean> {
   const u = new URL(url);
-  const port = Number(u.port || (u.protocol === 'redis:' ? 6379 : 5432));
+  const defaults: Record<string, number> = { 'redis:': 6379, 'amqp:': 5672, 'amqps:': 5671 };
+  const port = Number(u.port || (defaults[u.protocol] ?? 5432));
   return new Promise((resolve) => {
     const socket = connect({ host: u.hostname, port });
     const done = (ok: boolean) => {
@@ -60,7 +62,7 @@ export async function serviceSkip(services: Record<string, string>): Promise<str
   if (missing.length === 0) return false;
   const reason = `${missing.join(' and ')} did not answer`;
   if (required) throw new Error(`${reason}; WEFT_REQUIRE_SERVICES=1 forbids skipping`);
-  console.log(`# skipped: ${reason} (set REDIS_URL / DATABASE_URL to point elsewhere)`);
+  console.log(`# skipped: ${reason} (set REDIS_URL / DATABASE_URL / AMQP_URL to point elsewhere)`);
   return reason;
 }
 

@@ -40,6 +40,25 @@ export interface SqliteQueueOptions {
   stalledDead?: (job: Job) => FollowUp[];
   /** Tries of a job of `kind`, where its processor sets its own (a plug-in's `maxAttempts`); else `add`'s. */
   attempts?: (kind: JobKind) => number | undefined;
+  /**
+   * Told, once their transaction committed (and `sync` returned), of the jobs a call made runnable later or now:
+   * added (`add`, follow-ups), waiting for a retry, or retried from the dead letters. The RabbitMQ adapter sends a
+   * message for each. `addSync` does not tell (its caller's transaction commits later): {@link SqliteQueue.unsent}
+   * finds those. Default: nothing.
+   */
+  announce?: (jobs: readonly Job[]) => void;
+}
+
+/** What {@link SqliteQueue.claimIds} did with each id a message named. */
+export interface ClaimedIds {
+  /** Leased to the owner now. */
+  jobs: Job[];
+  /** Finished, removed or never there: the message is spent. */
+  gone: number[];
+  /** Not runnable yet (a retry not due, another owner's live lease, or no room for its kind): ask again later. */
+  later: number[];
+  /** Dead-lettered by this claim: its process stopped answering on its last attempt. */
+  dead: number[];
 }
 
 type Row = Record<string, SQLInputValue>;
@@ -83,21 +102,27 @@ export class SqliteQueue implements JobQueue {
       sync: async () => {},
       stalledDead: () => [],
       attempts: () => undefined,
+      announce: () => {},
       ...options,
     };
   }
 
-  /** Inserts follow-up jobs; call it inside the transaction that records what they follow. */
-  #addFollowUps(jobs: readonly FollowUp[], now: number): void {
-    if (jobs.length === 0) return;
+  /** Inserts follow-up jobs; call it inside the transaction that records what they follow. Returns them. */
+  #addFollowUps(jobs: readonly FollowUp[], now: number): Job[] {
+    if (jobs.length === 0) return [];
     const insert = this.#db.prepare(
       `INSERT INTO jobs (file_id, kind, state, max_attempts, run_at, created_at, updated_at, payload)
-       VALUES (?, ?, 'queued', ?, ?, ?, ?, ?)`,
+       VALUES (?, ?, 'queued', ?, ?, ?, ?, ?) RETURNING *`,
     );
-    for (const j of jobs) {
+    return jobs.map((j) => {
       const payload = j.payload === undefined || j.payload === null ? null : JSON.stringify(j.payload);
-      insert.run(j.fileId, j.kind, j.maxAttempts, now, now, now, payload);
-    }
+      return toJob(insert.get(j.fileId, j.kind, j.maxAttempts, now, now, now, payload) as Row);
+    });
+  }
+
+  /** Tells `announce` of jobs once their transaction is durable. */
+  #announce(jobs: readonly Job[]): void {
+    if (jobs.length > 0) this.#o.announce(jobs);
   }
 
   /** Inserts one queued job per kind for `fileId`; call it inside the upload's transaction. */
@@ -115,6 +140,7 @@ export class SqliteQueue implements JobQueue {
   async add(fileId: string, kinds: readonly Job['kind'][], maxAttempts: number): Promise<Job[]> {
     const jobs = transaction(this.#db, () => this.addSync(fileId, kinds, maxAttempts));
     await this.#o.sync();
+    this.#announce(jobs);
     return jobs;
   }
 
@@ -150,7 +176,8 @@ export class SqliteQueue implements JobQueue {
     const full = JSON.stringify(room.full());
     // With kinds of bounded room, more candidates are read than taken, and taken in order while their kind has room.
     const now = this.#o.clock();
-    return transaction(this.#db, () => {
+    const announced: Job[] = [];
+    const claimed = transaction(this.#db, () => {
       // A lease that expired on its last attempt: its process died with it every time. Dead, not retried forever.
       const stalled = this.#db
         .prepare(
@@ -163,7 +190,7 @@ export class SqliteQueue implements JobQueue {
         .all({ now }) as Row[];
       for (const job of stalled.map(toJob)) {
         // A delivery's own death is not followed by another (no webhook about a webhook).
-        if (job.kind !== 'webhook') this.#addFollowUps(this.#o.stalledDead(job), now);
+        if (job.kind !== 'webhook') announced.push(...this.#addFollowUps(this.#o.stalledDead(job), now));
       }
       const candidates = this.#db
         .prepare(
@@ -188,6 +215,76 @@ export class SqliteQueue implements JobQueue {
         .all({ owner, until: now + this.#o.leaseMs, now, ids: JSON.stringify(ids) });
       return (rows as Row[]).map(toJob).sort((a, b) => a.id - b.id);
     });
+    this.#announce(announced);
+    return claimed;
+  }
+
+  /**
+   * Leases to `owner` those of `ids` that are runnable now (queued, a retry that is due, or active under a lease that
+   * expired), within `room`; the RabbitMQ adapter calls it with the ids its messages named. A job whose lease expired
+   * on its last attempt is dead-lettered instead, with `stalledDead`'s follow-ups.
+   */
+  claimIds(owner: string, ids: readonly number[], options: ClaimOptions = {}): ClaimedIds {
+    const room = new ClaimRoom(options.room);
+    const now = this.#o.clock();
+    const out: ClaimedIds = { jobs: [], gone: [], later: [], dead: [] };
+    const announced: Job[] = [];
+    const read = this.#db.prepare('SELECT * FROM jobs WHERE id = ?');
+    const lease = this.#db.prepare(
+      `UPDATE jobs SET state = 'active', attempts = attempts + 1, lease_owner = ?, lease_until = ?, updated_at = ?,
+         started_at = ?
+       WHERE id = ? RETURNING *`,
+    );
+    const bury = this.#db.prepare(
+      `UPDATE jobs SET state = 'dead', error_code = 'ERR_WEFT_FILES_STALLED',
+         last_error = 'the process running it stopped answering (lease expired) on its last attempt',
+         lease_owner = NULL, lease_until = NULL, updated_at = ?, finished_at = ?
+       WHERE id = ? RETURNING *`,
+    );
+    transaction(this.#db, () => {
+      for (const id of ids) {
+        const row = read.get(id) as Row | undefined;
+        const job = row && toJob(row);
+        if (!job || job.state === 'completed' || job.state === 'dead') out.gone.push(id);
+        else if (job.state === 'active' && (job.leaseUntil ?? 0) >= now) out.later.push(id);
+        else if (job.state !== 'active' && job.runAt > now) out.later.push(id);
+        else if (job.state === 'active' && job.attempts >= job.maxAttempts) {
+          const dead = toJob(bury.get(now, now, id) as Row);
+          if (dead.kind !== 'webhook') announced.push(...this.#addFollowUps(this.#o.stalledDead(dead), now));
+          out.dead.push(id);
+        } else if (!room.take(job.kind)) out.later.push(id);
+        else out.jobs.push(toJob(lease.get(owner, now + this.#o.leaseMs, now, now, id) as Row));
+      }
+    });
+    this.#announce(announced);
+    return out;
+  }
+
+  /**
+   * Jobs a message should announce and none does: queued or waiting for a retry with no message sent for that
+   * state for `graceMs` (a process stopped between its commit and its message), and active under a lease expired
+   * since the last message (its process holds the message and stopped answering).
+   */
+  unsent(graceMs: number, limit = 500): Job[] {
+    const now = this.#o.clock();
+    return (
+      this.#db
+        .prepare(
+          `SELECT * FROM jobs
+           WHERE (state IN ('queued', 'retrying') AND sent_at IS NULL AND updated_at < :old)
+              OR (state = 'active' AND lease_until < :now AND (sent_at IS NULL OR sent_at < lease_until))
+           ORDER BY id LIMIT :limit`,
+        )
+        .all({ old: now - graceMs, now, limit }) as Row[]
+    ).map(toJob);
+  }
+
+  /** Records that a message announces each of these jobs now. */
+  markSent(ids: readonly number[]): void {
+    if (ids.length === 0) return;
+    this.#db
+      .prepare('UPDATE jobs SET sent_at = ? WHERE id IN (SELECT value FROM json_each(?))')
+      .run(this.#o.clock(), JSON.stringify(ids));
   }
 
   async heartbeat(owner: string, ids: number[]): Promise<number[]> {
@@ -205,6 +302,7 @@ export class SqliteQueue implements JobQueue {
     const now = this.#o.clock();
     // With follow-ups, one transaction: whether this was the file's last job is read where no other completion can
     // interleave, and the follow-ups are recorded with the completion or not at all.
+    const announced: Job[] = [];
     const record = () => {
       const { changes } = this.#db
         .prepare(
@@ -213,18 +311,20 @@ export class SqliteQueue implements JobQueue {
            WHERE id = ? AND lease_owner = ? AND state = 'active'`,
         )
         .run(JSON.stringify(result ?? null), now, now, job.id, owner);
-      if (changes === 1 && then?.next) this.#addFollowUps(then.next, now);
+      if (changes === 1 && then?.next) announced.push(...this.#addFollowUps(then.next, now));
       if (changes !== 1 || !then?.processed || job.kind === 'webhook') return changes === 1;
       const jobs = (
         this.#db
           .prepare(`SELECT * FROM jobs WHERE file_id = ? AND ${PROCESSING} ORDER BY id`)
           .all(job.fileId) as Row[]
       ).map(toJob);
-      if (jobs.every((j) => j.state === 'completed')) this.#addFollowUps(then.processed(jobs), now);
+      if (jobs.every((j) => j.state === 'completed'))
+        announced.push(...this.#addFollowUps(then.processed(jobs), now));
       return true;
     };
     const done = then ? transaction(this.#db, record) : record();
     await this.#o.sync();
+    this.#announce(announced);
     return done;
   }
 
@@ -239,11 +339,12 @@ export class SqliteQueue implements JobQueue {
     const dead = permanent || job.attempts >= job.maxAttempts;
     const base = Math.min(this.#o.maxRetryDelayMs, this.#o.retryDelayMs * 2 ** Math.max(0, job.attempts - 1));
     const runAt = dead ? job.runAt : now + Math.round(base * (1 + 0.2 * this.#o.random()));
+    const announced: Job[] = [];
     const record = () => {
       const { changes } = this.#db
         .prepare(
           `UPDATE jobs SET state = ?, run_at = ?, last_error = ?, error_code = ?, lease_owner = NULL,
-             lease_until = NULL, updated_at = ?, finished_at = ?
+             lease_until = NULL, updated_at = ?, finished_at = ?, sent_at = NULL
            WHERE id = ? AND lease_owner = ? AND state = 'active'`,
         )
         .run(
@@ -256,11 +357,15 @@ export class SqliteQueue implements JobQueue {
           job.id,
           owner,
         );
-      if (changes === 1 && dead && then?.dead && job.kind !== 'webhook') this.#addFollowUps(then.dead, now);
+      if (changes === 1 && dead && then?.dead && job.kind !== 'webhook') {
+        announced.push(...this.#addFollowUps(then.dead, now));
+      }
+      if (changes === 1 && !dead) announced.push({ ...job, state: 'retrying', runAt });
       return changes;
     };
     const changes = then ? transaction(this.#db, record) : record();
     await this.#o.sync();
+    this.#announce(announced);
     if (changes === 0) return 'lost';
     return dead ? 'dead' : 'retrying';
   }
@@ -283,12 +388,14 @@ export class SqliteQueue implements JobQueue {
     const row = this.#db
       .prepare(
         `UPDATE jobs SET state = 'queued', attempts = 0, run_at = ?, last_error = NULL, error_code = NULL,
-           finished_at = NULL, updated_at = ?
+           finished_at = NULL, updated_at = ?, sent_at = NULL
          WHERE id = ? AND state = 'dead' RETURNING *`,
       )
       .get(now, now, id) as Row | undefined;
     await this.#o.sync();
-    return row ? toJob(row) : undefined;
+    const job = row ? toJob(row) : undefined;
+    if (job) this.#announce([job]);
+    return job;
   }
 
   async get(id: number): Promise<Job | undefined> {
