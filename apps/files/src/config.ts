@@ -78,7 +78,7 @@ export interface FilesConfig {
   /** Longest a request waits for the SQLite database while another process holds its lock; then 503. Default 5 s. */
   dbBusyTimeout: number;
   /**
-   * Deadline of each call to Redis (`queueUrl`): adding an upload's jobs, claiming, reading counts; then 503
+   * Deadline of each call to Redis or RabbitMQ (`queueUrl`): adding an upload's jobs, claiming, reading counts; then 503
    * `ERR_WEFT_FILES_QUEUE_UNAVAILABLE` (an upload is not kept). Default 1 s.
    */
   queueTimeout: number;
@@ -94,7 +94,11 @@ export interface FilesConfig {
   breakerHalfOpen: number;
   /** `s3://bucket/prefix?endpoint=…`: keep file bytes in S3-compatible storage instead of `dataDir`. */
   storageUrl: string | undefined;
-  /** `redis://host:6379[/db][?queue=name]`: the job queue on Redis (BullMQ), and events across machines. */
+  /**
+   * `redis://host:6379[/db][?queue=name]`: the job queue on Redis (BullMQ), and events across machines; or
+   * `amqp://user:password@host:5672[/vhost][?queue=name]`: jobs delivered by RabbitMQ, their state in this machine's
+   * SQLite file (one machine; not with `databaseUrl`).
+   */
   queueUrl: string | undefined;
   /**
    * This node's name on the dashboard's processes panel when the service spans machines (`QUEUE_URL`). Default:
@@ -447,8 +451,20 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     if (config[key] < 1) throw bad(key, 'config', 'at least 1', config[key]);
   }
   if (config.concurrency < 0) throw bad('concurrency', 'config', 'at least 0', config.concurrency);
-  if (config.queueUrl !== undefined && !/^rediss?:\/\//.test(config.queueUrl)) {
-    throw bad('queueUrl', 'config', 'a redis:// or rediss:// URL', redact(config.queueUrl));
+  if (config.queueUrl !== undefined && !/^(rediss?|amqps?):\/\//.test(config.queueUrl)) {
+    throw bad(
+      'queueUrl',
+      'config',
+      'a redis://, rediss://, amqp:// or amqps:// URL',
+      redact(config.queueUrl),
+    );
+  }
+  if (config.queueUrl !== undefined && isAmqp(config.queueUrl) && config.databaseUrl !== undefined) {
+    // RabbitMQ delivers; the jobs' state is in this machine's SQLite file, which other machines cannot read.
+    throw new FilesError(
+      'ERR_WEFT_FILES_CONFIG',
+      "queueUrl: an amqp:// queue keeps its jobs in this machine's SQLite file, so it runs on one machine and cannot be combined with databaseUrl (several machines need a redis:// queueUrl for now)",
+    );
   }
   if (config.databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(config.databaseUrl)) {
     throw bad('databaseUrl', 'config', 'a postgres:// URL', redact(config.databaseUrl));
@@ -456,4 +472,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
   if (config.contentOrigin !== undefined) config.contentOrigin = origin(config.contentOrigin);
   checkWebhooks(config);
   return Object.freeze(config);
+}
+
+/** Whether a queue URL names RabbitMQ (else Redis). */
+export function isAmqp(url: string): boolean {
+  return /^amqps?:\/\//.test(url);
 }

@@ -318,6 +318,16 @@ export const QUEUE_CALLS: Partial<Record<keyof JobQueue, CallSpec>> = {
   counts: 'read',
 };
 
+/**
+ * The RabbitMQ adapter's calls that reach RabbitMQ and report its failure: adding (publishing) and claiming. Its
+ * reads and outcomes are the SQLite file's (an outcome is recorded even while RabbitMQ is away; a sweep sends its
+ * messages later), so RabbitMQ's breaker does not refuse them.
+ */
+export const RABBIT_CALLS: Partial<Record<keyof JobQueue, CallSpec>> = {
+  add: 'write',
+  claim: 'write',
+};
+
 export const BUS_CALLS: Partial<Record<keyof FilesBus, CallSpec>> = { publish: 'write' };
 
 /** `recordUpload` also queues the jobs: its deadline is the database's plus the queue's (see {@link guardsFor}). */

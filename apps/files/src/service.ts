@@ -11,7 +11,7 @@ import type { MetricsSnapshot } from 'weftjs/metrics';
 import { Pool } from 'weftjs/pool';
 import { SqliteCatalog } from './catalog/sqlite.ts';
 import type { Catalog } from './catalog/types.ts';
-import type { FilesConfig } from './config.ts';
+import { type FilesConfig, isAmqp } from './config.ts';
 import { filesDashboard } from './dashboard.ts';
 import { openDatabase, retryBusy, walSync } from './db.ts';
 import { type FilesBus, openFilesBus } from './events/bus.ts';
@@ -34,6 +34,7 @@ import {
   catalogCalls,
   guardsFor,
   QUEUE_CALLS,
+  RABBIT_CALLS,
   resilient,
   STORAGE_CALLS,
 } from './resilience.ts';
@@ -109,7 +110,9 @@ async function openBackends(
 ) {
   // A plug-in's own `maxAttempts`, where it sets one, for the jobs of its kind.
   const attempts = (kind: JobKind) => processors.attempts(kind);
-  const needsSqlite = !config.queueUrl || !config.databaseUrl;
+  // Redis spans machines; RabbitMQ delivers jobs whose state stays in this machine's SQLite file (queue/rabbitmq.ts).
+  const redisUrl = redisQueueUrl(config);
+  const needsSqlite = !redisUrl || !config.databaseUrl;
   const path = join(config.dataDir, 'files.db');
   const db = needsSqlite ? openDatabase(path) : undefined;
   // Commits are not fsynced by SQLite (synchronous = NORMAL); writes whose outcome is reported await this instead.
@@ -121,12 +124,12 @@ async function openBackends(
   let bus: FilesBus;
   // The adapters themselves, for the readiness checks and probes that run through their guard (not twice).
   const raw: { queue?: JobQueue; catalog?: Catalog } = {};
-  if (config.queueUrl) {
+  if (redisUrl) {
     // The remote adapters are loaded only when configured: BullMQ with ioredis, pg and the AWS SDK cost a process
     // that does not use them some 30 MB of memory and their load time at every start.
     const { BullQueue } = await import('./queue/bullmq.ts');
     const bull = await BullQueue.open({
-      url: config.queueUrl,
+      url: redisUrl,
       leaseMs: config.leaseMs,
       retryDelayMs: config.retryDelayMs,
       timeoutMs: config.queueTimeout,
@@ -137,23 +140,40 @@ async function openBackends(
     // Redis, PostgreSQL and S3 are wrapped once here, at their ports: deadline, retries where safe, breaker.
     queue = resilient<JobQueue>(bull, guards.queue, QUEUE_CALLS);
     // Events go over the queue's Redis, so every node's dashboard sees every node's jobs.
-    const redisBus = await openFilesBus({ queueUrl: config.queueUrl, timeoutMs: config.queueTimeout, log });
+    const redisBus = await openFilesBus({ queueUrl: redisUrl, timeoutMs: config.queueTimeout, log });
     closers.unshift(() => redisBus.close());
     // The same Redis as the queue: the same breaker.
     bus = resilient<FilesBus>(redisBus, guards.queue, BUS_CALLS);
   } else {
-    queue = retryBusy(
-      new SqliteQueue(db!, {
-        leaseMs: config.leaseMs,
+    const store = (announce?: (jobs: readonly Job[]) => void) =>
+      retryBusy(
+        new SqliteQueue(db!, {
+          leaseMs: config.leaseMs,
+          retryDelayMs: config.retryDelayMs,
+          sync,
+          attempts,
+          // A job whose process died on its last attempt is dead-lettered by a claim: its `job.dead` webhook with it.
+          stalledDead: (job: Job) => stalledDead(config, job),
+          ...(announce ? { announce } : {}),
+        }),
+        busy,
+      );
+    if (config.queueUrl) {
+      // RabbitMQ delivers the jobs of this machine's SQLite file.
+      const { RabbitQueue } = await import('./queue/rabbitmq.ts');
+      const rabbit = await RabbitQueue.open({
+        url: config.queueUrl,
         retryDelayMs: config.retryDelayMs,
-        sync,
-        attempts,
-        // A job whose process died on its last attempt is dead-lettered by a claim: its `job.dead` webhook with it.
-        stalledDead: (job: Job) => stalledDead(config, job),
-      }),
-      busy,
-    );
-    raw.queue = queue;
+        timeoutMs: config.queueTimeout,
+        store,
+      });
+      closers.unshift(() => rabbit.close());
+      raw.queue = rabbit;
+      queue = resilient<JobQueue>(rabbit, guards.queue, RABBIT_CALLS);
+    } else {
+      queue = store();
+      raw.queue = queue;
+    }
     // Events go to every worker of this machine's `weft start` (this process alone when nothing supervises it).
     const clusterBus = await openFilesBus({ log });
     closers.unshift(() => clusterBus.close());
@@ -202,9 +222,10 @@ async function openTus(
   let backend: LeaseBackend;
   let redis: import('ioredis').Redis | undefined;
   let redisPrefix = '';
-  if (config.queueUrl) {
+  const redisUrl = redisQueueUrl(config);
+  if (redisUrl) {
     const { queueRedis } = await import('./queue/bullmq.ts');
-    const r = queueRedis(config.queueUrl, { lazyConnect: true });
+    const r = queueRedis(redisUrl, { lazyConnect: true });
     closers.unshift(r.close);
     redis = r.client;
     redisPrefix = `${r.keyPrefix}tus:`;
@@ -347,7 +368,9 @@ export async function createService(
       })
     : undefined;
   // Across machines, each node tells the others what its processes are, for their dashboards.
-  const nodeView = config.queueUrl ? localProcesses({ title: 'files', metrics: options.metrics }) : undefined;
+  const nodeView = redisQueueUrl(config)
+    ? localProcesses({ title: 'files', metrics: options.metrics })
+    : undefined;
   const registry = nodeView
     ? new NodeRegistry({
         bus,
@@ -390,10 +413,11 @@ export async function createService(
   // Uploads a minute per client: on the queue's Redis across nodes, else in the supervisor's shared counters.
   let rateLimited = 0;
   let limitRedis: { client: unknown; nameSpace: string } | undefined;
-  if (config.uploadsPerMinute > 0 && config.queueUrl) {
+  const limitUrl = redisQueueUrl(config);
+  if (config.uploadsPerMinute > 0 && limitUrl) {
     // A check that fails is logged and lets the upload through (http/rate-limit.ts).
     const { queueRedis } = await import('./queue/bullmq.ts');
-    const r = queueRedis(config.queueUrl, { commandTimeout: config.queueTimeout });
+    const r = queueRedis(limitUrl, { commandTimeout: config.queueTimeout });
     closers.unshift(r.close);
     limitRedis = { client: r.client, nameSpace: `${r.keyPrefix}rate:` };
   }
@@ -477,4 +501,9 @@ export async function createService(
       return closed;
     },
   };
+}
+
+/** `queueUrl` when it is Redis, which the service also uses across machines (events, upload locks, rate limits). */
+function redisQueueUrl(config: Readonly<FilesConfig>): string | undefined {
+  return config.queueUrl !== undefined && !isAmqp(config.queueUrl) ? config.queueUrl : undefined;
 }

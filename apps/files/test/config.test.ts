@@ -58,7 +58,7 @@ describe('configuration', () => {
     assert.throws(() => loadConfig({ FILES_CONFIG: 'missing.json' }, dir), configError(/Cannot read/));
   });
 
-  it('takes a Redis queue and a PostgreSQL database by URL, and refuses other schemes without their password', () => {
+  it('takes a Redis or RabbitMQ queue and a PostgreSQL database by URL, and refuses other schemes without their password', () => {
     const c = loadConfig({ QUEUE_URL: 'redis://h:6379/1?queue=q', DATABASE_URL: 'postgresql://u@h/db' }, dir);
     assert.equal(c.queueUrl, 'redis://h:6379/1?queue=q');
     assert.equal(c.databaseUrl, 'postgresql://u@h/db');
@@ -69,7 +69,13 @@ describe('configuration', () => {
         (err: Error & { code?: string }) =>
           err.code === 'ERR_WEFT_FILES_CONFIG' && re.test(err.message) && !err.message.includes('s3cret'),
       );
-    refused({ QUEUE_URL: 'amqp://u:s3cret@h' }, /"queueUrl".*redis:\/\//);
+    refused({ QUEUE_URL: 'kafka://u:s3cret@h' }, /"queueUrl".*redis:\/\/.*amqp:\/\//);
+    // RabbitMQ: jobs delivered by it, their state in this machine's SQLite file; so not with PostgreSQL.
+    assert.equal(loadConfig({ QUEUE_URL: 'amqp://u:p@h?queue=q' }, dir).queueUrl, 'amqp://u:p@h?queue=q');
+    refused(
+      { QUEUE_URL: 'amqps://u:s3cret@h', DATABASE_URL: 'postgres://h/db' },
+      /amqp:\/\/ queue keeps its jobs in this machine's SQLite file/,
+    );
     refused({ DATABASE_URL: 'mysql://u:s3cret@h/db' }, /"databaseUrl".*postgres:\/\//);
   });
 });

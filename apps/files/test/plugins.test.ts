@@ -14,7 +14,14 @@ import { ProcessorRegistry, parseProcessors } from '../src/processors/registry.t
 import type { Job } from '../src/queue/types.ts';
 import { jobsFor } from '../src/upload.ts';
 import { configError, makeImage, type Running, startService, until } from './helpers.ts';
-import { DATABASE_URL, REDIS_URL, serviceSkip, sharedBackends } from './services.ts';
+import {
+  AMQP_URL,
+  DATABASE_URL,
+  REDIS_URL,
+  rabbitBackends,
+  serviceSkip,
+  sharedBackends,
+} from './services.ts';
 
 const fixtures = fileURLToPath(new URL('./fixtures/', import.meta.url));
 
@@ -170,13 +177,20 @@ describe('processor plug-ins: configuration', () => {
 });
 
 const remoteSkip = await serviceSkip({ redis: REDIS_URL, postgres: DATABASE_URL });
-const BACKENDS = ['SQLite and disk', 'BullMQ, PostgreSQL and S3'] as const;
+const rabbitSkip = await serviceSkip({ rabbitmq: AMQP_URL });
+const BACKENDS = ['SQLite and disk', 'BullMQ, PostgreSQL and S3', 'RabbitMQ and SQLite'] as const;
 type Backends = (typeof BACKENDS)[number];
-const skipOn = (backends: Backends) => (backends === 'SQLite and disk' ? false : remoteSkip);
+const skipOn = (backends: Backends) =>
+  backends === 'SQLite and disk' ? false : backends === 'RabbitMQ and SQLite' ? rabbitSkip : remoteSkip;
 
-/** A service on `backends` (for the remote ones a Redis queue, PostgreSQL schema and bucket of its own). */
+/** A service on `backends` (for the remote ones a queue, PostgreSQL schema and bucket of its own). */
 async function serviceOn(backends: Backends, tag: string, overrides: Partial<FilesConfig>): Promise<Running> {
-  const shared = backends === 'SQLite and disk' ? undefined : await sharedBackends(tag);
+  const shared =
+    backends === 'SQLite and disk'
+      ? undefined
+      : backends === 'RabbitMQ and SQLite'
+        ? rabbitBackends(tag)
+        : await sharedBackends(tag);
   const svc = await startService({ ...shared?.urls, pollMs: 50, ...overrides });
   return {
     ...svc,

@@ -18,6 +18,35 @@ export const AMQP_URL = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:56
 
 const required = process.env.WEFT_REQUIRE_SERVICES === '1';
 
+/**
+ * A RabbitMQ queue name of its own for a test's service (`QUEUE_URL`), and `cleanup` to delete what the adapter
+ * declared for it.
+ */
+export function rabbitBackends(tag: string): { urls: { queueUrl: string }; cleanup(): Promise<void> } {
+  const name = `${tag}-${randomUUID()}`;
+  return {
+    urls: { queueUrl: `${AMQP_URL}?queue=${name}` },
+    async cleanup() {
+      const { connect: amqpConnect } = await import('amqplib');
+      const model = await amqpConnect(AMQP_URL);
+      try {
+        const ch = await model.createChannel();
+        for (const q of [
+          name,
+          `${name}.dead`,
+          ...Array.from({ length: 31 }, (_, k) => `${name}.retry.${k}`),
+        ]) {
+          await ch.deleteQueue(q);
+        }
+        await ch.deleteExchange(`${name}.dead`);
+        await ch.deleteExchange(`${name}.ready`);
+      } finally {
+        await model.close();
+      }
+    },
+  };
+}
+
 /** Resolves true when a TCP connection to `url`'s host and port opens within `ms`. */
 function answers(url: string, ms = 2_000): Promise<boolean> {
   const u = new URL(url);

@@ -176,8 +176,10 @@ export class RabbitQueue implements JobQueue {
     return this.#url.name;
   }
 
-  #error(err: unknown, doing: string): FilesError {
+  #error(err: unknown, doing: string): Error {
     if (err instanceof FilesError) return err;
+    // The store's own errors (a locked SQLite file) are not RabbitMQ's.
+    if ((err as { code?: unknown })?.code === 'ERR_SQLITE_ERROR') return err as Error;
     const message = (err as Error)?.message ?? String(err);
     return new FilesError('ERR_WEFT_FILES_RABBITMQ', `RabbitMQ at ${this.#url.where}, ${doing}: ${message}`, {
       cause: err,
@@ -275,6 +277,16 @@ export class RabbitQueue implements JobQueue {
       this.#retryQueues.add(queue);
     }
     return queue;
+  }
+
+  /**
+   * `#flush` after an outcome the store has recorded: when RabbitMQ fails, the outcome stands and a sweep sends the
+   * messages later, so the caller is not told it failed.
+   */
+  async #flushAfterOutcome(): Promise<void> {
+    try {
+      await this.#flush();
+    } catch {}
   }
 
   /** Publishes, confirmed, a message for each job the store made runnable, then records them sent. */
@@ -434,7 +446,7 @@ export class RabbitQueue implements JobQueue {
   async complete(job: Job, owner: string, result: unknown, then?: FollowUps): Promise<boolean> {
     const done = await this.#store.complete(job, owner, result, then);
     try {
-      await this.#flush();
+      await this.#flushAfterOutcome();
     } finally {
       // Acknowledged once the outcome is recorded (and its follow-ups announced, or left to a sweep).
       this.#settleLeased(job.id, 'ack');
@@ -452,7 +464,7 @@ export class RabbitQueue implements JobQueue {
     const outcome = await this.#store.fail(job, owner, error, permanent, then);
     try {
       // The retry's message is confirmed in its retry queue before this attempt's is acknowledged.
-      await this.#flush();
+      await this.#flushAfterOutcome();
     } finally {
       this.#settleLeased(job.id, outcome === 'dead' ? 'dead' : 'ack');
     }
@@ -467,7 +479,7 @@ export class RabbitQueue implements JobQueue {
 
   async retry(id: number): Promise<Job | undefined> {
     const job = await this.#store.retry(id);
-    await this.#flush();
+    await this.#flushAfterOutcome();
     return job;
   }
 
