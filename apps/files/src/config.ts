@@ -96,8 +96,8 @@ export interface FilesConfig {
   storageUrl: string | undefined;
   /**
    * `redis://host:6379[/db][?queue=name]`: the job queue on Redis (BullMQ), and events across machines; or
-   * `amqp://user:password@host:5672[/vhost][?queue=name]`: jobs delivered by RabbitMQ, their state in this machine's
-   * SQLite file (one machine; not with `databaseUrl`).
+   * `amqp://user:password@host:5672[/vhost][?queue=name]`: jobs delivered by RabbitMQ, their state in PostgreSQL
+   * with `databaseUrl` (several machines), else in this machine's SQLite file.
    */
   queueUrl: string | undefined;
   /**
@@ -457,13 +457,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
       'config',
       'a redis://, rediss://, amqp:// or amqps:// URL',
       redact(config.queueUrl),
-    );
-  }
-  if (config.queueUrl !== undefined && isAmqp(config.queueUrl) && config.databaseUrl !== undefined) {
-    // RabbitMQ delivers; the jobs' state is in this machine's SQLite file, which other machines cannot read.
-    throw new FilesError(
-      'ERR_WEFT_FILES_CONFIG',
-      "queueUrl: an amqp:// queue keeps its jobs in this machine's SQLite file, so it runs on one machine and cannot be combined with databaseUrl (several machines need a redis:// queueUrl for now)",
     );
   }
   if (config.databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(config.databaseUrl)) {

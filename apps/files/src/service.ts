@@ -25,7 +25,7 @@ import { OutboxRelay } from './outbox.ts';
 import { type ProcessorTasks, tasksUrl } from './processors/index.ts';
 import { ProcessorRegistry } from './processors/registry.ts';
 import { SqliteQueue } from './queue/sqlite.ts';
-import type { Job, JobKind, JobQueue } from './queue/types.ts';
+import type { Job, JobKind, JobQueue, JobStore } from './queue/types.ts';
 import {
   BACKENDS,
   type Backend,
@@ -110,9 +110,10 @@ async function openBackends(
 ) {
   // A plug-in's own `maxAttempts`, where it sets one, for the jobs of its kind.
   const attempts = (kind: JobKind) => processors.attempts(kind);
-  // Redis spans machines; RabbitMQ delivers jobs whose state stays in this machine's SQLite file (queue/rabbitmq.ts).
+  // Redis spans machines; RabbitMQ delivers jobs whose state is in PostgreSQL with DATABASE_URL, else in this
+  // machine's SQLite file (queue/rabbitmq.ts).
   const redisUrl = redisQueueUrl(config);
-  const needsSqlite = !redisUrl || !config.databaseUrl;
+  const needsSqlite = !config.queueUrl || !config.databaseUrl;
   const path = join(config.dataDir, 'files.db');
   const db = needsSqlite ? openDatabase(path) : undefined;
   // Commits are not fsynced by SQLite (synchronous = NORMAL); writes whose outcome is reported await this instead.
@@ -159,13 +160,32 @@ async function openBackends(
         busy,
       );
     if (config.queueUrl) {
-      // RabbitMQ delivers the jobs of this machine's SQLite file.
+      // RabbitMQ delivers the jobs of the shared PostgreSQL database, or of this machine's SQLite file.
       const { RabbitQueue } = await import('./queue/rabbitmq.ts');
+      let pgStore: JobStore | undefined;
+      let tell: (jobs: readonly Job[]) => void = () => {};
+      if (config.databaseUrl) {
+        const { PgJobStore } = await import('./queue/pg-store.ts');
+        const opened = await PgJobStore.open(config.databaseUrl, {
+          leaseMs: config.leaseMs,
+          retryDelayMs: config.retryDelayMs,
+          attempts,
+          stalledDead: (job: Job) => stalledDead(config, job),
+          queryTimeoutMs: config.databaseTimeout,
+          announce: (jobs) => tell(jobs),
+        });
+        closers.unshift(() => opened.close());
+        pgStore = opened;
+      }
       const rabbit = await RabbitQueue.open({
         url: config.queueUrl,
         retryDelayMs: config.retryDelayMs,
         timeoutMs: config.queueTimeout,
-        store,
+        store: (announce) => {
+          if (!pgStore) return store(announce);
+          tell = announce;
+          return pgStore;
+        },
       });
       closers.unshift(() => rabbit.close());
       raw.queue = rabbit;
@@ -230,6 +250,19 @@ async function openTus(
     redis = r.client;
     redisPrefix = `${r.keyPrefix}tus:`;
     backend = new RedisLeases(redis, `${redisPrefix}lock:`);
+  } else if (config.queueUrl && config.databaseUrl) {
+    // RabbitMQ and PostgreSQL, no Redis: the nodes share the locks in the database.
+    const [{ PgLeases }, { default: pg }] = await Promise.all([import('./tus-lock-pg.ts'), import('pg')]);
+    const pool = new pg.Pool({
+      connectionString: config.databaseUrl,
+      max: 2,
+      connectionTimeoutMillis: config.databaseTimeout,
+      query_timeout: config.databaseTimeout,
+      application_name: 'weft-files-tus',
+    });
+    pool.on('error', () => {});
+    closers.unshift(() => pool.end());
+    backend = new PgLeases(pool);
   } else {
     backend = retryBusy(new SqliteLeases(db!), { timeoutMs: config.dbBusyTimeout });
   }

@@ -70,12 +70,10 @@ describe('configuration', () => {
           err.code === 'ERR_WEFT_FILES_CONFIG' && re.test(err.message) && !err.message.includes('s3cret'),
       );
     refused({ QUEUE_URL: 'kafka://u:s3cret@h' }, /"queueUrl".*redis:\/\/.*amqp:\/\//);
-    // RabbitMQ: jobs delivered by it, their state in this machine's SQLite file; so not with PostgreSQL.
+    // RabbitMQ: jobs delivered by it, their state in PostgreSQL or in this machine's SQLite file.
     assert.equal(loadConfig({ QUEUE_URL: 'amqp://u:p@h?queue=q' }, dir).queueUrl, 'amqp://u:p@h?queue=q');
-    refused(
-      { QUEUE_URL: 'amqps://u:s3cret@h', DATABASE_URL: 'postgres://h/db' },
-      /amqp:\/\/ queue keeps its jobs in this machine's SQLite file/,
-    );
+    const both = loadConfig({ QUEUE_URL: 'amqps://u:p@h', DATABASE_URL: 'postgres://h/db' }, dir);
+    assert.equal(both.queueUrl, 'amqps://u:p@h');
     refused({ DATABASE_URL: 'mysql://u:s3cret@h/db' }, /"databaseUrl".*postgres:\/\//);
   });
 });

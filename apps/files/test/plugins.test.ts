@@ -178,10 +178,34 @@ describe('processor plug-ins: configuration', () => {
 
 const remoteSkip = await serviceSkip({ redis: REDIS_URL, postgres: DATABASE_URL });
 const rabbitSkip = await serviceSkip({ rabbitmq: AMQP_URL });
-const BACKENDS = ['SQLite and disk', 'BullMQ, PostgreSQL and S3', 'RabbitMQ and SQLite'] as const;
+const BACKENDS = [
+  'SQLite and disk',
+  'BullMQ, PostgreSQL and S3',
+  'RabbitMQ and SQLite',
+  'RabbitMQ, PostgreSQL and S3',
+] as const;
 type Backends = (typeof BACKENDS)[number];
 const skipOn = (backends: Backends) =>
-  backends === 'SQLite and disk' ? false : backends === 'RabbitMQ and SQLite' ? rabbitSkip : remoteSkip;
+  backends === 'SQLite and disk'
+    ? false
+    : backends === 'RabbitMQ and SQLite'
+      ? rabbitSkip
+      : backends === 'RabbitMQ, PostgreSQL and S3'
+        ? rabbitSkip || remoteSkip
+        : remoteSkip;
+
+/** RabbitMQ delivering, PostgreSQL keeping the jobs, the records and the tables, S3 the bytes. */
+async function rabbitShared(tag: string) {
+  const shared = await sharedBackends(tag);
+  const rabbit = rabbitBackends(tag);
+  return {
+    urls: { ...shared.urls, ...rabbit.urls },
+    async cleanup() {
+      await shared.cleanup();
+      await rabbit.cleanup();
+    },
+  };
+}
 
 /** A service on `backends` (for the remote ones a queue, PostgreSQL schema and bucket of its own). */
 async function serviceOn(backends: Backends, tag: string, overrides: Partial<FilesConfig>): Promise<Running> {
@@ -190,7 +214,9 @@ async function serviceOn(backends: Backends, tag: string, overrides: Partial<Fil
       ? undefined
       : backends === 'RabbitMQ and SQLite'
         ? rabbitBackends(tag)
-        : await sharedBackends(tag);
+        : backends === 'RabbitMQ, PostgreSQL and S3'
+          ? await rabbitShared(tag)
+          : await sharedBackends(tag);
   const svc = await startService({ ...shared?.urls, pollMs: 50, ...overrides });
   return {
     ...svc,

@@ -10,10 +10,11 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { openDatabase } from '../src/db.ts';
 import { BullQueue, parseQueueUrl } from '../src/queue/bullmq.ts';
+import { PgJobStore } from '../src/queue/pg-store.ts';
 import { RabbitQueue } from '../src/queue/rabbitmq.ts';
 import { SqliteQueue } from '../src/queue/sqlite.ts';
 import type { FollowUp, Job, JobQueue } from '../src/queue/types.ts';
-import { AMQP_URL, REDIS_URL, serviceSkip } from './services.ts';
+import { AMQP_URL, DATABASE_URL, pgSchema, REDIS_URL, serviceSkip } from './services.ts';
 
 const LEASE = 600;
 const RETRY = 100;
@@ -80,6 +81,44 @@ async function rabbitPair(): Promise<Pair> {
       await cleaner.destroy();
       await cleaner.close();
       for (const db of dbs) db.close();
+    },
+  };
+}
+
+/** Two machines on RabbitMQ: a queue name of their own, each with its own pool to one PostgreSQL schema. */
+async function rabbitPgPair(): Promise<Pair> {
+  const db = await pgSchema('contract');
+  const url = `${AMQP_URL}?queue=contract-${randomUUID()}`;
+  const stores: PgJobStore[] = [];
+  const open = async () => {
+    let announce: (jobs: readonly Job[]) => void = () => {};
+    const store = await PgJobStore.open(db.url, {
+      leaseMs: LEASE,
+      retryDelayMs: RETRY,
+      announce: (jobs) => announce(jobs),
+    });
+    stores.push(store);
+    return RabbitQueue.open({
+      url,
+      retryDelayMs: RETRY,
+      sweepMs: LEASE / 4,
+      store: (told) => {
+        announce = told;
+        return store;
+      },
+    });
+  };
+  const [a, b] = await Promise.all([open(), open()]);
+  return {
+    a: a!,
+    b: b!,
+    async close() {
+      await Promise.all([a!.close(), b!.close()]);
+      const cleaner = await open();
+      await cleaner.destroy();
+      await cleaner.close();
+      await Promise.all(stores.map((s) => s.close()));
+      await db.cleanup();
     },
   };
 }
@@ -370,6 +409,8 @@ const rabbitSkip = await serviceSkip({ rabbitmq: AMQP_URL });
 contract('SQLite (embedded)', sqlitePair, false);
 contract('BullMQ on Redis', bullPair, redisSkip);
 contract('RabbitMQ, jobs in SQLite', rabbitPair, rabbitSkip);
+const rabbitPgSkip = await serviceSkip({ rabbitmq: AMQP_URL, postgres: DATABASE_URL });
+contract('RabbitMQ, jobs in PostgreSQL', rabbitPgPair, rabbitPgSkip);
 
 describe('BullQueue specifics', { skip: redisSkip }, () => {
   it('wakes an idle node when another node queues a job (onReady)', async () => {

@@ -47,6 +47,26 @@ export function rabbitBackends(tag: string): { urls: { queueUrl: string }; clean
   };
 }
 
+/** A fresh PostgreSQL schema, tagged `tag`: the URL whose `search_path` is it, and `cleanup` to drop it. */
+export async function pgSchema(
+  tag: string,
+): Promise<{ url: string; schema: string; cleanup(): Promise<void> }> {
+  const schema = `${tag}_${randomUUID().slice(0, 8)}`;
+  const admin = new pg.Client({ connectionString: DATABASE_URL });
+  await admin.connect();
+  await admin.query(`CREATE SCHEMA ${schema}`);
+  const database = new URL(DATABASE_URL);
+  database.searchParams.set('options', `-c search_path=${schema}`);
+  return {
+    url: database.href,
+    schema,
+    async cleanup() {
+      await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+      await admin.end();
+    },
+  };
+}
+
 /** Resolves true when a TCP connection to `url`'s host and port opens within `ms`. */
 function answers(url: string, ms = 2_000): Promise<boolean> {
   const u = new URL(url);

@@ -1,4 +1,5 @@
-// The tus upload lock across processes: a lease in SQLite (one machine's processes) or Redis (many machines). One
+// The tus upload lock across processes: a lease in SQLite (one machine's processes), Redis or PostgreSQL (many
+// machines). One
 // holder at a time; a waiter asks the holder to let go and gets the lock when it does; a holder that died (never
 // renews) loses the lease when it expires; a waiter gives up after its timeout with tus's lock error.
 import assert from 'node:assert/strict';
@@ -10,8 +11,10 @@ import { DatabaseSync } from 'node:sqlite';
 import { after, describe, it } from 'node:test';
 import { ERRORS } from '@tus/utils';
 import { Redis } from 'ioredis';
+import pg from 'pg';
 import { type LeaseBackend, LeaseLocker, RedisLeases, SqliteLeases } from '../src/tus-lock.ts';
-import { REDIS_URL, serviceSkip } from './services.ts';
+import { PgLeases } from '../src/tus-lock-pg.ts';
+import { DATABASE_URL, pgSchema, REDIS_URL, serviceSkip } from './services.ts';
 
 /** Resolves when `p` settles within `ms`, else fails naming `what`. */
 function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
@@ -157,4 +160,24 @@ if (!skip) {
       },
     };
   });
+}
+
+const pgSkip = await serviceSkip({ postgres: DATABASE_URL });
+if (!pgSkip) {
+  contract(
+    'tus lock in PostgreSQL (two pools, as two machines sharing a database and no Redis)',
+    async () => {
+      const db = await pgSchema('tuslock');
+      const pa = new pg.Pool({ connectionString: db.url, max: 2 });
+      const pb = new pg.Pool({ connectionString: db.url, max: 2 });
+      return {
+        a: new PgLeases(pa),
+        b: new PgLeases(pb),
+        async close() {
+          await Promise.all([pa.end(), pb.end()]);
+          await db.cleanup();
+        },
+      };
+    },
+  );
 }

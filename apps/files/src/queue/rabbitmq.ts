@@ -27,7 +27,6 @@
  */
 import * as amqp from 'amqplib';
 import { FilesError } from '../errors.ts';
-import type { SqliteQueue } from './sqlite.ts';
 import type {
   ClaimOptions,
   FailOutcome,
@@ -37,27 +36,8 @@ import type {
   JobFilter,
   JobKind,
   JobQueue,
+  JobStore,
 } from './types.ts';
-
-/** What the adapter needs of the store of job states, besides the queue contract: the SQLite queue has it. */
-export type JobStore = Pick<
-  SqliteQueue,
-  | 'add'
-  | 'hasJobs'
-  | 'removeForFile'
-  | 'waiting'
-  | 'heartbeat'
-  | 'complete'
-  | 'fail'
-  | 'release'
-  | 'retry'
-  | 'get'
-  | 'list'
-  | 'counts'
-  | 'claimIds'
-  | 'unsent'
-  | 'markSent'
->;
 
 export interface RabbitQueueOptions {
   /** `amqp://user:password@host:port/vhost?queue=name` (or `amqps://`); `queue` names the queues, default `weft-files`. */
@@ -324,7 +304,7 @@ export class RabbitQueue implements JobQueue {
       );
     }
     await withTimeout(Promise.all(sends), this.#o.timeoutMs, 'publisher confirms');
-    this.#store.markSent(jobs.map((j) => j.id));
+    await this.#store.markSent(jobs.map((j) => j.id));
     if (ready) link.pub.publish(`${this.#url.name}.ready`, '', Buffer.alloc(0));
   }
 
@@ -333,7 +313,7 @@ export class RabbitQueue implements JobQueue {
     const now = Date.now();
     if (now - this.#lastSweep < this.#o.sweepMs) return;
     this.#lastSweep = now;
-    const unsent = this.#store.unsent(this.#o.graceMs);
+    const unsent = await this.#store.unsent(this.#o.graceMs);
     if (unsent.length === 0) return;
     this.#toSend.push(...unsent);
     await this.#flush();
@@ -363,9 +343,9 @@ export class RabbitQueue implements JobQueue {
     const room: Record<string, number> = { ...options.room };
     const taken: Job[] = [];
     const noRoom: Held[] = [];
-    const settle = (held: readonly Held[]) => {
+    const settle = async (held: readonly Held[]) => {
       const byId = new Map(held.map((h) => [idOf(h.msg), h]));
-      const result = this.#store.claimIds(owner, [...byId.keys()], { room });
+      const result = await this.#store.claimIds(owner, [...byId.keys()], { room });
       for (const job of result.jobs) {
         const h = byId.get(job.id)!;
         this.#held.delete(job.id);
@@ -384,7 +364,8 @@ export class RabbitQueue implements JobQueue {
       }
     };
     try {
-      if (this.#held.size > 0 && limit > 0) settle([...this.#held.values()].filter((h) => !h.link.closed));
+      if (this.#held.size > 0 && limit > 0)
+        await settle([...this.#held.values()].filter((h) => !h.link.closed));
       while (taken.length < limit && this.#held.size < this.#o.maxHeld) {
         const link = await this.#connected();
         const want = limit - taken.length;
@@ -404,7 +385,7 @@ export class RabbitQueue implements JobQueue {
           }
           fresh.push({ msg, link });
         }
-        if (fresh.length > 0) settle(fresh);
+        if (fresh.length > 0) await settle(fresh);
         if (got.some((m) => m === false)) break; // the queue is empty
       }
     } catch (err) {

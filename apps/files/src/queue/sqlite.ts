@@ -6,6 +6,7 @@
 import type { DatabaseSync, SQLInputValue } from 'node:sqlite';
 import { transaction } from '../db.ts';
 import {
+  type ClaimedIds,
   type ClaimOptions,
   ClaimRoom,
   type FailOutcome,
@@ -47,18 +48,6 @@ export interface SqliteQueueOptions {
    * finds those. Default: nothing.
    */
   announce?: (jobs: readonly Job[]) => void;
-}
-
-/** What {@link SqliteQueue.claimIds} did with each id a message named. */
-export interface ClaimedIds {
-  /** Leased to the owner now. */
-  jobs: Job[];
-  /** Finished, removed or never there: the message is spent. */
-  gone: number[];
-  /** Not runnable yet (a retry not due, another owner's live lease, or no room for its kind): ask again later. */
-  later: number[];
-  /** Dead-lettered by this claim: its process stopped answering on its last attempt. */
-  dead: number[];
 }
 
 type Row = Record<string, SQLInputValue>;

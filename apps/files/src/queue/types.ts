@@ -186,3 +186,50 @@ export interface JobQueue {
   /** Releases connections; idempotent. Jobs stay in the queue. */
   close(): Promise<void>;
 }
+
+/** What a {@link JobStore}'s `claimIds` did with each id a message named. */
+export interface ClaimedIds {
+  /** Leased to the owner now. */
+  jobs: Job[];
+  /** Finished, removed or never there: the message is spent. */
+  gone: number[];
+  /** Not runnable yet (a retry not due, another owner's live lease, or no room for its kind): ask again later. */
+  later: number[];
+  /** Dead-lettered by this claim: its process stopped answering on its last attempt. */
+  dead: number[];
+}
+
+/**
+ * Where the RabbitMQ adapter keeps its jobs' state (queue/rabbitmq.ts): the queue contract's bookkeeping, without
+ * `claim` (RabbitMQ's messages say which jobs to take), plus taking jobs by id and finding those no message announces.
+ * The SQLite queue (one machine) and `PgJobStore` (several) are stores.
+ */
+export interface JobStore
+  extends Pick<
+    JobQueue,
+    | 'add'
+    | 'hasJobs'
+    | 'removeForFile'
+    | 'waiting'
+    | 'heartbeat'
+    | 'complete'
+    | 'fail'
+    | 'release'
+    | 'retry'
+    | 'get'
+    | 'list'
+    | 'counts'
+  > {
+  /**
+   * Leases to `owner` those of `ids` that are runnable now (queued, a retry that is due, or active under an expired
+   * lease), within `room`; a job whose lease expired on its last attempt is dead-lettered instead.
+   */
+  claimIds(owner: string, ids: readonly number[], options?: ClaimOptions): ClaimedIds | Promise<ClaimedIds>;
+  /**
+   * Jobs a message should announce and none does: queued or waiting for a retry with no message sent for `graceMs`,
+   * and active under a lease that expired since the last message.
+   */
+  unsent(graceMs: number, limit?: number): Job[] | Promise<Job[]>;
+  /** Records that a message announces each of these jobs now. */
+  markSent(ids: readonly number[]): void | Promise<void>;
+}
