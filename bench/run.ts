@@ -26,6 +26,11 @@ const AREAS: Record<string, () => Promise<Area>> = {
     title: 'File service: making a 201 durable, FULL against a shared WAL fsync',
     run: (await import('./files-sync.ts')).run,
   }),
+  // Needs Redis, RabbitMQ and PostgreSQL.
+  'files-queues': async () => ({
+    title: 'File service: no-op jobs through each remote queue',
+    run: (await import('./files-queues.ts')).run,
+  }),
   // `files --backend redis` runs this one.
   'files-redis': async () => ({
     title: 'File service on Redis, PostgreSQL and S3',
@@ -37,10 +42,12 @@ const RESULTS = new URL('./results/', import.meta.url);
 const DOCS = new URL('../docs/benchmarks.md', import.meta.url);
 
 /**
- * Areas run by default: `files-redis` needs Redis and PostgreSQL, and `files-sync` measures one setting, so they run
- * when asked for.
+ * Areas run by default: `files-redis` needs Redis and PostgreSQL, `files-queues` RabbitMQ too, and `files-sync`
+ * measures one setting, so they run when asked for.
  */
-const DEFAULT_AREAS = Object.keys(AREAS).filter((a) => a !== 'files-redis' && a !== 'files-sync');
+const DEFAULT_AREAS = Object.keys(AREAS).filter(
+  (a) => a !== 'files-redis' && a !== 'files-sync' && a !== 'files-queues',
+);
 
 function parseArgs(argv: string[]): { areas: string[]; write: boolean } {
   const areas: string[] = [];

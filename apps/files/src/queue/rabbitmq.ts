@@ -181,7 +181,7 @@ export class RabbitQueue implements JobQueue {
     const name = this.#url.name;
     let model: amqp.ChannelModel | undefined;
     try {
-      const connecting = amqp.connect(this.#url.connectUrl, { timeout: timeoutMs });
+      const connecting = amqp.connect(this.#url.connectUrl, { timeout: timeoutMs, noDelay: true });
       model = await withTimeout(connecting, timeoutMs, 'connecting');
       const m = model;
       // Errors surface through the calls that fail; the link is marked lost, the next call connects again.
@@ -366,17 +366,30 @@ export class RabbitQueue implements JobQueue {
     try {
       if (this.#held.size > 0 && limit > 0)
         await settle([...this.#held.values()].filter((h) => !h.link.closed));
-      while (taken.length < limit && this.#held.size < this.#o.maxHeld) {
+      // Messages looked at beyond the held ones, bounded as the SQLite queue bounds its scan: jobs of kinds without
+      // room are passed over, up to a point, so that they hold up neither the other kinds nor the broker.
+      const scan = limit * 4 + 16;
+      let scanned = 0;
+      while (taken.length < limit && scanned < scan && this.#held.size < this.#o.maxHeld) {
         const link = await this.#connected();
-        const want = limit - taken.length;
-        const got = await withTimeout(
-          Promise.all(Array.from({ length: want }, () => link.sub.get(this.#url.name, { noAck: false }))),
-          this.#o.timeoutMs,
-          'getting messages',
-        );
+        const want = Math.min(limit - taken.length, scan - scanned);
+        let got: (amqp.GetMessage | false)[];
+        try {
+          got = await withTimeout(
+            Promise.all(Array.from({ length: want }, () => link.sub.get(this.#url.name, { noAck: false }))),
+            this.#o.timeoutMs,
+            'getting messages',
+          );
+        } catch (err) {
+          // A get answered after its deadline would hold a message nobody tracks: the connection goes, and with it
+          // every message it holds, which RabbitMQ delivers again.
+          void link.model.close().catch(() => {});
+          throw err;
+        }
         const fresh: Held[] = [];
         for (const msg of got) {
           if (msg === false) continue;
+          scanned++;
           const id = idOf(msg);
           if (!Number.isSafeInteger(id) || this.#leased.has(id) || this.#held.has(id)) {
             // Not a job id, or a second message for a job this process already holds: spent.

@@ -1,0 +1,219 @@
+/**
+ * `npm run bench -- files-queues`: no-op jobs per second through each remote queue adapter of the file service,
+ * driven by the service's own job runner, against the bare library with the same acknowledgement mode, in one run,
+ * subjects alternating:
+ *
+ * - our BullMQ adapter against a bare BullMQ `Worker` (as in `files --backend redis`);
+ * - our RabbitMQ adapter, its jobs' state in PostgreSQL (the several-machines configuration) and in SQLite (one
+ *   machine), against a bare amqplib consumer: persistent messages published with confirms before the clock
+ *   starts, `prefetch` = the concurrency, manual acknowledgement after the (no-op) work.
+ *
+ * Needs Redis, RabbitMQ and PostgreSQL (REDIS_URL, AMQP_URL, DATABASE_URL; this machine's ports by default).
+ */
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as amqp from 'amqplib';
+import pg from 'pg';
+import { openDatabase } from '../apps/files/src/db.ts';
+import type { FilesBus } from '../apps/files/src/events/bus.ts';
+import type { FilesEvent } from '../apps/files/src/events/types.ts';
+import { silentLogger } from '../apps/files/src/logger.ts';
+import { PgJobStore } from '../apps/files/src/queue/pg-store.ts';
+import { RabbitQueue } from '../apps/files/src/queue/rabbitmq.ts';
+import { SqliteQueue } from '../apps/files/src/queue/sqlite.ts';
+import type { Job, JobQueue, JobStore } from '../apps/files/src/queue/types.ts';
+import { JobRunner } from '../apps/files/src/runner.ts';
+import { bareBullmq, weftAdapter } from './files-redis.ts';
+import { type AreaOptions, alternate, type Series, within } from './lib/harness.ts';
+import { fmt, median, table, times } from './lib/stats.ts';
+
+const AMQP_URL = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
+const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+const JOBS = 20_000;
+const CONCURRENCY = 8;
+
+/** Bare amqplib: persistent messages published with confirms, then a consumer (prefetch, manual ack) takes them all. */
+async function bareAmqp(): Promise<number> {
+  const name = `bench-bare-${randomUUID()}`;
+  const model = await amqp.connect(AMQP_URL);
+  try {
+    const pub = await model.createConfirmChannel();
+    await pub.assertQueue(name, { durable: true });
+    for (let i = 0; i < JOBS; i += 500) {
+      for (let k = i; k < Math.min(JOBS, i + 500); k++) {
+        pub.sendToQueue(name, Buffer.from(String(k)), { persistent: true });
+      }
+      await pub.waitForConfirms();
+    }
+    const sub = await model.createChannel();
+    await sub.prefetch(CONCURRENCY);
+    let done = 0;
+    const finished = Promise.withResolvers<void>();
+    const t = performance.now();
+    await sub.consume(
+      name,
+      (msg) => {
+        if (!msg) return;
+        // The same shape as a job: an async no-op, then the acknowledgement.
+        void Promise.resolve().then(() => {
+          sub.ack(msg);
+          if (++done === JOBS) finished.resolve();
+        });
+      },
+      { noAck: false },
+    );
+    await within(finished.promise, 300_000, 'bare amqplib');
+    const seconds = (performance.now() - t) / 1000;
+    await pub.deleteQueue(name);
+    return JOBS / seconds;
+  } finally {
+    await model.close();
+  }
+}
+
+/** Our RabbitMQ adapter under the service's JobRunner, a no-op job body, its jobs' state in `store`. */
+async function weftRabbit(store: 'postgres' | 'sqlite', pgUrl: string): Promise<number> {
+  const url = `${AMQP_URL}?queue=bench-weft-${randomUUID()}`;
+  const dir = mkdtempSync(join(tmpdir(), 'weft-bench-rabbit-'));
+  const db = store === 'sqlite' ? openDatabase(join(dir, 'files.db')) : undefined;
+  let tell: (jobs: readonly Job[]) => void = () => {};
+  const pgStore =
+    store === 'postgres'
+      ? await PgJobStore.open(pgUrl, { leaseMs: 30_000, retryDelayMs: 1_000, announce: (jobs) => tell(jobs) })
+      : undefined;
+  const queue = await RabbitQueue.open({
+    url,
+    retryDelayMs: 1_000,
+    store: (announce): JobStore => {
+      if (pgStore) {
+        tell = announce;
+        return pgStore;
+      }
+      return new SqliteQueue(db!, { leaseMs: 30_000, retryDelayMs: 1_000, announce });
+    },
+  });
+  try {
+    // Queued before the clock starts, as the bare consumer's messages are: 8 uploads at a time.
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: CONCURRENCY }, async () => {
+        while (next < JOBS) await queue.add(`f${next++}`, ['image'], 1);
+      }),
+    );
+    const perSecond = await runNoop(queue, `weft RabbitMQ adapter (${store})`);
+    await queue.destroy();
+    return perSecond;
+  } finally {
+    await queue.close();
+    await pgStore?.clear();
+    await pgStore?.close();
+    db?.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Runs every queued job of `queue` through a JobRunner with a no-op body: jobs per second. */
+async function runNoop(queue: JobQueue, what: string): Promise<number> {
+  let done = 0;
+  const finished = Promise.withResolvers<void>();
+  const bus: Pick<FilesBus, 'publish'> = {
+    async publish(type, data) {
+      if (type === 'job.completed' && ++done === JOBS) finished.resolve();
+      return { id: String(done), type, data, at: Date.now() } as FilesEvent;
+    },
+  };
+  const runner = new JobRunner({
+    queue,
+    bus,
+    log: silentLogger,
+    catalog: undefined as never,
+    storage: undefined as never,
+    pool: undefined as never,
+    config: {
+      concurrency: CONCURRENCY,
+      pollMs: 250,
+      leaseMs: 30_000,
+      jobTimeoutMs: 60_000,
+      limitInputPixels: 1,
+      csvMaxBadRows: 0,
+    },
+    execute: async () => null,
+  });
+  const t = performance.now();
+  runner.start();
+  await within(finished.promise, 300_000, what);
+  const seconds = (performance.now() - t) / 1000;
+  await runner.close();
+  return JOBS / seconds;
+}
+
+const summary = (s: Series<number> | undefined) =>
+  s?.error ? `failed: ${s.error}` : s ? fmt(median(s.samples)) : '–';
+
+export async function run({ rounds, log }: AreaOptions): Promise<string> {
+  const schema = `bench_${randomUUID().slice(0, 8)}`;
+  const admin = new pg.Client({ connectionString: DATABASE_URL });
+  await admin.connect();
+  await admin.query(`CREATE SCHEMA ${schema}`);
+  const database = new URL(DATABASE_URL);
+  database.searchParams.set('options', `-c search_path=${schema}`);
+  try {
+    const subjects = [
+      { name: 'weft BullMQ adapter + runner' },
+      { name: 'bare BullMQ Worker' },
+      { name: 'weft RabbitMQ adapter + runner, jobs in PostgreSQL' },
+      { name: 'weft RabbitMQ adapter + runner, jobs in SQLite' },
+      { name: 'bare amqplib consumer' },
+    ];
+    const results = await alternate(
+      subjects,
+      rounds,
+      async (subject) => {
+        const perSecond =
+          subject === subjects[0]
+            ? await weftAdapter()
+            : subject === subjects[1]
+              ? await bareBullmq()
+              : subject === subjects[2]
+                ? await weftRabbit('postgres', database.href)
+                : subject === subjects[3]
+                  ? await weftRabbit('sqlite', database.href)
+                  : await bareAmqp();
+        log(`    ${subject.name}: ${fmt(perSecond)} jobs/s`);
+        return perSecond;
+      },
+      log,
+    );
+    const of = (i: number) => results.get(subjects[i]!);
+    const ratio = (a?: Series<number>, b?: Series<number>) =>
+      a?.samples.length && b?.samples.length ? times(median(a.samples) / median(b.samples)) : '–';
+    const row = (label: string, s: Series<number> | undefined, vs: string) => [
+      label,
+      summary(s),
+      (s?.samples ?? []).map((v) => fmt(v)).join(', '),
+      vs,
+    ];
+    return [
+      `Rounds: ${rounds}, the five subjects alternating in a rotated order each round; medians. ${JOBS.toLocaleString('en-US')} no-op jobs queued before the clock starts, ${CONCURRENCY} at a time, one process. Redis ${new URL(REDIS_URL).host}, RabbitMQ ${new URL(AMQP_URL).host} (classic durable queues, persistent messages), PostgreSQL ${new URL(DATABASE_URL).host}, all on this machine.`,
+      '',
+      table(
+        ['subject', 'jobs/s (median)', 'rounds', 'against the bare library (goal ≥ 0.9×)'],
+        [
+          row('weft BullMQ adapter + JobRunner', of(0), ratio(of(0), of(1))),
+          row('bare BullMQ `Worker`', of(1), ''),
+          row('weft RabbitMQ adapter + JobRunner, jobs in PostgreSQL', of(2), ratio(of(2), of(4))),
+          row('weft RabbitMQ adapter + JobRunner, jobs in SQLite', of(3), ratio(of(3), of(4))),
+          row('bare amqplib consumer (prefetch 8, manual ack)', of(4), ''),
+        ],
+      ),
+      '',
+    ].join('\n');
+  } finally {
+    await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).catch(() => {});
+    await admin.end().catch(() => {});
+  }
+}
