@@ -17,15 +17,11 @@ import { join } from 'node:path';
 import * as amqp from 'amqplib';
 import pg from 'pg';
 import { openDatabase } from '../apps/files/src/db.ts';
-import type { FilesBus } from '../apps/files/src/events/bus.ts';
-import type { FilesEvent } from '../apps/files/src/events/types.ts';
-import { silentLogger } from '../apps/files/src/logger.ts';
 import { PgJobStore } from '../apps/files/src/queue/pg-store.ts';
 import { RabbitQueue } from '../apps/files/src/queue/rabbitmq.ts';
 import { SqliteQueue } from '../apps/files/src/queue/sqlite.ts';
-import type { Job, JobQueue, JobStore } from '../apps/files/src/queue/types.ts';
-import { JobRunner } from '../apps/files/src/runner.ts';
-import { bareBullmq, weftAdapter } from './files-redis.ts';
+import type { Job, JobStore } from '../apps/files/src/queue/types.ts';
+import { bareBullmq, runNoop, weftAdapter } from './files-redis.ts';
 import { type AreaOptions, alternate, type Series, within } from './lib/harness.ts';
 import { fmt, median, table, times } from './lib/stats.ts';
 
@@ -104,7 +100,7 @@ async function weftRabbit(store: 'postgres' | 'sqlite', pgUrl: string): Promise<
         while (next < JOBS) await queue.add(`f${next++}`, ['image'], 1);
       }),
     );
-    const perSecond = await runNoop(queue, `weft RabbitMQ adapter (${store})`);
+    const perSecond = await runNoop(queue, JOBS, CONCURRENCY, `weft RabbitMQ adapter (${store})`);
     await queue.destroy();
     return perSecond;
   } finally {
@@ -114,41 +110,6 @@ async function weftRabbit(store: 'postgres' | 'sqlite', pgUrl: string): Promise<
     db?.close();
     rmSync(dir, { recursive: true, force: true });
   }
-}
-
-/** Runs every queued job of `queue` through a JobRunner with a no-op body: jobs per second. */
-async function runNoop(queue: JobQueue, what: string): Promise<number> {
-  let done = 0;
-  const finished = Promise.withResolvers<void>();
-  const bus: Pick<FilesBus, 'publish'> = {
-    async publish(type, data) {
-      if (type === 'job.completed' && ++done === JOBS) finished.resolve();
-      return { id: String(done), type, data, at: Date.now() } as FilesEvent;
-    },
-  };
-  const runner = new JobRunner({
-    queue,
-    bus,
-    log: silentLogger,
-    catalog: undefined as never,
-    storage: undefined as never,
-    pool: undefined as never,
-    config: {
-      concurrency: CONCURRENCY,
-      pollMs: 250,
-      leaseMs: 30_000,
-      jobTimeoutMs: 60_000,
-      limitInputPixels: 1,
-      csvMaxBadRows: 0,
-    },
-    execute: async () => null,
-  });
-  const t = performance.now();
-  runner.start();
-  await within(finished.promise, 300_000, what);
-  const seconds = (performance.now() - t) / 1000;
-  await runner.close();
-  return JOBS / seconds;
 }
 
 const summary = (s: Series<number> | undefined) =>

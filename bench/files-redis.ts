@@ -21,6 +21,7 @@ import type { FilesBus } from '../apps/files/src/events/bus.ts';
 import type { FilesEvent } from '../apps/files/src/events/types.ts';
 import { silentLogger } from '../apps/files/src/logger.ts';
 import { BullQueue, parseQueueUrl } from '../apps/files/src/queue/bullmq.ts';
+import type { JobQueue } from '../apps/files/src/queue/types.ts';
 import { JobRunner } from '../apps/files/src/runner.ts';
 import { makeJpeg, makeJpegs } from './files-data.ts';
 import { measureServiceE2e, SIZES } from './files-measure.ts';
@@ -74,46 +75,53 @@ export async function weftAdapter(): Promise<number> {
     await fill(NOOP_JOBS, async (batch) => {
       for (const i of batch) await queue.add(`f${i}`, ['image'], 1);
     });
-    let done = 0;
-    let resolveAll: () => void;
-    const finished = new Promise<void>((resolve) => {
-      resolveAll = resolve;
-    });
-    // The runner publishes each completion; counting them here is the finish line.
-    const bus: Pick<FilesBus, 'publish'> = {
-      async publish(type, data) {
-        if (type === 'job.completed' && ++done === NOOP_JOBS) resolveAll();
-        return { id: String(done), type, data, at: Date.now() } as FilesEvent;
-      },
-    };
-    const runner = new JobRunner({
-      queue,
-      bus,
-      log: silentLogger,
-      // Unused with `execute`: the queue is what is measured.
-      catalog: undefined as never,
-      storage: undefined as never,
-      pool: undefined as never,
-      config: {
-        concurrency: CONCURRENCY,
-        pollMs: 250,
-        leaseMs: 30_000,
-        jobTimeoutMs: 60_000,
-        limitInputPixels: 1,
-        csvMaxBadRows: 0,
-      },
-      execute: async () => null,
-    });
-    const t = performance.now();
-    runner.start();
-    await within(finished, 120_000, 'weft BullMQ adapter');
-    const seconds = (performance.now() - t) / 1000;
-    await runner.close();
-    return NOOP_JOBS / seconds;
+    return await runNoop(queue, NOOP_JOBS, CONCURRENCY, 'weft BullMQ adapter');
   } finally {
     await queue.obliterate();
     await queue.close();
   }
+}
+
+/** Runs the `jobs` queued in `queue` through the service's JobRunner with a no-op body: jobs per second. */
+export async function runNoop(
+  queue: JobQueue,
+  jobs: number,
+  concurrency: number,
+  what: string,
+): Promise<number> {
+  let done = 0;
+  const finished = Promise.withResolvers<void>();
+  // The runner publishes each completion; counting them here is the finish line.
+  const bus: Pick<FilesBus, 'publish'> = {
+    async publish(type, data) {
+      if (type === 'job.completed' && ++done === jobs) finished.resolve();
+      return { id: String(done), type, data, at: Date.now() } as FilesEvent;
+    },
+  };
+  const runner = new JobRunner({
+    queue,
+    bus,
+    log: silentLogger,
+    // Unused with `execute`: the queue is what is measured.
+    catalog: undefined as never,
+    storage: undefined as never,
+    pool: undefined as never,
+    config: {
+      concurrency,
+      pollMs: 250,
+      leaseMs: 30_000,
+      jobTimeoutMs: 60_000,
+      limitInputPixels: 1,
+      csvMaxBadRows: 0,
+    },
+    execute: async () => null,
+  });
+  const t = performance.now();
+  runner.start();
+  await within(finished.promise, 300_000, what);
+  const seconds = (performance.now() - t) / 1000;
+  await runner.close();
+  return jobs / seconds;
 }
 
 /** Queues `n` jobs in batches of 500 through `add`. */

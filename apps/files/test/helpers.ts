@@ -142,6 +142,21 @@ export async function until(
   return performance.now() - t;
 }
 
+/** Polls `check` until it returns a value other than undefined, and resolves with it; fails naming `what` after `ms`. */
+export async function untilValue<T>(
+  what: string,
+  check: () => Promise<T | undefined>,
+  ms = 10_000,
+): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
 /** A free TCP port on 127.0.0.1 (for a process the test starts, which binds it itself). */
 export async function freePort(): Promise<number> {
   const s = createServer();

@@ -14,6 +14,7 @@ import { PgJobStore } from '../src/queue/pg-store.ts';
 import { RabbitQueue } from '../src/queue/rabbitmq.ts';
 import { SqliteQueue } from '../src/queue/sqlite.ts';
 import type { FollowUp, Job, JobQueue } from '../src/queue/types.ts';
+import { untilValue as until } from './helpers.ts';
 import { AMQP_URL, DATABASE_URL, pgSchema, REDIS_URL, serviceSkip } from './services.ts';
 
 const LEASE = 600;
@@ -121,17 +122,6 @@ async function rabbitPgPair(): Promise<Pair> {
       await db.cleanup();
     },
   };
-}
-
-/** Polls `check` until it returns a value other than undefined; fails naming `what` after `ms`. */
-async function until<T>(what: string, check: () => Promise<T | undefined>, ms = 10_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 const claimOne = (q: JobQueue, owner: string, what: string, ms?: number) =>

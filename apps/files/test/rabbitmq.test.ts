@@ -12,6 +12,7 @@ import { openDatabase } from '../src/db.ts';
 import { FilesError } from '../src/errors.ts';
 import { parseAmqpUrl, RabbitQueue, type RabbitQueueOptions } from '../src/queue/rabbitmq.ts';
 import { SqliteQueue } from '../src/queue/sqlite.ts';
+import { untilValue as until } from './helpers.ts';
 import { AMQP_URL, serviceSkip } from './services.ts';
 
 const LEASE = 600;
@@ -19,16 +20,6 @@ const dir = mkdtempSync(join(tmpdir(), 'files-rabbit-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 const skip = await serviceSkip({ rabbitmq: AMQP_URL });
-
-async function until<T>(what: string, check: () => Promise<T | undefined>, ms = 10_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 /** A fresh queue name and SQLite file; `node()` opens a process's adapter on them. */
 function world(options: Partial<RabbitQueueOptions> = {}) {

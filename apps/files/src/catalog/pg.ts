@@ -4,8 +4,8 @@
  * services can share a database. The CSV tables `ingestCsv` loads go to that schema too.
  */
 import pg from 'pg';
-import { FilesError } from '../errors.ts';
 import { type OutboxRow, type Recorded, recordWithOutbox } from '../outbox.ts';
+import { openPgPool } from '../pg-pool.ts';
 import type { JobKind, JobQueue } from '../queue/types.ts';
 import { pgRowCount, pgRows, type RowPage, type RowQuery } from './rows.ts';
 import {
@@ -36,9 +36,6 @@ export interface PgCatalogOptions extends CatalogOptions {
   queryTimeoutMs?: number;
 }
 
-// Concurrent CREATE TABLE IF NOT EXISTS in two sessions can both pass the existence check and one then fails on
-// pg_type's unique index: every process starting at once would race here, so schema creation is serialised by a
-// transaction-scoped advisory lock (released at COMMIT or when the connection dies).
 /**
  * The condition "the file is `tenant`'s" on parameter $1: `=` or IS NULL, which the (tenant, created_at) index serves
  * (IS NOT DISTINCT FROM would not). For null, $1 is still named, typed, so the parameter list stays the same.
@@ -95,7 +92,6 @@ CREATE INDEX IF NOT EXISTS weft_files_outbox_created_at ON weft_files_outbox (cr
 `;
 /** The database's clock in epoch ms: leases are compared on one clock, whatever the nodes' clocks say. */
 const NOW_MS = '(extract(epoch from clock_timestamp()) * 1000)::bigint';
-const SCHEMA_LOCK = "SELECT pg_advisory_xact_lock(hashtext('weft-files:schema'))";
 
 interface FileRow {
   id: string;
@@ -165,47 +161,12 @@ export class PgCatalog implements Catalog {
    * the password); errors creating the tables pass through as pg's.
    */
   static async open(url: string, queue: JobQueue, options: PgCatalogOptions = {}): Promise<PgCatalog> {
-    const pool = new pg.Pool({
-      connectionString: url,
-      max: options.max ?? 4,
-      connectionTimeoutMillis: options.connectTimeoutMs ?? 10_000,
-      application_name: 'weft-files',
+    const pool = await openPgPool(url, SCHEMA, {
+      ...(options.max !== undefined ? { max: options.max } : {}),
+      ...(options.connectTimeoutMs !== undefined ? { connectTimeoutMs: options.connectTimeoutMs } : {}),
+      ...(options.queryTimeoutMs !== undefined ? { queryTimeoutMs: options.queryTimeoutMs } : {}),
+      applicationName: 'weft-files',
     });
-    // An idle connection that dies (server restart, network) emits 'error' on the pool, which would crash the
-    // process unhandled; the pool drops that connection and the next query opens a new one.
-    pool.on('error', () => {});
-    let client: pg.PoolClient;
-    try {
-      client = await pool.connect();
-    } catch (err) {
-      await pool.end().catch(() => {});
-      throw new FilesError(
-        'ERR_WEFT_FILES_DATABASE',
-        `Cannot reach PostgreSQL at ${where(url)}: ${reason(err)}`,
-        { cause: err },
-      );
-    }
-    try {
-      await client.query('BEGIN');
-      await client.query(SCHEMA_LOCK);
-      await client.query(SCHEMA);
-      await client.query('COMMIT');
-      // With a query timeout, this connection (made without one) is not kept: every later one gets it.
-      client.release(options.queryTimeoutMs !== undefined);
-    } catch (err) {
-      // A connection in an aborted transaction must not go back to the pool: release(err) destroys it.
-      client.release(err instanceof Error ? err : true);
-      await pool.end().catch(() => {});
-      throw err;
-    }
-    if (options.queryTimeoutMs !== undefined) {
-      // Only now: creating the schema may wait on another process's lock for longer than a request should. pg-pool
-      // reads both when it opens a connection, and a timed-out query's connection is dropped (pool.query and
-      // release(err) remove it), so a server that stops answering cannot keep the pool's connections busy.
-      const o = pool.options as { query_timeout?: number; connectionTimeoutMillis?: number };
-      o.query_timeout = options.queryTimeoutMs;
-      o.connectionTimeoutMillis = options.queryTimeoutMs;
-    }
     return new PgCatalog(pool, queue, url, options.outboxLeaseMs);
   }
 
@@ -426,21 +387,4 @@ export class PgCatalog implements Catalog {
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }
-}
-
-/** `host:port` of a connection URL, for messages: the user and password are left out. */
-function where(url: string): string {
-  try {
-    const u = new URL(url);
-    return `${u.hostname || 'localhost'}:${u.port || 5432}`;
-  } catch {
-    return 'the configured address';
-  }
-}
-
-/** Why a connection failed. Node's happy-eyeballs connect (several addresses) fails with an empty AggregateError. */
-function reason(err: unknown): string {
-  if (err instanceof AggregateError && err.message === '') return reason(err.errors[0]);
-  if (err instanceof Error) return err.message || String((err as { code?: unknown }).code ?? err.name);
-  return String(err);
 }

@@ -6,9 +6,10 @@
  * transaction where it reads first (a completion that may be its file's last locks the file's jobs, so two nodes
  * completing a file's last two jobs at once cannot both miss that the file is processed).
  */
-import pg from 'pg';
-import { FilesError } from '../errors.ts';
+import type pg from 'pg';
+import { openPgPool } from '../pg-pool.ts';
 import {
+  afterFailure,
   type ClaimedIds,
   type ClaimOptions,
   ClaimRoom,
@@ -22,6 +23,7 @@ import {
   type JobKind,
   type JobState,
   type JobStore,
+  STALLED_ERROR,
 } from './types.ts';
 
 export interface PgJobStoreOptions {
@@ -116,15 +118,6 @@ function toJob(r: Row): Job {
   };
 }
 
-function where(url: string): string {
-  try {
-    const u = new URL(url);
-    return `${u.hostname}:${u.port || 5432}`;
-  } catch {
-    return 'the configured address';
-  }
-}
-
 type Queryable = Pick<pg.PoolClient, 'query'>;
 
 /** The jobs in PostgreSQL; every method is one round trip or one transaction. */
@@ -147,39 +140,12 @@ export class PgJobStore implements JobStore {
 
   /** Connects to `url` and creates `weft_jobs` if it does not exist; `ERR_WEFT_FILES_DATABASE` when it cannot connect. */
   static async open(url: string, options: PgJobStoreOptions): Promise<PgJobStore> {
-    const pool = new pg.Pool({
-      connectionString: url,
-      max: options.max ?? 4,
-      connectionTimeoutMillis: options.queryTimeoutMs ?? 10_000,
-      application_name: 'weft-files-jobs',
+    const pool = await openPgPool(url, SCHEMA, {
+      ...(options.max !== undefined ? { max: options.max } : {}),
+      ...(options.queryTimeoutMs !== undefined ? { queryTimeoutMs: options.queryTimeoutMs } : {}),
+      applicationName: 'weft-files-jobs',
+      purpose: 'for the jobs',
     });
-    pool.on('error', () => {});
-    let client: pg.PoolClient;
-    try {
-      client = await pool.connect();
-    } catch (err) {
-      await pool.end().catch(() => {});
-      throw new FilesError(
-        'ERR_WEFT_FILES_DATABASE',
-        `Cannot reach PostgreSQL at ${where(url)} for the jobs: ${(err as Error).message}`,
-        { cause: err },
-      );
-    }
-    try {
-      await client.query('BEGIN');
-      // Processes starting at once would race on CREATE TABLE IF NOT EXISTS (see catalog/pg.ts).
-      await client.query("SELECT pg_advisory_xact_lock(hashtext('weft-files:schema'))");
-      await client.query(SCHEMA);
-      await client.query('COMMIT');
-      client.release(options.queryTimeoutMs !== undefined);
-    } catch (err) {
-      client.release(err instanceof Error ? err : true);
-      await pool.end().catch(() => {});
-      throw err;
-    }
-    if (options.queryTimeoutMs !== undefined) {
-      (pool.options as { query_timeout?: number }).query_timeout = options.queryTimeoutMs;
-    }
     return new PgJobStore(pool, options);
   }
 
@@ -301,9 +267,7 @@ export class PgJobStore implements JobStore {
     permanent: boolean,
     then?: FollowUps,
   ): Promise<FailOutcome> {
-    const dead = permanent || job.attempts >= job.maxAttempts;
-    const base = Math.min(this.#o.maxRetryDelayMs, this.#o.retryDelayMs * 2 ** Math.max(0, job.attempts - 1));
-    const delay = dead ? 0 : Math.round(base * (1 + 0.2 * this.#o.random()));
+    const { dead, delayMs: delay } = afterFailure(job, permanent, this.#o);
     const announced: Job[] = [];
     const changed = await this.#tx(async (c) => {
       const { rows } = await c.query<Row>(
@@ -419,10 +383,10 @@ export class PgJobStore implements JobStore {
       if (bury.length > 0) {
         const { rows: buried } = await c.query<Row>(
           `UPDATE weft_jobs SET state = 'dead', error_code = 'ERR_WEFT_FILES_STALLED',
-             last_error = 'the process running it stopped answering (lease expired) on its last attempt',
-             lease_owner = NULL, lease_until = NULL, updated_at = ${NOW_MS}, finished_at = ${NOW_MS}
+             last_error = $2, lease_owner = NULL, lease_until = NULL, updated_at = ${NOW_MS},
+             finished_at = ${NOW_MS}
            WHERE id = ANY($1::bigint[]) RETURNING *`,
-          [bury],
+          [bury, STALLED_ERROR],
         );
         for (const dead of buried.map(toJob)) {
           out.dead.push(dead.id);

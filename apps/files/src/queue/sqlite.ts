@@ -6,6 +6,7 @@
 import type { DatabaseSync, SQLInputValue } from 'node:sqlite';
 import { transaction } from '../db.ts';
 import {
+  afterFailure,
   type ClaimedIds,
   type ClaimOptions,
   ClaimRoom,
@@ -19,6 +20,7 @@ import {
   type JobKind,
   type JobQueue,
   type JobState,
+  STALLED_ERROR,
 } from './types.ts';
 
 export interface SqliteQueueOptions {
@@ -171,12 +173,12 @@ export class SqliteQueue implements JobQueue {
       const stalled = this.#db
         .prepare(
           `UPDATE jobs SET state = 'dead', error_code = 'ERR_WEFT_FILES_STALLED',
-             last_error = 'the process running it stopped answering (lease expired) on its last attempt',
+             last_error = :stalled,
              lease_owner = NULL, lease_until = NULL, updated_at = :now, finished_at = :now
            WHERE state = 'active' AND lease_until < :now AND attempts >= max_attempts
            RETURNING *`,
         )
-        .all({ now }) as Row[];
+        .all({ now, stalled: STALLED_ERROR }) as Row[];
       for (const job of stalled.map(toJob)) {
         // A delivery's own death is not followed by another (no webhook about a webhook).
         if (job.kind !== 'webhook') announced.push(...this.#addFollowUps(this.#o.stalledDead(job), now));
@@ -225,8 +227,7 @@ export class SqliteQueue implements JobQueue {
        WHERE id = ? RETURNING *`,
     );
     const bury = this.#db.prepare(
-      `UPDATE jobs SET state = 'dead', error_code = 'ERR_WEFT_FILES_STALLED',
-         last_error = 'the process running it stopped answering (lease expired) on its last attempt',
+      `UPDATE jobs SET state = 'dead', error_code = 'ERR_WEFT_FILES_STALLED', last_error = ?,
          lease_owner = NULL, lease_until = NULL, updated_at = ?, finished_at = ?
        WHERE id = ? RETURNING *`,
     );
@@ -238,7 +239,7 @@ export class SqliteQueue implements JobQueue {
         else if (job.state === 'active' && (job.leaseUntil ?? 0) >= now) out.later.push(id);
         else if (job.state !== 'active' && job.runAt > now) out.later.push(id);
         else if (job.state === 'active' && job.attempts >= job.maxAttempts) {
-          const dead = toJob(bury.get(now, now, id) as Row);
+          const dead = toJob(bury.get(STALLED_ERROR, now, now, id) as Row);
           if (dead.kind !== 'webhook') announced.push(...this.#addFollowUps(this.#o.stalledDead(dead), now));
           out.dead.push(id);
         } else if (!room.take(job.kind)) out.later.push(id);
@@ -325,9 +326,8 @@ export class SqliteQueue implements JobQueue {
     then?: FollowUps,
   ): Promise<FailOutcome> {
     const now = this.#o.clock();
-    const dead = permanent || job.attempts >= job.maxAttempts;
-    const base = Math.min(this.#o.maxRetryDelayMs, this.#o.retryDelayMs * 2 ** Math.max(0, job.attempts - 1));
-    const runAt = dead ? job.runAt : now + Math.round(base * (1 + 0.2 * this.#o.random()));
+    const { dead, delayMs } = afterFailure(job, permanent, this.#o);
+    const runAt = dead ? job.runAt : now + delayMs;
     const announced: Job[] = [];
     const record = () => {
       const { changes } = this.#db

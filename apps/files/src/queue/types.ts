@@ -233,3 +233,21 @@ export interface JobStore
   /** Records that a message announces each of these jobs now. */
   markSent(ids: readonly number[]): void | Promise<void>;
 }
+
+/** The last error of a job dead-lettered because its process stopped answering on its last attempt (a lease expired). */
+export const STALLED_ERROR = 'the process running it stopped answering (lease expired) on its last attempt';
+
+/** How a store's retries back off: the first delay, doubled per attempt up to `maxRetryDelayMs`, plus up to 20 %. */
+export interface Backoff {
+  retryDelayMs: number;
+  maxRetryDelayMs: number;
+  random: () => number;
+}
+
+/** What a failed attempt of `job` leads to: dead (attempts ran out, or `permanent`), or a retry after `delayMs`. */
+export function afterFailure(job: Job, permanent: boolean, b: Backoff): { dead: boolean; delayMs: number } {
+  const dead = permanent || job.attempts >= job.maxAttempts;
+  if (dead) return { dead, delayMs: 0 };
+  const base = Math.min(b.maxRetryDelayMs, b.retryDelayMs * 2 ** Math.max(0, job.attempts - 1));
+  return { dead, delayMs: Math.round(base * (1 + 0.2 * b.random())) };
+}
