@@ -19,6 +19,13 @@ export interface PgPoolOptions {
   applicationName: string;
   /** What the pool is for, in the error when PostgreSQL cannot be reached ("for the jobs"). Default: nothing. */
   purpose?: string;
+  /**
+   * A query answering one row with a boolean `ready`: true when every table, index and column `schema` makes is there
+   * already, so the schema is not run. Running it takes locks even when it changes nothing (CREATE INDEX IF NOT
+   * EXISTS locks its table against writes), which every worker start, a reload's above all, would otherwise take
+   * while the other workers write. Default: the schema always runs.
+   */
+  ready?: string;
 }
 
 /**
@@ -57,6 +64,10 @@ export async function openPgPool(url: string, schema: string, options: PgPoolOpt
     );
   }
   try {
+    if (options.ready && (await client.query<{ ready: boolean }>(options.ready)).rows[0]?.ready === true) {
+      client.release(options.queryTimeoutMs !== undefined);
+      return withDeadline(pool, options);
+    }
     await client.query('BEGIN');
     await client.query(SCHEMA_LOCK);
     await client.query(schema);
@@ -69,15 +80,32 @@ export async function openPgPool(url: string, schema: string, options: PgPoolOpt
     await pool.end().catch(() => {});
     throw err;
   }
+  return withDeadline(pool, options);
+}
+
+/**
+ * Gives the pool's later connections the port's deadline. Only once the schema exists: creating it may wait on another
+ * process's lock for longer than a request should. pg-pool reads both when it opens a connection, and a timed-out
+ * query's connection is dropped (pool.query and release(err) remove it), so a server that stops answering cannot keep
+ * the pool's connections busy.
+ */
+function withDeadline(pool: pg.Pool, options: PgPoolOptions): pg.Pool {
   if (options.queryTimeoutMs !== undefined) {
-    // Only now: creating the schema may wait on another process's lock for longer than a request should. pg-pool
-    // reads both when it opens a connection, and a timed-out query's connection is dropped (pool.query and
-    // release(err) remove it), so a server that stops answering cannot keep the pool's connections busy.
     const o = pool.options as { query_timeout?: number; connectionTimeoutMillis?: number };
     o.query_timeout = options.queryTimeoutMs;
     o.connectionTimeoutMillis = options.queryTimeoutMs;
   }
   return pool;
+}
+
+/** A `ready` query (see {@link PgPoolOptions.ready}): whether these relations and `table.column`s all exist. */
+export function schemaReady(relations: readonly string[], columns: readonly [string, string][] = []): string {
+  const rel = relations.map((r) => `to_regclass('${r}') IS NOT NULL`);
+  const col = columns.map(
+    ([t, c]) =>
+      `EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = '${t}' AND column_name = '${c}')`,
+  );
+  return `SELECT ${[...rel, ...col].join(' AND ')} AS ready`;
 }
 
 /** `host:port` of a PostgreSQL URL, for messages (never its password). */

@@ -141,6 +141,8 @@ export interface Outcome {
   id?: string;
   sha256?: string;
   sent: string;
+  /** The error code of a refusal. */
+  code?: string;
 }
 
 /** `loops` concurrent uploaders, each sending files one after another until `stop` aborts. */
@@ -154,8 +156,14 @@ export function uploadLoad(url: string, loops: number, stop: AbortSignal): Promi
       const sent = createHash('sha256').update(body).digest('hex');
       try {
         const res = await fetch(`${url}/files?name=l${l}-${i}.csv`, { method: 'POST', body });
-        const json = (await res.json()) as { id?: string; sha256?: string };
-        results.push({ status: res.status, sent, ...(json.id ? { id: json.id, sha256: json.sha256 } : {}) });
+        const json = (await res.json()) as { id?: string; sha256?: string; error?: { code?: string } };
+        results.push({
+          status: res.status,
+          sent,
+          ...(json.id ? { id: json.id, sha256: json.sha256 } : {}),
+          // A refusal says why (its error code), so a failed assertion shows it.
+          ...(json.error?.code ? { code: json.error.code } : {}),
+        });
       } catch (err) {
         const cause = (err as { cause?: { code?: string } }).cause;
         results.push({ status: cause?.code ?? (err as Error).message, sent });

@@ -5,7 +5,7 @@
  */
 import pg from 'pg';
 import { type OutboxRow, type Recorded, recordWithOutbox } from '../outbox.ts';
-import { openPgPool } from '../pg-pool.ts';
+import { openPgPool, schemaReady } from '../pg-pool.ts';
 import type { JobKind, JobQueue } from '../queue/types.ts';
 import { pgRowCount, pgRows, type RowPage, type RowQuery } from './rows.ts';
 import {
@@ -166,6 +166,20 @@ export class PgCatalog implements Catalog {
       ...(options.connectTimeoutMs !== undefined ? { connectTimeoutMs: options.connectTimeoutMs } : {}),
       ...(options.queryTimeoutMs !== undefined ? { queryTimeoutMs: options.queryTimeoutMs } : {}),
       applicationName: 'weft-files',
+      ready: schemaReady(
+        [
+          'weft_files',
+          'weft_derived',
+          'weft_files_outbox',
+          'weft_files_created_at',
+          'weft_files_tenant',
+          'weft_files_outbox_created_at',
+        ],
+        [
+          ['weft_files', 'webhook'],
+          ['weft_files', 'tenant'],
+        ],
+      ),
     });
     return new PgCatalog(pool, queue, url, options.outboxLeaseMs);
   }

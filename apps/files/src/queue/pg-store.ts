@@ -7,7 +7,7 @@
  * completing a file's last two jobs at once cannot both miss that the file is processed).
  */
 import type pg from 'pg';
-import { openPgPool } from '../pg-pool.ts';
+import { openPgPool, schemaReady } from '../pg-pool.ts';
 import {
   afterFailure,
   type ClaimedIds,
@@ -145,6 +145,7 @@ export class PgJobStore implements JobStore {
       ...(options.queryTimeoutMs !== undefined ? { queryTimeoutMs: options.queryTimeoutMs } : {}),
       applicationName: 'weft-files-jobs',
       purpose: 'for the jobs',
+      ready: schemaReady(['weft_jobs', 'weft_jobs_ready', 'weft_jobs_file']),
     });
     return new PgJobStore(pool, options);
   }
