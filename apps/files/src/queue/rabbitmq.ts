@@ -355,12 +355,12 @@ export class RabbitQueue implements JobQueue {
       }
       for (const id of result.gone) this.#drop(byId.get(id)!, id, 'ack');
       for (const id of result.dead) this.#drop(byId.get(id)!, id, 'dead');
-      for (const id of result.later) this.#held.set(id, byId.get(id)!);
-      // Held for want of room: given back at the end of this claim, so another process may run them.
       for (const id of result.later) {
-        const kind = byId.get(id)!.msg.properties.type as string | undefined;
-        if (kind !== undefined && room[kind] !== undefined && room[kind]! <= 0)
-          noRoom.push(this.#held.get(id)!);
+        const h = byId.get(id)!;
+        this.#held.set(id, h);
+        // Held for want of room: given back at the end of this claim, so another process may run them.
+        const kind = h.msg.properties.type as string | undefined;
+        if (kind !== undefined && room[kind] !== undefined && room[kind]! <= 0) noRoom.push(h);
       }
     };
     try {
