@@ -18,7 +18,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { Server } from '@tus/server';
+import type { Server } from '@tus/server';
 import { type DataStore, EXPOSED_HEADERS, type Locker, type Upload } from '@tus/utils';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { FilesError } from '../errors.ts';
@@ -57,9 +57,12 @@ export interface TusSetup {
   expiryMs: number;
 }
 
-/** tus uploads: mounted by `buildApp` when `deps.tus` is given; `close()` stops the expiry sweep. */
+/**
+ * tus uploads: mounted by `buildApp` when `deps.tus` is given; `close()` stops the expiry sweep. `@tus/server` is
+ * loaded with the first request to `/uploads`: it brings web `Request`, `Headers` and `Response` (Node's undici),
+ * about 4 MB of memory a worker that never sees a tus upload does not need (docs/files.md#memory).
+ */
 export interface TusEndpoint {
-  server: Server;
   close(): void;
 }
 
@@ -196,50 +199,58 @@ export function tusRoutes(
     return running;
   };
 
-  const server = new Server({
-    path: TUS_PATH,
-    datastore,
-    locker,
-    relativeLocation: true,
-    maxSize: config.maxUpload,
-    exposedHeaders: WEFT_HEADERS,
-    allowedHeaders: ['Authorization'],
-    disableTerminationForFinishedUploads: true,
-    namingFunction: () => storeId(randomUUID()),
-    // Its own webhook URL (`webhook` metadata), checked against the allowlist when the upload is created.
-    // The tenant of the token that creates it, in its metadata (whatever the client put there): the upload, and
-    // the file it becomes, are that tenant's.
-    async onUploadCreate(req, upload) {
-      uploadWebhook(config, upload.metadata?.webhook ?? undefined);
-      const viewer = creators.get(req);
-      if (!viewer)
-        throw new FilesError('ERR_WEFT_FILES_UNAUTHORIZED', 'The upload has no authenticated creator');
-      // The tenant's quota at creation, against the length announced (or, deferred, against nothing yet).
-      const room = await quotaRoom(deps, viewer.tenant);
-      if (room <= 0 || (upload.size !== undefined && upload.size > room))
-        throw overQuota(deps, viewer.tenant, room, upload.size);
-      return { metadata: { ...upload.metadata, tenant: viewer.tenant } };
-    },
-    generateUrl: (_req, { path, id }) => `${path}/${fileIdOf(id)}`,
-    getFileIdFromRequest: (_req, last) => (last && UUID.test(last) ? storeId(last) : undefined),
-    async onUploadFinish(_req, upload) {
-      const fileId = fileIdOf(upload.id);
-      await ingest(upload);
-      return { headers: { 'X-Weft-File-Id': fileId, 'X-Weft-File': `/files/${fileId}` } };
-    },
-    onResponseError(_req, err) {
-      if (err instanceof FilesError) {
-        return {
-          status_code: err.statusCode,
-          body: `${JSON.stringify({ error: { code: err.code, message: err.message } })}\n`,
-        };
-      }
-      if (err instanceof Error && !('status_code' in err)) {
-        log.error({ err }, `tus request failed: ${err.message}`);
-      }
-      return undefined;
-    },
-  });
+  const makeServer = (Server: typeof import('@tus/server').Server): Server =>
+    new Server({
+      path: TUS_PATH,
+      datastore,
+      locker,
+      relativeLocation: true,
+      maxSize: config.maxUpload,
+      exposedHeaders: WEFT_HEADERS,
+      allowedHeaders: ['Authorization'],
+      disableTerminationForFinishedUploads: true,
+      namingFunction: () => storeId(randomUUID()),
+      // Its own webhook URL (`webhook` metadata), checked against the allowlist when the upload is created.
+      // The tenant of the token that creates it, in its metadata (whatever the client put there): the upload, and
+      // the file it becomes, are that tenant's.
+      async onUploadCreate(req, upload) {
+        uploadWebhook(config, upload.metadata?.webhook ?? undefined);
+        const viewer = creators.get(req);
+        if (!viewer)
+          throw new FilesError('ERR_WEFT_FILES_UNAUTHORIZED', 'The upload has no authenticated creator');
+        // The tenant's quota at creation, against the length announced (or, deferred, against nothing yet).
+        const room = await quotaRoom(deps, viewer.tenant);
+        if (room <= 0 || (upload.size !== undefined && upload.size > room))
+          throw overQuota(deps, viewer.tenant, room, upload.size);
+        return { metadata: { ...upload.metadata, tenant: viewer.tenant } };
+      },
+      generateUrl: (_req, { path, id }) => `${path}/${fileIdOf(id)}`,
+      getFileIdFromRequest: (_req, last) => (last && UUID.test(last) ? storeId(last) : undefined),
+      async onUploadFinish(_req, upload) {
+        const fileId = fileIdOf(upload.id);
+        await ingest(upload);
+        return { headers: { 'X-Weft-File-Id': fileId, 'X-Weft-File': `/files/${fileId}` } };
+      },
+      onResponseError(_req, err) {
+        if (err instanceof FilesError) {
+          return {
+            status_code: err.statusCode,
+            body: `${JSON.stringify({ error: { code: err.code, message: err.message } })}\n`,
+          };
+        }
+        if (err instanceof Error && !('status_code' in err)) {
+          log.error({ err }, `tus request failed: ${err.message}`);
+        }
+        return undefined;
+      },
+    });
+
+  /** `@tus/server`, loaded and made on the first request that needs it (concurrent first requests share it). */
+  let server: Promise<Server> | undefined;
+  const tusServer = (): Promise<Server> => {
+    server ??= import('@tus/server').then(({ Server }) => makeServer(Server));
+    return server;
+  };
 
   /** The answer for an upload already recorded as a file: complete, whatever the client asks. */
   const recorded = async (request: FastifyRequest, reply: FastifyReply, fileId: string): Promise<boolean> => {
@@ -317,7 +328,7 @@ export function tusRoutes(
       }
       const web = webRequest(request, body);
       creators.set(web, viewerOf(request));
-      const response = await server.handleWeb(web);
+      const response = await (await tusServer()).handleWeb(web);
       reply.code(response.status);
       for (const [name, value] of response.headers) reply.header(name, value);
       if (request.method === 'OPTIONS' || response.headers.has('tus-extension')) {
@@ -367,14 +378,16 @@ export function tusRoutes(
     });
   }
 
-  // Unfinished uploads past their expiry are removed, every hour (or sooner when the expiry is shorter).
+  // Unfinished uploads past their expiry are removed, every hour (or sooner when the expiry is shorter), by the
+  // store, as `Server#cleanUpExpiredUploads` does.
   const sweep = setInterval(
     () => {
-      server.cleanUpExpiredUploads().catch((err: unknown) => {
+      if (!datastore.hasExtension('expiration')) return;
+      datastore.deleteExpired().catch((err: unknown) => {
         errors.failure('tus-expiry', err, 'removing expired tus uploads failed');
       });
     },
     Math.min(3_600_000, Math.max(1_000, setup.expiryMs)),
   ).unref();
-  return { server, close: () => clearInterval(sweep) };
+  return { close: () => clearInterval(sweep) };
 }
