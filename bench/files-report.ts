@@ -336,7 +336,7 @@ ${table(['Allocator', 'idle (Pss, private)', 'peak during the jobs', 'jobs done 
     markdown,
     idle,
     after,
-    cells: `idle ${mb(idle)}; after the photos ${mb(after)}, ${mb(later)} ${afterIdle} s later (the service's settings, one malloc arena per worker and a 4 MB young generation)`,
+    cells: `idle ${mb(idle)}; after the photos ${mb(after)}, ${mb(later)} ${afterIdle} s later (the service's settings, one malloc arena per worker and a 1 MB young generation)`,
   };
 }
 
@@ -432,7 +432,7 @@ export function report(r: ReportInput): string {
   const th = thumbSection(r);
   const mem = memorySection(r);
   const sm = smallSection(r);
-  return `\`apps/files\` under \`weft start apps/files/dist/server.js --config apps/files/weft.config.mjs --workers 2\` (compiled by \`npm run build\`, as a deployment runs it, with the service's supervisor settings: one malloc arena per worker and a young generation of 4 MB per semi-space; otherwise default settings, so each worker has 1 pool thread and libvips 1 thread), its own data directory on the local disk, requests over loopback from the benchmark's process, which shares the 2 cores with it. Every service measurement starts on an idle service; ${r.rounds} round${r.rounds === 1 ? '' : 's'}, subjects in rotated order within each round, medians. The load average above includes this benchmark's own work (about 2 while it runs on 2 cores); more than that means other processes competed for the cores, which slows every wall-clock figure here (MB/s, images/s, ms) by different amounts from one measurement to the next — compare the per-round ratios and the CPU times rather than single numbers.
+  return `\`apps/files\` under \`weft start apps/files/dist/server.js --config apps/files/weft.config.mjs --workers 2\` (compiled by \`npm run build\`, as a deployment runs it, with the service's supervisor settings: one malloc arena per worker and a young generation of 1 MB per semi-space; otherwise default settings, so each worker has 1 pool thread and libvips 1 thread), its own data directory on the local disk, requests over loopback from the benchmark's process, which shares the 2 cores with it. Every service measurement starts on an idle service; ${r.rounds} round${r.rounds === 1 ? '' : 's'}, subjects in rotated order within each round, medians. The load average above includes this benchmark's own work (about 2 while it runs on 2 cores); more than that means other processes competed for the cores, which slows every wall-clock figure here (MB/s, images/s, ms) by different amounts from one measurement to the next — compare the per-round ratios and the CPU times rather than single numbers.
 
 ### Targets
 

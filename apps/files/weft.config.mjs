@@ -3,10 +3,10 @@
  * the benchmarks use it).
  */
 export default {
-  // V8's young generation capped at 4 MB a semi-space (default 16 MB on 64-bit): a worker that has handled uploads
-  // and images keeps about 10 MB less (172 MB after 24 photos, against 182 MB), at the same upload CPU per GB and
-  // images/s. At 1 MB it kept less still but cost 12 % more CPU per GB uploaded (docs/files.md#memory).
-  execArgv: [...process.execArgv, '--max-semi-space-size=4'],
+  // V8's young generation capped at 1 MB a semi-space (default 16 MB on 64-bit). In 6 alternating rounds against
+  // 4 MB (`node bench/files-young-gen.ts`): an idle worker 88.6 MB instead of 96.1 MB, 25 % less CPU per GB uploaded,
+  // CSV rows/s the same, small uploads 0.94× (per round 0.76× to 1.02×). docs/files.md#memory has the figures.
+  execArgv: [...process.execArgv, '--max-semi-space-size=1'],
   env: {
     // One glibc malloc arena per worker process. With glibc's default (8 per core), the memory libvips frees after
     // each image stays in the arenas of the threads that used it: a worker held 264 MB after 24 photos and kept it.
