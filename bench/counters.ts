@@ -94,9 +94,7 @@ export async function run({ rounds, log }: AreaOptions): Promise<string> {
         ]);
       }
     }
-    return `## Shared counters
-
-${CALLS.toLocaleString('en-US')} awaited \`add(1)\` calls per sample from one worker of a \`weftjs/cluster\` supervisor (\`bench/fixtures/counter-worker.mjs\`), one or 16 in flight; ${rounds} rounds, subjects in rotated order, medians. The in-process counter is the same async call on a \`Map\` in the worker (the cost of the call shape alone); ioredis \`INCR\` goes to Redis at \`${new URL(REDIS_URL).host}\` on this machine.${noRedis ? ` ${noRedis}: no Redis rows.` : ''} The last column is the shared counter's calls/s divided by the row's.
+    return `${CALLS.toLocaleString('en-US')} awaited \`add(1)\` calls per sample from one worker of a \`weftjs/cluster\` supervisor (\`bench/fixtures/counter-worker.mjs\`), one or 16 in flight; ${rounds} rounds, subjects in rotated order, medians. The in-process counter is the same async call on a \`Map\` in the worker (the cost of the call shape alone); ioredis \`INCR\` goes to Redis at \`${new URL(REDIS_URL).host}\` on this machine.${noRedis ? ` ${noRedis}: no Redis rows.` : ''} The last column is the shared counter's calls/s divided by the row's.
 
 ${table(['Counter', 'in flight', 'calls/s (median)', 'per round', 'p50 µs', 'p99 µs', 'shared ÷ this'], rows)}`;
   } finally {

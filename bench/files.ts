@@ -103,7 +103,14 @@ export async function run({ rounds, log }: AreaOptions): Promise<string> {
             peaks: [],
             bare: r,
           };
-        } else sample = await within(measureServiceThumbs(service, photos), 600_000, 'service thumbnails');
+        } else
+          sample = await within(measureServiceThumbs(service, photos), 600_000, 'service thumbnails').catch(
+            (err: unknown) => {
+              // What the service said about it (a worker that exited, a refused request): its warnings and errors.
+              log(serviceComplaints(service));
+              throw err;
+            },
+          );
         log(
           `    ${subject.name}: ${fmt(sample.perSecond)} images/s, ${fmt(sample.meanMs)} ms and ${fmt(sample.cpuMsPerImage)} CPU ms per image`,
         );
@@ -214,4 +221,18 @@ export async function run({ rounds, log }: AreaOptions): Promise<string> {
     agent.destroy();
     rmSync(scratch, { recursive: true, force: true });
   }
+}
+
+/** The service's warning and error lines (pino levels 40 and up) from the tail of its output, for a failed sample. */
+function serviceComplaints(service: Group): string {
+  const lines = service
+    .output()
+    .split('\n')
+    .filter((l) => /"level":(4|5|6)0/.test(l) || /^\{"level":"(warn|error)"/.test(l));
+  return lines.length > 0
+    ? `    the service's warnings and errors before it:\n${lines
+        .slice(-20)
+        .map((l) => `      ${l.slice(0, 400)}`)
+        .join('\n')}`
+    : '    the service logged no warning or error';
 }
