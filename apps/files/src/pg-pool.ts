@@ -124,3 +124,22 @@ export function reason(err: unknown): string {
   if (err instanceof Error) return err.message || String((err as { code?: unknown }).code ?? err.name);
   return String(err);
 }
+
+/**
+ * Runs `fn` in a transaction on one connection of `pool` and commits it. When anything fails the connection is
+ * destroyed (`release(err)`), which rolls the transaction back on the server: no ROLLBACK round trip that a server
+ * that stopped answering could hold up, and no connection in an aborted transaction goes back to the pool.
+ */
+export async function transaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    const value = await fn(client);
+    await client.query('COMMIT');
+    client.release();
+    return value;
+  } catch (err) {
+    client.release(err instanceof Error ? err : true);
+    throw err;
+  }
+}

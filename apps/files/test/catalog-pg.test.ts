@@ -15,6 +15,7 @@ import { SqliteCatalog } from '../src/catalog/sqlite.ts';
 import { type Catalog, type CatalogOptions, csvTableFor, type FileRecord } from '../src/catalog/types.ts';
 import { openDatabase } from '../src/db.ts';
 import { FilesError } from '../src/errors.ts';
+import { transaction } from '../src/pg-pool.ts';
 import { SqliteQueue } from '../src/queue/sqlite.ts';
 import type { JobQueue } from '../src/queue/types.ts';
 import { DATABASE_URL, serviceSkip } from './services.ts';
@@ -440,6 +441,43 @@ describe('PgCatalog', { skip }, () => {
     } finally {
       for (const o of opened) if (o.status === 'fulfilled') await o.value.close();
       db.close();
+    }
+  });
+
+  it('transaction() commits what its function did; a failure rolls it all back and drops the connection', async () => {
+    // One connection: were the failed transaction's connection returned to the pool (aborted, or mid-transaction),
+    // the next transaction would fail or see the uncommitted row.
+    const pool = new pg.Pool({ connectionString: urlWithSchema(schema), max: 1 });
+    try {
+      await pool.query('CREATE TABLE tx_probe (n int PRIMARY KEY)');
+      assert.equal(
+        await transaction(pool, async (c) => (await c.query('INSERT INTO tx_probe VALUES (1)')).rowCount),
+        1,
+      );
+      // A failure after a write: the function's own error, and a database error.
+      await assert.rejects(
+        transaction(pool, async (c) => {
+          await c.query('INSERT INTO tx_probe VALUES (2)');
+          throw new Error('the step after failed');
+        }),
+        { message: 'the step after failed' },
+      );
+      await assert.rejects(
+        transaction(pool, async (c) => {
+          await c.query('INSERT INTO tx_probe VALUES (3)');
+          await c.query('INSERT INTO tx_probe VALUES (1)');
+        }),
+        { code: '23505' },
+      );
+      const { rows } = await pool.query<{ n: number }>('SELECT n FROM tx_probe ORDER BY n');
+      assert.deepEqual(
+        rows.map((r) => r.n),
+        [1],
+        'only the committed row is there',
+      );
+      assert.equal(pool.totalCount, 1, 'the pool works on, with one connection');
+    } finally {
+      await pool.end();
     }
   });
 

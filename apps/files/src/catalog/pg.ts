@@ -5,7 +5,7 @@
  */
 import pg from 'pg';
 import { type OutboxRow, type Recorded, recordWithOutbox } from '../outbox.ts';
-import { openPgPool, schemaReady } from '../pg-pool.ts';
+import { openPgPool, schemaReady, transaction } from '../pg-pool.ts';
 import type { JobKind, JobQueue } from '../queue/types.ts';
 import { pgRowCount, pgRows, type RowPage, type RowQuery } from './rows.ts';
 import {
@@ -284,9 +284,7 @@ export class PgCatalog implements Catalog {
       const at = values.push(o.name, o.type, o.size, o.width, o.height) - 5;
       return `($1, $${at + 1}, $${at + 2}, $${at + 3}, $${at + 4}, $${at + 5})`;
     });
-    const client = await this.#pool.connect();
-    try {
-      await client.query('BEGIN');
+    return transaction(this.#pool, async (client) => {
       // FOR SHARE: a delete running now either finished first (no row: nothing is recorded) or waits for this
       // transaction and then removes these rows with the file's.
       const { rowCount } = await client.query('SELECT 1 FROM weft_files WHERE id = $1 FOR SHARE', [fileId]);
@@ -298,13 +296,8 @@ export class PgCatalog implements Catalog {
           values,
         );
       }
-      await client.query('COMMIT');
-      client.release();
       return rowCount === 1;
-    } catch (err) {
-      client.release(err instanceof Error ? err : true);
-      throw err;
-    }
+    });
   }
 
   async derived(fileId: string): Promise<DerivedRecord[]> {
@@ -318,20 +311,13 @@ export class PgCatalog implements Catalog {
   async delete(id: string): Promise<boolean> {
     const table = pg.escapeIdentifier(csvTableFor(id));
     const staging = pg.escapeIdentifier(`${csvTableFor(id)}__staging`);
-    const client = await this.#pool.connect();
-    try {
-      await client.query('BEGIN');
+    return transaction(this.#pool, async (client) => {
       const { rowCount } = await client.query('DELETE FROM weft_files WHERE id = $1', [id]);
       await client.query('DELETE FROM weft_derived WHERE file_id = $1', [id]);
       await client.query('DELETE FROM weft_files_outbox WHERE file_id = $1', [id]);
       await client.query(`DROP TABLE IF EXISTS ${table}, ${staging}`);
-      await client.query('COMMIT');
-      client.release();
       return rowCount === 1;
-    } catch (err) {
-      client.release(err instanceof Error ? err : true);
-      throw err;
-    }
+    });
   }
 
   async count(): Promise<number> {

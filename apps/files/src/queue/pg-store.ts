@@ -7,7 +7,7 @@
  * completing a file's last two jobs at once cannot both miss that the file is processed).
  */
 import type pg from 'pg';
-import { openPgPool, schemaReady } from '../pg-pool.ts';
+import { openPgPool, schemaReady, transaction } from '../pg-pool.ts';
 import {
   afterFailure,
   type ClaimedIds,
@@ -150,19 +150,8 @@ export class PgJobStore implements JobStore {
     return new PgJobStore(pool, options);
   }
 
-  async #tx<T>(fn: (c: Queryable) => Promise<T>): Promise<T> {
-    const client = await this.#pool.connect();
-    try {
-      await client.query('BEGIN');
-      const value = await fn(client);
-      await client.query('COMMIT');
-      client.release();
-      return value;
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => {});
-      client.release(err instanceof Error ? err : true);
-      throw err;
-    }
+  #tx<T>(fn: (c: Queryable) => Promise<T>): Promise<T> {
+    return transaction(this.#pool, fn);
   }
 
   #announce(jobs: readonly Job[]): void {
