@@ -29,6 +29,7 @@ const { makeBlobs, makeCsv } = await import('./files-data.ts');
 const { measureCsv, measureSmallUploads, measureUpload } = await import('./files-measure.ts');
 const { workersResident } = await import('./files-proc.ts');
 const { startService } = await import('./files-service.ts');
+const { median } = await import('./lib/stats.ts');
 
 interface Row {
   idleMb: number[];
@@ -70,10 +71,6 @@ try {
 } finally {
   rmSync(scratch, { recursive: true, force: true });
 }
-const median = (a: number[]) => {
-  const s = [...a].sort((x, y) => x - y);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 console.log(`${rounds} rounds, alternating, medians; ${new Date().toISOString()}, Node ${process.version}\n`);
 console.log(
   '| semi-space | idle VmRSS MB | small uploads/s | server CPU ms per small upload | upload CPU s per GB | CSV rows/s |',

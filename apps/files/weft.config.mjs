@@ -4,7 +4,7 @@
  */
 export default {
   // V8's young generation capped at 1 MB a semi-space (default 16 MB on 64-bit). In 6 alternating rounds against
-  // 4 MB (`node bench/files-young-gen.ts`): an idle worker 88.6 MB instead of 96.1 MB, 25 % less CPU per GB uploaded,
+  // 4 MB (`node bench/files-young-gen.ts`): an idle worker 88.5 MB instead of 96.1 MB, 25 % less CPU per GB uploaded,
   // CSV rows/s the same, small uploads 0.94× (per round 0.76× to 1.02×). docs/files.md#memory has the figures.
   execArgv: [...process.execArgv, '--max-semi-space-size=1'],
   env: {
