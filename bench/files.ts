@@ -223,12 +223,15 @@ export async function run({ rounds, log }: AreaOptions): Promise<string> {
   }
 }
 
-/** The service's warning and error lines (pino levels 40 and up) from the tail of its output, for a failed sample. */
+/**
+ * The service's warning and error lines (levels 40 and up: the workers' pino lines and the supervisor's own) from the
+ * tail of its output, for a failed sample.
+ */
 function serviceComplaints(service: Group): string {
   const lines = service
     .output()
     .split('\n')
-    .filter((l) => /"level":(4|5|6)0/.test(l) || /^\{"level":"(warn|error)"/.test(l));
+    .filter((l) => /"level":(4|5|6)0/.test(l));
   return lines.length > 0
     ? `    the service's warnings and errors before it:\n${lines
         .slice(-20)
