@@ -366,7 +366,10 @@ function contract(name: string, make: () => Promise<Pair>, skip: string | false)
         const claimed = await a.claim('A', 5);
         const y = claimed.find((j) => j.fileId === 'y');
         const sending = claimed.find((j) => j.kind === 'webhook');
-        assert.ok(y && sending);
+        if (!y || !sending)
+          assert.fail(
+            `claim('A', 5) took ${JSON.stringify(claimed.map((j) => [j.id, j.kind, j.fileId]))}; the store has ${JSON.stringify((await b.list({})).map((j) => [j.id, j.kind, j.state, j.runAt - Date.now()]))}`,
+          );
         assert.equal(sending.id, delivery.id);
         assert.equal(await a.fail(y, 'A', { message: 'flaky' }, false, dead), 'retrying');
         assert.equal((await a.list({ kind: 'webhook' })).length, 1, 'nothing while it will be retried');
