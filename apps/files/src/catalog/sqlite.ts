@@ -1,6 +1,6 @@
 /** The catalog in the embedded SQLite database: `SqliteCatalog`. */
 import type { DatabaseSync, SQLInputValue } from 'node:sqlite';
-import { transaction } from '../db.ts';
+import { statement, transaction } from '../db.ts';
 import { type OutboxRow, type Recorded, recordWithOutbox } from '../outbox.ts';
 import { SqliteQueue } from '../queue/sqlite.ts';
 import type { JobKind, JobQueue } from '../queue/types.ts';
@@ -71,17 +71,16 @@ export class SqliteCatalog implements Catalog {
 
   async recordUpload(file: FileRecord, kinds: JobKind[], maxAttempts: number): Promise<Recorded> {
     const insert = () =>
-      this.#db
-        .prepare(
-          'INSERT INTO files (id, name, type, size, sha256, created_at, webhook, tenant) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
-        )
-        .run(...fileValues(file));
+      statement(
+        this.#db,
+        'INSERT INTO files (id, name, type, size, sha256, created_at, webhook, tenant) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+      ).run(...fileValues(file));
     // The embedded queue shares the database: the record and its jobs go in one transaction.
     const queue = this.#queue;
     const removeRecord = () => {
-      this.#db.prepare('DELETE FROM jobs WHERE file_id = ?').run(file.id);
-      this.#db.prepare('DELETE FROM outbox WHERE file_id = ?').run(file.id);
-      this.#db.prepare('DELETE FROM files WHERE id = ?').run(file.id);
+      statement(this.#db, 'DELETE FROM jobs WHERE file_id = ?').run(file.id);
+      statement(this.#db, 'DELETE FROM outbox WHERE file_id = ?').run(file.id);
+      statement(this.#db, 'DELETE FROM files WHERE id = ?').run(file.id);
     };
     if (queue instanceof SqliteQueue) {
       const jobs = await this.#durable(() => {
@@ -92,7 +91,8 @@ export class SqliteCatalog implements Catalog {
     }
     const leaseMs = this.#outboxLeaseMs;
     if (leaseMs !== undefined && kinds.length > 0) {
-      const row = this.#db.prepare(
+      const row = statement(
+        this.#db,
         'INSERT INTO outbox (file_id, kinds, max_attempts, created_at, lease_until) VALUES (?, ?, ?, ?, ?)',
       );
       return recordWithOutbox(
@@ -104,8 +104,8 @@ export class SqliteCatalog implements Catalog {
             }, removeRecord),
           remove: async () =>
             transaction(this.#db, () => {
-              this.#db.prepare('DELETE FROM outbox WHERE file_id = ?').run(file.id);
-              this.#db.prepare('DELETE FROM files WHERE id = ?').run(file.id);
+              statement(this.#db, 'DELETE FROM outbox WHERE file_id = ?').run(file.id);
+              statement(this.#db, 'DELETE FROM files WHERE id = ?').run(file.id);
             }),
           settle: () => this.deleteOutbox(file.id),
         },
@@ -117,7 +117,7 @@ export class SqliteCatalog implements Catalog {
     }
     return recordThenQueue(
       () => this.#durable(() => void insert(), removeRecord),
-      async () => this.#db.prepare('DELETE FROM files WHERE id = ?').run(file.id),
+      async () => statement(this.#db, 'DELETE FROM files WHERE id = ?').run(file.id),
       queue,
       file.id,
       kinds,
@@ -126,12 +126,12 @@ export class SqliteCatalog implements Catalog {
   }
 
   async get(id: string): Promise<FileRecord | undefined> {
-    const row = this.#db.prepare('SELECT * FROM files WHERE id = ?').get(id) as Row | undefined;
+    const row = statement(this.#db, 'SELECT * FROM files WHERE id = ?').get(id) as Row | undefined;
     return row ? toFile(row) : undefined;
   }
 
   async webhookOf(id: string): Promise<string | undefined> {
-    const row = this.#db.prepare('SELECT webhook FROM files WHERE id = ?').get(id) as Row | undefined;
+    const row = statement(this.#db, 'SELECT webhook FROM files WHERE id = ?').get(id) as Row | undefined;
     return typeof row?.webhook === 'string' ? row.webhook : undefined;
   }
 
@@ -139,29 +139,31 @@ export class SqliteCatalog implements Catalog {
     const at = before ?? Number.MAX_SAFE_INTEGER;
     const rows = (
       scope === undefined
-        ? this.#db
-            .prepare('SELECT * FROM files WHERE created_at < ? ORDER BY created_at DESC, id DESC LIMIT ?')
-            .all(at, limit)
-        : this.#db
-            .prepare(
-              'SELECT * FROM files WHERE tenant IS ? AND created_at < ? ORDER BY created_at DESC, id DESC LIMIT ?',
-            )
-            .all(scope.tenant, at, limit)
+        ? statement(
+            this.#db,
+            'SELECT * FROM files WHERE created_at < ? ORDER BY created_at DESC, id DESC LIMIT ?',
+          ).all(at, limit)
+        : statement(
+            this.#db,
+            'SELECT * FROM files WHERE tenant IS ? AND created_at < ? ORDER BY created_at DESC, id DESC LIMIT ?',
+          ).all(scope.tenant, at, limit)
     ) as Row[];
     return rows.map(toFile);
   }
 
   async storedBytes(tenant: string | null): Promise<number> {
-    const row = this.#db
-      .prepare('SELECT coalesce(sum(size), 0) AS bytes FROM files WHERE tenant IS ?')
-      .get(tenant) as Row;
+    const row = statement(
+      this.#db,
+      'SELECT coalesce(sum(size), 0) AS bytes FROM files WHERE tenant IS ?',
+    ).get(tenant) as Row;
     return Number(row.bytes);
   }
 
   async usage(): Promise<TenantUsage[]> {
-    const rows = this.#db
-      .prepare('SELECT tenant, count(*) AS files, coalesce(sum(size), 0) AS bytes FROM files GROUP BY tenant')
-      .all() as Row[];
+    const rows = statement(
+      this.#db,
+      'SELECT tenant, count(*) AS files, coalesce(sum(size), 0) AS bytes FROM files GROUP BY tenant',
+    ).all() as Row[];
     return rows.map((r) => ({
       tenant: tenantOf(r),
       files: Number(r.files),
@@ -172,8 +174,9 @@ export class SqliteCatalog implements Catalog {
   async setDerived(fileId: string, outputs: DerivedRecord[]): Promise<boolean> {
     // One transaction with the check: a delete (also a write transaction) runs wholly before or after it.
     const kept = transaction(this.#db, () => {
-      if (!this.#db.prepare('SELECT 1 FROM files WHERE id = ?').get(fileId)) return false;
-      const put = this.#db.prepare(
+      if (!statement(this.#db, 'SELECT 1 FROM files WHERE id = ?').get(fileId)) return false;
+      const put = statement(
+        this.#db,
         'INSERT OR REPLACE INTO derived (file_id, name, type, size, width, height) VALUES (?, ?, ?, ?, ?, ?)',
       );
       for (const o of outputs) put.run(fileId, o.name, o.type, o.size, o.width, o.height);
@@ -184,9 +187,10 @@ export class SqliteCatalog implements Catalog {
   }
 
   async derived(fileId: string): Promise<DerivedRecord[]> {
-    const rows = this.#db
-      .prepare('SELECT name, type, size, width, height FROM derived WHERE file_id = ? ORDER BY name')
-      .all(fileId) as Row[];
+    const rows = statement(
+      this.#db,
+      'SELECT name, type, size, width, height FROM derived WHERE file_id = ? ORDER BY name',
+    ).all(fileId) as Row[];
     return rows.map((r) => ({
       name: String(r.name),
       type: String(r.type),
@@ -199,9 +203,9 @@ export class SqliteCatalog implements Catalog {
   async delete(id: string): Promise<boolean> {
     const csvTable = csvTableFor(id);
     const deleted = transaction(this.#db, () => {
-      const { changes } = this.#db.prepare('DELETE FROM files WHERE id = ?').run(id);
-      this.#db.prepare('DELETE FROM derived WHERE file_id = ?').run(id);
-      this.#db.prepare('DELETE FROM outbox WHERE file_id = ?').run(id);
+      const { changes } = statement(this.#db, 'DELETE FROM files WHERE id = ?').run(id);
+      statement(this.#db, 'DELETE FROM derived WHERE file_id = ?').run(id);
+      statement(this.#db, 'DELETE FROM outbox WHERE file_id = ?').run(id);
       this.#db.exec(`DROP TABLE IF EXISTS ${csvTable}`);
       this.#db.exec(`DROP TABLE IF EXISTS ${csvTable}__staging`);
       return changes === 1;
@@ -211,7 +215,7 @@ export class SqliteCatalog implements Catalog {
   }
 
   async count(): Promise<number> {
-    return Number((this.#db.prepare('SELECT count(*) AS n FROM files').get() as Row).n);
+    return Number((statement(this.#db, 'SELECT count(*) AS n FROM files').get() as Row).n);
   }
 
   async rows(fileId: string, query: RowQuery): Promise<RowPage | undefined> {
@@ -225,32 +229,33 @@ export class SqliteCatalog implements Catalog {
   async claimOutbox(owner: string, limit: number, leaseMs: number): Promise<OutboxRow[]> {
     const now = Date.now();
     // One statement, so one write transaction: two processes cannot both take a row.
-    const rows = this.#db
-      .prepare(
-        `UPDATE outbox SET lease_owner = ?, lease_until = ?
+    const rows = statement(
+      this.#db,
+      `UPDATE outbox SET lease_owner = ?, lease_until = ?
          WHERE file_id IN (SELECT file_id FROM outbox WHERE lease_until <= ? OR lease_owner = ?
                            ORDER BY created_at LIMIT ?)
          RETURNING file_id, kinds, max_attempts, created_at`,
-      )
-      .all(owner, now + leaseMs, now, owner, limit) as Row[];
+    ).all(owner, now + leaseMs, now, owner, limit) as Row[];
     return rows.map(toOutboxRow).sort((a, b) => a.createdAt - b.createdAt);
   }
 
   async deleteOutbox(fileId: string): Promise<boolean> {
-    return this.#db.prepare('DELETE FROM outbox WHERE file_id = ?').run(fileId).changes === 1;
+    return statement(this.#db, 'DELETE FROM outbox WHERE file_id = ?').run(fileId).changes === 1;
   }
 
   async outboxSize(): Promise<number> {
-    return Number((this.#db.prepare('SELECT count(*) AS n FROM outbox').get() as Row).n);
+    return Number((statement(this.#db, 'SELECT count(*) AS n FROM outbox').get() as Row).n);
   }
 
   async pendingKinds(fileId: string): Promise<JobKind[]> {
-    const row = this.#db.prepare('SELECT kinds FROM outbox WHERE file_id = ?').get(fileId) as Row | undefined;
+    const row = statement(this.#db, 'SELECT kinds FROM outbox WHERE file_id = ?').get(fileId) as
+      | Row
+      | undefined;
     return row ? kindsOf(String(row.kinds)) : [];
   }
 
   async ping(): Promise<void> {
-    this.#db.prepare('SELECT 1').get();
+    statement(this.#db, 'SELECT 1').get();
   }
 
   /** The database is the service's to close (the queue and the bus may use it too). */

@@ -4,7 +4,7 @@
  * one writer at a time, and a process whose lease expired (it was killed, or stalled) finds its `complete` refused.
  */
 import type { DatabaseSync, SQLInputValue } from 'node:sqlite';
-import { transaction } from '../db.ts';
+import { statement, transaction } from '../db.ts';
 import {
   afterFailure,
   type ClaimedIds,
@@ -101,7 +101,8 @@ export class SqliteQueue implements JobQueue {
   /** Inserts follow-up jobs; call it inside the transaction that records what they follow. Returns them. */
   #addFollowUps(jobs: readonly FollowUp[], now: number): Job[] {
     if (jobs.length === 0) return [];
-    const insert = this.#db.prepare(
+    const insert = statement(
+      this.#db,
       `INSERT INTO jobs (file_id, kind, state, max_attempts, run_at, created_at, updated_at, payload)
        VALUES (?, ?, 'queued', ?, ?, ?, ?, ?) RETURNING *`,
     );
@@ -119,7 +120,8 @@ export class SqliteQueue implements JobQueue {
   /** Inserts one queued job per kind for `fileId`; call it inside the upload's transaction. */
   addSync(fileId: string, kinds: readonly Job['kind'][], maxAttempts: number): Job[] {
     const now = this.#o.clock();
-    const insert = this.#db.prepare(
+    const insert = statement(
+      this.#db,
       `INSERT INTO jobs (file_id, kind, state, max_attempts, run_at, created_at, updated_at)
        VALUES (?, ?, 'queued', ?, ?, ?, ?) RETURNING *`,
     );
@@ -137,13 +139,13 @@ export class SqliteQueue implements JobQueue {
 
   async hasJobs(fileId: string): Promise<boolean> {
     return (
-      this.#db.prepare(`SELECT 1 FROM jobs WHERE file_id = ? AND ${PROCESSING} LIMIT 1`).get(fileId) !==
+      statement(this.#db, `SELECT 1 FROM jobs WHERE file_id = ? AND ${PROCESSING} LIMIT 1`).get(fileId) !==
       undefined
     );
   }
 
   async removeForFile(fileId: string): Promise<void> {
-    this.#db.prepare(`DELETE FROM jobs WHERE file_id = ? AND ${PROCESSING}`).run(fileId);
+    statement(this.#db, `DELETE FROM jobs WHERE file_id = ? AND ${PROCESSING}`).run(fileId);
     await this.#o.sync();
   }
 
@@ -153,9 +155,10 @@ export class SqliteQueue implements JobQueue {
 
   /** `waiting()`, at once. */
   waitingSync(): number {
-    const row = this.#db
-      .prepare("SELECT count(*) AS n FROM jobs WHERE state IN ('queued', 'retrying')")
-      .get() as Row;
+    const row = statement(
+      this.#db,
+      "SELECT count(*) AS n FROM jobs WHERE state IN ('queued', 'retrying')",
+    ).get() as Row;
     return Number(row.n);
   }
 
@@ -170,40 +173,37 @@ export class SqliteQueue implements JobQueue {
     const announced: Job[] = [];
     const claimed = transaction(this.#db, () => {
       // A lease that expired on its last attempt: its process died with it every time. Dead, not retried forever.
-      const stalled = this.#db
-        .prepare(
-          `UPDATE jobs SET state = 'dead', error_code = 'ERR_WEFT_FILES_STALLED',
+      const stalled = statement(
+        this.#db,
+        `UPDATE jobs SET state = 'dead', error_code = 'ERR_WEFT_FILES_STALLED',
              last_error = :stalled,
              lease_owner = NULL, lease_until = NULL, updated_at = :now, finished_at = :now
            WHERE state = 'active' AND lease_until < :now AND attempts >= max_attempts
            RETURNING *`,
-        )
-        .all({ now, stalled: STALLED_ERROR }) as Row[];
+      ).all({ now, stalled: STALLED_ERROR }) as Row[];
       for (const job of stalled.map(toJob)) {
         // A delivery's own death is not followed by another (no webhook about a webhook).
         if (job.kind !== 'webhook') announced.push(...this.#addFollowUps(this.#o.stalledDead(job), now));
       }
-      const candidates = this.#db
-        .prepare(
-          `SELECT id, kind FROM jobs
+      const candidates = statement(
+        this.#db,
+        `SELECT id, kind FROM jobs
            WHERE ((state IN ('queued', 'retrying') AND run_at <= :now) OR (state = 'active' AND lease_until < :now))
              AND kind NOT IN (SELECT value FROM json_each(:full))
            ORDER BY run_at, id LIMIT :scan`,
-        )
-        .all({ now, full, scan: room.bounded ? limit * 4 + 16 : limit }) as { id: number; kind: string }[];
+      ).all({ now, full, scan: room.bounded ? limit * 4 + 16 : limit }) as { id: number; kind: string }[];
       const ids: number[] = [];
       for (const c of candidates) {
         if (ids.length >= limit) break;
         if (room.take(c.kind)) ids.push(c.id);
       }
-      const rows = this.#db
-        .prepare(
-          `UPDATE jobs SET state = 'active', attempts = attempts + 1, lease_owner = :owner,
+      const rows = statement(
+        this.#db,
+        `UPDATE jobs SET state = 'active', attempts = attempts + 1, lease_owner = :owner,
              lease_until = :until, updated_at = :now, started_at = :now
            WHERE id IN (SELECT value FROM json_each(:ids))
            RETURNING *`,
-        )
-        .all({ owner, until: now + this.#o.leaseMs, now, ids: JSON.stringify(ids) });
+      ).all({ owner, until: now + this.#o.leaseMs, now, ids: JSON.stringify(ids) });
       return (rows as Row[]).map(toJob).sort((a, b) => a.id - b.id);
     });
     this.#announce(announced);
@@ -220,13 +220,15 @@ export class SqliteQueue implements JobQueue {
     const now = this.#o.clock();
     const out: ClaimedIds = { jobs: [], gone: [], later: [], dead: [] };
     const announced: Job[] = [];
-    const read = this.#db.prepare('SELECT * FROM jobs WHERE id = ?');
-    const lease = this.#db.prepare(
+    const read = statement(this.#db, 'SELECT * FROM jobs WHERE id = ?');
+    const lease = statement(
+      this.#db,
       `UPDATE jobs SET state = 'active', attempts = attempts + 1, lease_owner = ?, lease_until = ?, updated_at = ?,
          started_at = ?
        WHERE id = ? RETURNING *`,
     );
-    const bury = this.#db.prepare(
+    const bury = statement(
+      this.#db,
       `UPDATE jobs SET state = 'dead', error_code = 'ERR_WEFT_FILES_STALLED', last_error = ?,
          lease_owner = NULL, lease_until = NULL, updated_at = ?, finished_at = ?
        WHERE id = ? RETURNING *`,
@@ -258,29 +260,30 @@ export class SqliteQueue implements JobQueue {
   unsent(graceMs: number, limit = 500): Job[] {
     const now = this.#o.clock();
     return (
-      this.#db
-        .prepare(
-          `SELECT * FROM jobs
+      statement(
+        this.#db,
+        `SELECT * FROM jobs
            WHERE (state IN ('queued', 'retrying') AND sent_at IS NULL AND updated_at < :old)
               OR (state = 'active' AND lease_until < :now AND (sent_at IS NULL OR sent_at < lease_until))
            ORDER BY id LIMIT :limit`,
-        )
-        .all({ old: now - graceMs, now, limit }) as Row[]
+      ).all({ old: now - graceMs, now, limit }) as Row[]
     ).map(toJob);
   }
 
   /** Records that a message announces each of these jobs now. */
   markSent(ids: readonly number[]): void {
     if (ids.length === 0) return;
-    this.#db
-      .prepare('UPDATE jobs SET sent_at = ? WHERE id IN (SELECT value FROM json_each(?))')
-      .run(this.#o.clock(), JSON.stringify(ids));
+    statement(this.#db, 'UPDATE jobs SET sent_at = ? WHERE id IN (SELECT value FROM json_each(?))').run(
+      this.#o.clock(),
+      JSON.stringify(ids),
+    );
   }
 
   async heartbeat(owner: string, ids: number[]): Promise<number[]> {
     if (ids.length === 0) return [];
     const now = this.#o.clock();
-    const extend = this.#db.prepare(
+    const extend = statement(
+      this.#db,
       `UPDATE jobs SET lease_until = ?, updated_at = ? WHERE id = ? AND lease_owner = ? AND state = 'active'`,
     );
     return transaction(this.#db, () =>
@@ -294,19 +297,18 @@ export class SqliteQueue implements JobQueue {
     // interleave, and the follow-ups are recorded with the completion or not at all.
     const announced: Job[] = [];
     const record = () => {
-      const { changes } = this.#db
-        .prepare(
-          `UPDATE jobs SET state = 'completed', result = ?, lease_owner = NULL, lease_until = NULL,
+      const { changes } = statement(
+        this.#db,
+        `UPDATE jobs SET state = 'completed', result = ?, lease_owner = NULL, lease_until = NULL,
              last_error = NULL, error_code = NULL, updated_at = ?, finished_at = ?
            WHERE id = ? AND lease_owner = ? AND state = 'active'`,
-        )
-        .run(JSON.stringify(result ?? null), now, now, job.id, owner);
+      ).run(JSON.stringify(result ?? null), now, now, job.id, owner);
       if (changes === 1 && then?.next) announced.push(...this.#addFollowUps(then.next, now));
       if (changes !== 1 || !then?.processed || job.kind === 'webhook') return changes === 1;
       const jobs = (
-        this.#db
-          .prepare(`SELECT * FROM jobs WHERE file_id = ? AND ${PROCESSING} ORDER BY id`)
-          .all(job.fileId) as Row[]
+        statement(this.#db, `SELECT * FROM jobs WHERE file_id = ? AND ${PROCESSING} ORDER BY id`).all(
+          job.fileId,
+        ) as Row[]
       ).map(toJob);
       if (jobs.every((j) => j.state === 'completed'))
         announced.push(...this.#addFollowUps(then.processed(jobs), now));
@@ -330,22 +332,21 @@ export class SqliteQueue implements JobQueue {
     const runAt = dead ? job.runAt : now + delayMs;
     const announced: Job[] = [];
     const record = () => {
-      const { changes } = this.#db
-        .prepare(
-          `UPDATE jobs SET state = ?, run_at = ?, last_error = ?, error_code = ?, lease_owner = NULL,
+      const { changes } = statement(
+        this.#db,
+        `UPDATE jobs SET state = ?, run_at = ?, last_error = ?, error_code = ?, lease_owner = NULL,
              lease_until = NULL, updated_at = ?, finished_at = ?, sent_at = NULL
            WHERE id = ? AND lease_owner = ? AND state = 'active'`,
-        )
-        .run(
-          dead ? 'dead' : 'retrying',
-          runAt,
-          error.message,
-          error.code ?? null,
-          now,
-          dead ? now : null,
-          job.id,
-          owner,
-        );
+      ).run(
+        dead ? 'dead' : 'retrying',
+        runAt,
+        error.message,
+        error.code ?? null,
+        now,
+        dead ? now : null,
+        job.id,
+        owner,
+      );
       if (changes === 1 && dead && then?.dead && job.kind !== 'webhook') {
         announced.push(...this.#addFollowUps(then.dead, now));
       }
@@ -361,26 +362,24 @@ export class SqliteQueue implements JobQueue {
 
   async release(job: Job, owner: string): Promise<boolean> {
     const now = this.#o.clock();
-    const { changes } = this.#db
-      .prepare(
-        `UPDATE jobs SET state = 'queued', attempts = attempts - 1, run_at = ?, lease_owner = NULL,
+    const { changes } = statement(
+      this.#db,
+      `UPDATE jobs SET state = 'queued', attempts = attempts - 1, run_at = ?, lease_owner = NULL,
            lease_until = NULL, updated_at = ?
          WHERE id = ? AND lease_owner = ? AND state = 'active'`,
-      )
-      .run(now, now, job.id, owner);
+    ).run(now, now, job.id, owner);
     await this.#o.sync();
     return changes === 1;
   }
 
   async retry(id: number): Promise<Job | undefined> {
     const now = this.#o.clock();
-    const row = this.#db
-      .prepare(
-        `UPDATE jobs SET state = 'queued', attempts = 0, run_at = ?, last_error = NULL, error_code = NULL,
+    const row = statement(
+      this.#db,
+      `UPDATE jobs SET state = 'queued', attempts = 0, run_at = ?, last_error = NULL, error_code = NULL,
            finished_at = NULL, updated_at = ?, sent_at = NULL
          WHERE id = ? AND state = 'dead' RETURNING *`,
-      )
-      .get(now, now, id) as Row | undefined;
+    ).get(now, now, id) as Row | undefined;
     await this.#o.sync();
     const job = row ? toJob(row) : undefined;
     if (job) this.#announce([job]);
@@ -388,7 +387,7 @@ export class SqliteQueue implements JobQueue {
   }
 
   async get(id: number): Promise<Job | undefined> {
-    const row = this.#db.prepare('SELECT * FROM jobs WHERE id = ?').get(id) as Row | undefined;
+    const row = statement(this.#db, 'SELECT * FROM jobs WHERE id = ?').get(id) as Row | undefined;
     return row ? toJob(row) : undefined;
   }
 
@@ -412,17 +411,17 @@ export class SqliteQueue implements JobQueue {
       params.before = filter.before;
     }
     const sql = `SELECT * FROM jobs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT :limit`;
-    return (this.#db.prepare(sql).all(params) as Row[]).map(toJob);
+    return (statement(this.#db, sql).all(params) as Row[]).map(toJob);
   }
 
   async counts(filter: { kind?: JobKind } = {}): Promise<JobCounts> {
     const counts = Object.fromEntries(JOB_STATES.map((s) => [s, 0])) as JobCounts;
     const rows = (
       filter.kind
-        ? this.#db
-            .prepare('SELECT state, count(*) AS n FROM jobs WHERE kind = ? GROUP BY state')
-            .all(filter.kind)
-        : this.#db.prepare('SELECT state, count(*) AS n FROM jobs GROUP BY state').all()
+        ? statement(this.#db, 'SELECT state, count(*) AS n FROM jobs WHERE kind = ? GROUP BY state').all(
+            filter.kind,
+          )
+        : statement(this.#db, 'SELECT state, count(*) AS n FROM jobs GROUP BY state').all()
     ) as Row[];
     for (const r of rows) counts[r.state as JobState] = Number(r.n);
     return counts;
