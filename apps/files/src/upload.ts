@@ -6,7 +6,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
 import { fileTypeFromBuffer } from 'file-type';
 import { FilesError } from './errors.ts';
-import { decodeSample } from './processors/dialect.ts';
+import { decodeSample, sampleEncoding } from './processors/dialect.ts';
 import type { ProcessorRegistry } from './processors/registry.ts';
 import type { JobKind } from './queue/types.ts';
 
@@ -89,11 +89,43 @@ export async function sniffType(head: Uint8Array): Promise<string> {
  */
 function asText(head: Uint8Array): string | undefined {
   if (head.length === 0) return undefined;
-  const { encoding, text } = decodeSample(head, head.length < HEAD_BYTES);
+  const whole = head.length < HEAD_BYTES;
+  const { encoding, bom } = sampleEncoding(head);
+  if (!bom) {
+    // Without a BOM, binary is told from the bytes before anything is decoded (most uploads that reach here are
+    // binary): those control characters are the same bytes in windows-1252, and U+0000 is a zero byte in UTF-8.
+    // Only the bytes the decoded sample keeps count: up to the last line feed when the head is not the whole file.
+    const lf = whole ? -1 : head.lastIndexOf(0x0a);
+    const kept = lf > 0 ? head.subarray(0, lf + 1) : head;
+    if (encoding === 'windows-1252' ? kept.some((b) => LATIN1_BINARY[b] === 1) : kept.includes(0))
+      return undefined;
+  }
+  const { text } = decodeSample(head, whole);
   // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what tells binary apart
   const binary = encoding === 'windows-1252' ? /[\u0000-\u0008\u000b\u000e-\u001a\u001c-\u001f]/ : /\u0000/;
   return binary.test(text) ? undefined : text;
 }
+
+/** 1 at the bytes that mean binary in windows-1252 text: C0 controls but tab, line feed, CR, form feed and escape. */
+const LATIN1_BINARY = new Uint8Array(256);
+for (const b of [
+  0,
+  1,
+  2,
+  3,
+  4,
+  5,
+  6,
+  7,
+  8,
+  0x0b,
+  ...Array.from({ length: 13 }, (_, i) => 0x0e + i),
+  0x1c,
+  0x1d,
+  0x1e,
+  0x1f,
+])
+  LATIN1_BINARY[b] = 1;
 
 /**
  * Delimited text: a first line with a delimiter, and at least half of the next lines (up to 20) with it too, so a

@@ -4,6 +4,8 @@
  * decoder that turns the file into UTF-8 for csv-parse.
  * @module
  */
+
+import { isUtf8 as wholeUtf8 } from 'node:buffer';
 import { Transform, type TransformCallback } from 'node:stream';
 import { TextDecoder } from 'node:util';
 import { parse } from 'csv-parse/sync';
@@ -40,12 +42,25 @@ function fromBom(head: Uint8Array): { encoding: CsvEncoding; length: number } | 
 
 /** Valid UTF-8, except maybe for a character cut at the end of the sample. */
 function isUtf8(sample: Uint8Array): boolean {
+  if (wholeUtf8(sample)) return true;
+  // Not valid as a whole: valid only if the fault is a character cut at the very end (a lead byte among the last 3).
+  // Otherwise answered without a decoder, whose fatal error (an exception) cost every binary upload's sniffing.
+  const tail = Math.max(0, sample.length - 3);
+  let lead = sample.length - 1;
+  while (lead >= tail && (sample[lead]! & 0xc0) === 0x80) lead--;
+  if (lead < tail || sample[lead]! < 0xc0 || !wholeUtf8(sample.subarray(0, lead))) return false;
   try {
     new TextDecoder('utf-8', { fatal: true }).decode(sample, { stream: true });
     return true;
   } catch {
     return false;
   }
+}
+
+/** The encoding a sample is read in ({@link decodeSample}), without decoding it. */
+export function sampleEncoding(head: Uint8Array): { encoding: CsvEncoding; bom: boolean } {
+  const mark = fromBom(head);
+  return { encoding: mark?.encoding ?? (isUtf8(head) ? 'utf-8' : 'windows-1252'), bom: mark !== undefined };
 }
 
 /**
