@@ -1,7 +1,7 @@
 // One contract for every storage: local disk, and S3 against a local S3-compatible server (s3rver, on loopback).
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -93,6 +93,42 @@ function contract(name: string, make: () => Promise<{ storage: Storage; close():
     });
   });
 }
+
+describe('local disk put', () => {
+  it('stops at its signal: an AbortError, the source destroyed, nothing left, not even a temp file', async () => {
+    const root = join(dir, 'disk-abort');
+    const storage = new DiskStorage(root);
+    await storage.init();
+    const controller = new AbortController();
+    let pulls = 0;
+    // One chunk, then nothing more until destroyed: the put is waiting on the source when the signal aborts.
+    const source = new Readable({
+      read() {
+        if (++pulls === 1) this.push(Buffer.alloc(1024, 7));
+        else controller.abort(new Error('the client is gone'));
+      },
+    });
+    await assert.rejects(
+      storage.put('originals/aborted', source, { signal: controller.signal }),
+      (err: Error) => {
+        assert.equal(err.name, 'AbortError');
+        assert.match(String((err as Error & { cause?: Error }).cause?.message), /the client is gone/);
+        return true;
+      },
+    );
+    assert.equal(source.destroyed, true);
+    assert.equal(await storage.stat('originals/aborted'), undefined);
+    assert.deepEqual(readdirSync(join(root, 'tmp')), []);
+    // Already aborted: refused before anything is written.
+    const late = Readable.from([Buffer.from('x')]);
+    await assert.rejects(
+      storage.put('originals/late', late, { signal: controller.signal }),
+      (err: Error) => err.name === 'AbortError',
+    );
+    assert.equal(late.destroyed, true);
+    assert.equal(await storage.stat('originals/late'), undefined);
+  });
+});
 
 contract('local disk', async () => {
   const storage = new DiskStorage(join(dir, 'disk'));

@@ -7,7 +7,6 @@ import { createReadStream } from 'node:fs';
 import { type FileHandle, mkdir, mkdtemp, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import { dirname, join, sep } from 'node:path';
 import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { FilesError } from '../errors.ts';
 import { SyncBarrier } from '../fsync.ts';
 import type { ObjectInfo, Storage } from './types.ts';
@@ -54,18 +53,7 @@ export class DiskStorage implements Storage {
     try {
       const fh = await open(temp, 'wx');
       // Written, fsynced and measured through the one descriptor, closed before the rename.
-      const info = await sealed(fh, () =>
-        pipeline(
-          source,
-          async (chunks: AsyncIterable<Buffer>) => {
-            for await (const chunk of chunks) {
-              // write(2) may take less than asked (a signal, a nearly full disk): the rest goes in the next call.
-              for (let at = 0; at < chunk.length; ) at += (await fh.write(chunk, at)).bytesWritten;
-            }
-          },
-          options.signal ? { signal: options.signal } : {},
-        ),
-      );
+      const info = await sealed(fh, () => writeAll(fh, source, options.signal));
       await this.#place(temp, final);
       return info;
     } catch (err) {
@@ -144,6 +132,34 @@ export class DiskStorage implements Storage {
     const dir = await mkdtemp(join(this.#tmp, `${name.replace(/[^\w-]/g, '_')}-`));
     return { dir, release: () => rm(dir, { recursive: true, force: true }) };
   }
+}
+
+/**
+ * Writes every chunk of `source` to `fh`. What `pipeline(source, write, { signal })` did, without the abort
+ * controller it makes for each call and aborts at the end (an `AbortError` with a stack trace for every upload):
+ * a failed write destroys `source` (leaving the loop returns its iterator), a failed `source` fails this, and
+ * `signal` destroys `source` with an `AbortError`.
+ */
+async function writeAll(fh: FileHandle, source: Readable, signal: AbortSignal | undefined): Promise<void> {
+  if (signal?.aborted) {
+    // Destroyed without an error: nothing listens to this stream yet, so an error event would be uncaught.
+    source.destroy();
+    throw abortError(signal);
+  }
+  const onAbort = () => source.destroy(abortError(signal!));
+  signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    for await (const chunk of source as AsyncIterable<Buffer>) {
+      // write(2) may take less than asked (a signal, a nearly full disk): the rest goes in the next call.
+      for (let at = 0; at < chunk.length; ) at += (await fh.write(chunk, at)).bytesWritten;
+    }
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+function abortError(signal: AbortSignal): Error {
+  return new DOMException('The operation was aborted', { name: 'AbortError', cause: signal.reason });
 }
 
 /**
