@@ -84,7 +84,7 @@ export interface ReportInput {
   e2e: Map<Subject, Series<E2eSample>>;
   memory: Map<Subject, Series<MemorySample>>;
   small: Map<Subject, Series<SmallSample>>;
-  smallSizes: { count: number; bytes: number; concurrency: number };
+  smallSizes: { count: number; bytes: number; concurrency: number; warmup: number; perRound: number };
 }
 
 /** RSS ceiling per process while uploading (issue 6), and the service's share of bare sharp's image rate. */
@@ -365,18 +365,18 @@ function smallSection(r: ReportInput): { markdown: string; ratio: number; cells:
     { length: n },
     (_, i) => floor!.samples[i]!.serverCpuMs / svc!.samples[i]!.serverCpuMs,
   );
-  const { count, bytes, concurrency } = r.smallSizes;
+  const { count, bytes, concurrency, warmup, perRound: batches } = r.smallSizes;
   const markdown = `### (6) Small durable uploads
 
-${count.toLocaleString('en-US')} uploads of ${bytes} random bytes each, ${concurrency} at a time on ${concurrency} keep-alive connections, each answered 201 (no job: the service stores them as \`application/octet-stream\`). The floor is one node:http process doing the durable minimum per upload (\`bench/fixtures/files-sink.ts\`, durable: a new file, SHA-256, fsync, rename, fsync of the directory); the service runs one worker (\`weft start --workers 1\`), which also sniffs the type and records the upload in SQLite before its 201. Higher is better.
+Batches of ${count.toLocaleString('en-US')} uploads of ${bytes} random bytes each, ${concurrency} at a time on ${concurrency} keep-alive connections, each answered 201 (no job: the service stores them as \`application/octet-stream\`). Each server first takes ${warmup} unmeasured batches (the service starts fresh for this section, and its first 8,000 or so uploads ran slower as its code warmed up); then ${batches} alternating batches a round, ${n} per server in all, so the columns below are medians of ${n} and the ratio is the median of the ${n} paired batches (one batch's rate on this shared machine differs from the next by up to 2×). The floor is one node:http process doing the durable minimum per upload (\`bench/fixtures/files-sink.ts\`, durable: a new file, SHA-256, fsync, rename, fsync of the directory); the service runs one worker (\`weft start --workers 1\`), which also sniffs the type and records the upload in SQLite before its 201. Higher is better.
 
-${table(['Server', 'uploads/s (median)', 'per round', '÷ floor (per round)', 'p50 ms', 'p95 ms', 'server CPU ms per upload', 'client CPU ms per upload'], rows)}
+${table(['Server', 'uploads/s (median)', 'per batch', '÷ floor (per batch)', 'p50 ms', 'p95 ms', 'server CPU ms per upload', 'client CPU ms per upload'], rows)}
 
-Server CPU is the user + system time of every process of the server (the service's supervisor and worker) over the measurement, per upload; the client is this benchmark's process. The floor's CPU per upload ÷ the service's, per round: ${cpuRatios.map((x) => times(x)).join(', ')} (median ${times(median(cpuRatios))}). The two servers and the client share 2 cores, so the upload rate follows the server's CPU per upload: the ratio of rates stays near this ratio of CPU.`;
+Server CPU is the user + system time of every process of the server (the service's supervisor and worker) over the measurement, per upload; the client is this benchmark's process. The floor's CPU per upload ÷ the service's, per batch: ${cpuRatios.map((x) => times(x)).join(', ')} (median ${times(median(cpuRatios))}). The two servers and the client share 2 cores, so the upload rate follows the server's CPU per upload: the ratio of rates stays near this ratio of CPU.`;
   return {
     markdown,
     ratio,
-    cells: `${fmt(median(svc?.samples.map((x) => x.perSecond) ?? []))} vs ${fmt(median(floor?.samples.map((x) => x.perSecond) ?? []))} uploads/s; per round ${ratios.map((x) => times(x)).join(', ')}`,
+    cells: `${fmt(median(svc?.samples.map((x) => x.perSecond) ?? []))} vs ${fmt(median(floor?.samples.map((x) => x.perSecond) ?? []))} uploads/s; per batch ${ratios.map((x) => times(x)).join(', ')}`,
   };
 }
 

@@ -77,7 +77,12 @@ export async function startService(
     WEFT_RUNTIME_DIR: join(base, 'run'),
     ...extra,
   };
-  const args = [CLI, 'start', SERVER, '--config', CONFIG, '--workers', String(workers)];
+  // `BENCH_BUILD_ROOT`: another checkout's build (an A/B of two commits, bench/files-small.ts).
+  const build = extra.BENCH_BUILD_ROOT;
+  const [cli, server] = build
+    ? [join(build, 'dist/cli/weft.js'), join(build, 'apps/files/dist/server.js')]
+    : [CLI, SERVER];
+  const args = [cli, 'start', server, '--config', CONFIG, '--workers', String(workers)];
   const name = `files-bench-${process.pid}-${++services}`;
   const child = spawn(process.execPath, [...args, '--name', name], {
     env,
