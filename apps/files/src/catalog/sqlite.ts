@@ -1,6 +1,6 @@
 /** The catalog in the embedded SQLite database: `SqliteCatalog`. */
 import type { DatabaseSync, SQLInputValue } from 'node:sqlite';
-import { statement, transaction } from '../db.ts';
+import { GroupCommit, statement, transaction } from '../db.ts';
 import { type OutboxRow, type Recorded, recordWithOutbox } from '../outbox.ts';
 import { SqliteQueue } from '../queue/sqlite.ts';
 import type { JobKind, JobQueue } from '../queue/types.ts';
@@ -42,6 +42,7 @@ export class SqliteCatalog implements Catalog {
 
   readonly #outboxLeaseMs: number | undefined;
   readonly #sync: () => Promise<void>;
+  readonly #group: GroupCommit;
 
   constructor(db: DatabaseSync, queue: JobQueue, path: string, options: CatalogOptions = {}) {
     this.#db = db;
@@ -49,6 +50,7 @@ export class SqliteCatalog implements Catalog {
     this.csvDatabase = path;
     this.#outboxLeaseMs = options.outboxLeaseMs;
     this.#sync = options.sync ?? (async () => {});
+    this.#group = new GroupCommit(db);
   }
 
   /**
@@ -56,8 +58,8 @@ export class SqliteCatalog implements Catalog {
    * disk failed), the record is removed again before the error goes up: the route deletes the bytes and answers an
    * error, and no record may point to them.
    */
-  async #durable<T>(write: () => T, undo: () => void): Promise<T> {
-    const result = transaction(this.#db, write);
+  async #durable<T>(write: () => T, undo: () => void, grouped = false): Promise<T> {
+    const result = grouped ? await this.#group.run(write) : transaction(this.#db, write);
     try {
       await this.#sync();
     } catch (err) {
@@ -83,10 +85,15 @@ export class SqliteCatalog implements Catalog {
       statement(this.#db, 'DELETE FROM files WHERE id = ?').run(file.id);
     };
     if (queue instanceof SqliteQueue) {
-      const jobs = await this.#durable(() => {
-        insert();
-        return queue.addSync(file.id, kinds, maxAttempts);
-      }, removeRecord);
+      // Committed with the other uploads of the same moment (group commit), each on its own if it fails.
+      const jobs = await this.#durable(
+        () => {
+          insert();
+          return queue.addSync(file.id, kinds, maxAttempts);
+        },
+        removeRecord,
+        true,
+      );
       return { jobs, pending: [] };
     }
     const leaseMs = this.#outboxLeaseMs;
