@@ -164,7 +164,7 @@ const MAX_STATEMENTS = 256;
 
 /**
  * `db.prepare(sql)`, prepared once per connection and reused: node:sqlite compiles the SQL on every `prepare`, which
- * cost an upload about a tenth of its CPU (docs/files.md, "Small uploads"). A statement is reset by each run, so
+ * took about 5 % of a worker's time under small uploads (docs/files.md, "Small uploads"). A statement is reset by each run, so
  * reuse is safe for `run`, `get` and `all`; do not change a shared statement's settings (`setReadBigInts`, ...).
  *
  * @example
