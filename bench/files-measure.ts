@@ -242,11 +242,16 @@ export const JOBS_ONLY_WARMUP = 2;
  * start to the last one's end (the runner's `startedAt` and `finishedAt`); CPU is every process of the service from
  * its ready line to the last job, warm-up jobs and the start of the pool threads included, per job.
  */
-export async function measureServiceJobsOnly(photos: Input[], scratch: string): Promise<ThumbSample> {
+export async function measureServiceJobsOnly(
+  photos: Input[],
+  scratch: string,
+  /** Added to the service's environment (`BENCH_BUILD_ROOT`: another checkout's build). */
+  extra: Record<string, string> = {},
+): Promise<ThumbSample> {
   const dataDir = mkdtempSync(join(scratch, 'jobs-only-'));
   try {
     const inputs = [...photos.slice(0, JOBS_ONLY_WARMUP), ...photos];
-    const gateway = await startService({ FILES_DATA_DIR: dataDir, FILES_CONCURRENCY: '0' }, 1);
+    const gateway = await startService({ ...extra, FILES_DATA_DIR: dataDir, FILES_CONCURRENCY: '0' }, 1);
     let answers: FileAnswer[];
     try {
       answers = await uploadAll<FileAnswer>(
@@ -258,7 +263,7 @@ export async function measureServiceJobsOnly(photos: Input[], scratch: string): 
       await gateway.stop();
     }
     const ids = answers.map((a) => a.jobs[0]!.id);
-    const service = await startService({ FILES_DATA_DIR: dataDir });
+    const service = await startService({ ...extra, FILES_DATA_DIR: dataDir });
     const sampler = sampleGroup(service.child.pid!);
     let peaks: ProcessPeak[] | undefined;
     let jobs: JobAnswer[];

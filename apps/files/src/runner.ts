@@ -56,9 +56,10 @@ export interface RunnerDeps {
     Partial<Pick<FilesConfig, 'imageVariants' | 'maxAttempts'>>;
   /**
    * Runs a job instead of the file processors (benchmarks of the queue alone use a no-op here). Default: the image
-   * and CSV processors in `pool`.
+   * and CSV processors in `pool`. `computed`, when called, says the job no longer needs its thread (what is left,
+   * such as storing its outputs, waits on the disk or the database): its slot goes to the next job.
    */
-  execute?: (job: Job, signal: AbortSignal) => Promise<unknown>;
+  execute?: (job: Job, signal: AbortSignal, computed: () => void) => Promise<unknown>;
   /**
    * Webhooks, when configured: processing outcomes get their `file.processed` / `job.dead` follow-ups, and `webhook`
    * jobs are sent on this thread. Without it nothing is queued, and a `webhook` job found in the queue is dead.
@@ -95,6 +96,11 @@ interface Running {
   done: Promise<void>;
   /** When its lease was last known extended (the claim, or the send of the last heartbeat that held it). */
   renewedAt: number;
+  /**
+   * Done with its thread: storing its outputs and recording its outcome, which wait on the disk and the database.
+   * It no longer holds a slot of `concurrency` (see {@link JobRunner.#free}).
+   */
+  finishing: boolean;
 }
 
 /** Why a job is aborted when its lease ran out unrenewed: its outcome is not recorded by this process. */
@@ -188,12 +194,30 @@ export class JobRunner {
   /**
    * Jobs to claim now: `concurrency` minus the processing jobs running. Webhook deliveries hold no thread, so a slow
    * receiver must not stall processing: up to {@link WEBHOOK_SLOTS} of them run beyond `concurrency`, and only
-   * those past that count against it.
+   * those past that count against it. A job done with its thread (storing its outputs, recording its outcome) does
+   * not hold a slot either, so the thread takes the next job meanwhile; up to `concurrency` of them may be finishing
+   * at once, those past that count against it.
    */
   #free(concurrency: number): number {
     let hooks = 0;
-    for (const r of this.#running.values()) if (r.job.kind === 'webhook') hooks++;
-    return concurrency - (this.#running.size - hooks) - Math.max(0, hooks - WEBHOOK_SLOTS);
+    let finishing = 0;
+    for (const r of this.#running.values()) {
+      if (r.job.kind === 'webhook') hooks++;
+      else if (r.finishing) finishing++;
+    }
+    return (
+      concurrency -
+      (this.#running.size - hooks - finishing) -
+      Math.max(0, hooks - WEBHOOK_SLOTS) -
+      Math.max(0, finishing - concurrency)
+    );
+  }
+
+  /** The job `id` of this run is done with its thread: its slot goes to the next job (see {@link #free}). */
+  #computed(id: number, entry: Running): void {
+    if (entry.finishing || this.#running.get(id) !== entry) return;
+    entry.finishing = true;
+    this.wake();
   }
 
   /** For each processor with a concurrency of its own, how many more of its jobs this process may run now. */
@@ -210,33 +234,40 @@ export class JobRunner {
 
   #start(job: Job): void {
     const controller = new AbortController();
-    const entry: Running = { job, controller, done: Promise.resolve(), renewedAt: Date.now() };
-    entry.done = this.#run(job, controller.signal).finally(() => {
+    const entry: Running = {
+      job,
+      controller,
+      done: Promise.resolve(),
+      renewedAt: Date.now(),
+      finishing: false,
+    };
+    // Held before it starts: a run may say it is done with its thread (or end) before `#run` first yields.
+    this.#running.set(job.id, entry);
+    entry.done = this.#run(job, controller.signal, () => this.#computed(job.id, entry)).finally(() => {
       // Not when its lease expired and this process claimed the job again since: that is another run.
       if (this.#running.get(job.id) === entry) this.#running.delete(job.id);
       this.wake();
     });
-    this.#running.set(job.id, entry);
   }
 
   /** Runs a job and records its outcome; never rejects (the `done` promise of a job is not awaited at once). */
-  async #run(job: Job, signal: AbortSignal): Promise<void> {
+  async #run(job: Job, signal: AbortSignal, computed: () => void): Promise<void> {
     try {
-      await this.#attempt(job, signal);
+      await this.#attempt(job, signal, computed);
     } catch (err) {
       // The outcome could not be recorded (a locked or full database): the lease expires and the job runs again.
       this.#errors.failure('record', err, `recording the outcome of job ${job.id} failed`);
     }
   }
 
-  async #attempt(job: Job, signal: AbortSignal): Promise<void> {
+  async #attempt(job: Job, signal: AbortSignal, computed: () => void): Promise<void> {
     const { queue, log, webhooks } = this.#d;
     const started = performance.now();
     const run =
       job.kind === 'webhook' ? this.#deliver.bind(this) : (this.#d.execute ?? this.#execute.bind(this));
     let result: unknown;
     try {
-      result = await run(job, signal);
+      result = await run(job, signal, computed);
     } catch (err) {
       await this.#failed(job, signal, err);
       return;
@@ -327,7 +358,7 @@ export class JobRunner {
     return this.#d.webhooks.deliver(job, signal);
   }
 
-  async #execute(job: Job, signal: AbortSignal): Promise<unknown> {
+  async #execute(job: Job, signal: AbortSignal, computed: () => void): Promise<unknown> {
     const { catalog, storage, pool, config } = this.#d;
     const file = await catalog.get(job.fileId);
     if (!file) throw new FileGone(job.fileId);
@@ -338,7 +369,7 @@ export class JobRunner {
     const options = { signal, timeout: this.#d.processors?.timeout(job.kind) ?? config.jobTimeoutMs };
     try {
       if (plugin) {
-        return await this.#withOutputs(job, async (outDir) => {
+        return await this.#withOutputs(job, computed, async (outDir) => {
           const done = await pool.run(
             'runPlugin',
             [
@@ -373,6 +404,7 @@ export class JobRunner {
           ],
           options,
         );
+        computed();
         // Deleted while it loaded: the delete dropped the table before this job made it; drop it again.
         if (!(await catalog.get(job.fileId))) {
           await catalog.delete(job.fileId);
@@ -380,7 +412,7 @@ export class JobRunner {
         }
         return loaded;
       }
-      return await this.#withOutputs(job, async (outDir) => {
+      return await this.#withOutputs(job, computed, async (outDir) => {
         const result = await pool.run(
           'processImage',
           [
@@ -422,15 +454,18 @@ export class JobRunner {
 
   /**
    * Runs `make` with a fresh folder for the job's outputs, stores what it made (see {@link #storeOutputs}) and
-   * removes the folder; resolves with the job's result.
+   * removes the folder; resolves with the job's result. `computed` is called once `make` is done: storing waits on
+   * the disk, not on the thread.
    */
   async #withOutputs(
     job: Job,
+    computed: () => void,
     make: (outDir: string) => Promise<{ outputs: readonly MadeOutput[]; result: unknown }>,
   ): Promise<unknown> {
     const scratch = await this.#d.storage.scratch(`job-${job.id}`);
     try {
       const { outputs, result } = await make(scratch.dir);
+      computed();
       await this.#storeOutputs(job.fileId, outputs);
       return result;
     } finally {

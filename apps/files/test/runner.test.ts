@@ -37,6 +37,26 @@ function deferred<T = void>() {
   return { promise, resolve };
 }
 
+/** `promise`, or a clear failure naming `what` after `ms`. */
+function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    promise,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what} within ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+/** Resolves once `ok()` holds, checked every 5 ms; fails naming `what` after `ms`. */
+async function until(ok: () => boolean, ms: number, what: string): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!ok()) {
+    if (Date.now() > deadline) throw new Error(`${what} within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
 const bus: Pick<FilesBus, 'publish'> = {
   publish: async (type, data) => ({ id: '0', type, data, at: 0 }) as never,
 };
@@ -226,6 +246,84 @@ describe('JobRunner', () => {
       assert.equal(calls.fail, 0);
       assert.deepEqual(published, ['job.completed'], 'one job.completed, nothing else');
     } finally {
+      await runner.close();
+    }
+  });
+  it('gives the slot of a job done with its thread to the next one, with at most `concurrency` finishing', async () => {
+    // concurrency 1. A computes, then says so and waits on its "storing" (held open). B must start meanwhile; C must
+    // not while B computes, nor once B too is finishing (two finishing is one past the bound of 1).
+    const queued: Job[] = [job(1), job(2), job(3)];
+    const claims: number[] = [];
+    const queue = {
+      async claim(_owner: string, limit: number) {
+        claims.push(limit);
+        return queued.splice(0, limit);
+      },
+      heartbeat: async () => [],
+      complete: async () => true,
+      fail: async () => 'dead' as const,
+      release: async () => true,
+    } as unknown as JobQueue;
+    const started: number[] = [];
+    const storing = new Map<number, ReturnType<typeof deferred<void>>>();
+    const computedB = deferred();
+    const bStarted = deferred();
+    const cStarted = deferred();
+    const runner = new JobRunner({
+      queue,
+      bus,
+      log: silentLogger,
+      catalog: undefined as never,
+      storage: undefined as never,
+      pool: undefined as never,
+      config: {
+        concurrency: 1,
+        pollMs: 60_000,
+        leaseMs: 60_000,
+        jobTimeoutMs: 60_000,
+        limitInputPixels: 1,
+        csvMaxBadRows: 0,
+      },
+      execute: async (j, _signal, computed) => {
+        started.push(j.id);
+        if (j.id === 2) {
+          bStarted.resolve();
+          await computedB.promise;
+        }
+        if (j.id === 3) {
+          cStarted.resolve();
+          return null;
+        }
+        computed();
+        const gate = deferred();
+        storing.set(j.id, gate);
+        await gate.promise;
+        return null;
+      },
+    });
+    runner.start();
+    try {
+      await within(bStarted.promise, 5_000, 'B did not start while A was storing its outputs');
+      assert.deepEqual(started, [1, 2]);
+      assert.equal(runner.active, 2, 'A (finishing) and B (computing) are both held');
+      // B is done computing too: two finishing, one past the bound, so C waits (the loop does not even ask).
+      const asked = claims.length;
+      computedB.resolve();
+      await until(() => storing.has(2), 5_000, 'B never reached its storing');
+      runner.wake();
+      await new Promise<void>((r) => setImmediate(r));
+      assert.equal(claims.length, asked, 'no claim while two jobs are finishing with concurrency 1');
+      assert.deepEqual(started, [1, 2]);
+      // A's outcome is recorded: its place frees, C starts.
+      storing.get(1)!.resolve();
+      await within(cStarted.promise, 5_000, 'C did not start once A was done');
+      assert.deepEqual(started, [1, 2, 3]);
+      storing.get(2)!.resolve();
+      await within(runner.idle(), 5_000, 'the runner did not go idle');
+    } finally {
+      // Whatever failed, nothing is left waiting on this test's gates.
+      computedB.resolve();
+      for (const gate of storing.values()) gate.resolve();
       await runner.close();
     }
   });

@@ -8,8 +8,8 @@
  * - `add` records the jobs, then publishes their messages on a confirm channel (publisher confirms) to the durable
  *   queue `<name>`; a ping on the fanout exchange `<name>.ready` wakes idle processes.
  * - `claim` takes messages with `basic.get` (manual acknowledgement), up to the claim's `limit`, which is the
- *   runner's free concurrency: a process holds at most that many unacknowledged messages, as a consumer's prefetch
- *   would bound it. The store leases each named job (`claimIds`); a message whose job finished or was removed is
+ *   runner's free concurrency: a process holds at most twice its concurrency of unacknowledged messages (running,
+ *   and finishing: their outcome being recorded), a bound as a consumer's prefetch would set. The store leases each named job (`claimIds`); a message whose job finished or was removed is
  *   acknowledged and dropped, so a duplicate is harmless.
  * - `complete` and `fail` record the outcome first, then acknowledge the message. A retry's message goes, confirmed,
  *   to `<name>.retry.<level>`, a queue without consumers whose per-message TTL (the backoff) dead-letters it back to
