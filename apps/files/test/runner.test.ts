@@ -5,7 +5,7 @@ import { describe, it } from 'node:test';
 import type { FilesBus } from '../src/events/bus.ts';
 import { silentLogger } from '../src/logger.ts';
 import type { Job, JobQueue } from '../src/queue/types.ts';
-import { JobRunner } from '../src/runner.ts';
+import { JobRunner, type RunnerDeps } from '../src/runner.ts';
 
 function job(id: number): Job {
   return {
@@ -61,6 +61,47 @@ const bus: Pick<FilesBus, 'publish'> = {
   publish: async (type, data) => ({ id: '0', type, data, at: 0 }) as never,
 };
 
+/** A queue whose claims `claim` answers; every outcome is accepted. */
+function scriptedQueue(claim: (limit: number) => Promise<Job[]>): JobQueue {
+  return {
+    claim: (_owner: string, limit: number) => claim(limit),
+    heartbeat: async () => [],
+    complete: async () => true,
+    fail: async () => 'dead' as const,
+    release: async () => true,
+  } as unknown as JobQueue;
+}
+
+/**
+ * A runner on a scripted queue whose jobs run `execute` (the catalog, storage and pool are not used then); polls a
+ * minute apart and long leases unless `config` says otherwise.
+ */
+function scriptedRunner(
+  queue: JobQueue,
+  execute: NonNullable<RunnerDeps['execute']>,
+  config: Partial<RunnerDeps['config']> & { concurrency: number },
+  more: Partial<RunnerDeps> = {},
+): JobRunner {
+  return new JobRunner({
+    queue,
+    bus,
+    log: silentLogger,
+    catalog: undefined as never,
+    storage: undefined as never,
+    pool: undefined as never,
+    config: {
+      pollMs: 60_000,
+      leaseMs: 60_000,
+      jobTimeoutMs: 60_000,
+      limitInputPixels: 1,
+      csvMaxBadRows: 0,
+      ...config,
+    },
+    execute,
+    ...more,
+  });
+}
+
 describe('JobRunner', () => {
   it('fills a slot freed during a claim at once, not at the next poll', async () => {
     // Claim 1 hands out A. Claim 2 (one slot free) is held open while A finishes and C is queued, then finds
@@ -69,46 +110,28 @@ describe('JobRunner', () => {
     const claims: { limit: number }[] = [];
     const secondClaim = deferred();
     const gate2 = deferred();
-    const queue = {
-      async claim(_owner: string, limit: number) {
-        claims.push({ limit });
-        if (claims.length === 2) {
-          secondClaim.resolve();
-          await gate2.promise;
-          return [];
-        }
-        return queued.splice(0, limit);
-      },
-      heartbeat: async () => [],
-      complete: async () => true,
-      fail: async () => 'dead' as const,
-      release: async () => true,
-    } as unknown as JobQueue;
+    const queue = scriptedQueue(async (limit) => {
+      claims.push({ limit });
+      if (claims.length === 2) {
+        secondClaim.resolve();
+        await gate2.promise;
+        return [];
+      }
+      return queued.splice(0, limit);
+    });
     const finishA = deferred<unknown>();
     const started: number[] = [];
     const cStarted = deferred();
-    const runner = new JobRunner({
+    const runner = scriptedRunner(
       queue,
-      bus,
-      log: silentLogger,
-      catalog: undefined as never,
-      storage: undefined as never,
-      pool: undefined as never,
-      config: {
-        concurrency: 2,
-        pollMs: 60_000,
-        leaseMs: 60_000,
-        jobTimeoutMs: 60_000,
-        limitInputPixels: 1,
-        csvMaxBadRows: 0,
-      },
-      execute: async (j) => {
+      async (j) => {
         started.push(j.id);
         if (j.id === 1) return finishA.promise;
         if (j.id === 3) cStarted.resolve();
         return null;
       },
-    });
+      { concurrency: 2 },
+    );
     runner.start();
     try {
       // A runs and the loop sleeps (one slot of two used); a wake makes it claim again.
@@ -180,23 +203,9 @@ describe('JobRunner', () => {
     const firstAborted = deferred<unknown>();
     const secondDone = deferred();
     let runs = 0;
-    const runner = new JobRunner({
+    const runner = scriptedRunner(
       queue,
-      bus: countingBus,
-      log: silentLogger,
-      catalog: undefined as never,
-      storage: undefined as never,
-      pool: undefined as never,
-      maxBackoffMs: 100,
-      config: {
-        concurrency: 1,
-        pollMs: 50,
-        leaseMs: 300,
-        jobTimeoutMs: 60_000,
-        limitInputPixels: 1,
-        csvMaxBadRows: 0,
-      },
-      execute: async (_j, signal) => {
+      async (_j, signal) => {
         runs++;
         if (runs === 1) {
           firstStarted.resolve();
@@ -211,12 +220,9 @@ describe('JobRunner', () => {
         secondDone.resolve();
         return { ok: true };
       },
-    });
-    const within = <T>(p: Promise<T>, ms: number, what: string) =>
-      Promise.race([
-        p,
-        new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${what} within ${ms} ms`)), ms)),
-      ]);
+      { concurrency: 1, pollMs: 50, leaseMs: 300 },
+      { bus: countingBus, maxBackoffMs: 100 },
+    );
     runner.start();
     try {
       await within(firstStarted.promise, 5_000, 'job 1 did not start');
@@ -254,37 +260,18 @@ describe('JobRunner', () => {
     // not while B computes, nor once B too is finishing (two finishing is one past the bound of 1).
     const queued: Job[] = [job(1), job(2), job(3)];
     const claims: number[] = [];
-    const queue = {
-      async claim(_owner: string, limit: number) {
-        claims.push(limit);
-        return queued.splice(0, limit);
-      },
-      heartbeat: async () => [],
-      complete: async () => true,
-      fail: async () => 'dead' as const,
-      release: async () => true,
-    } as unknown as JobQueue;
+    const queue = scriptedQueue(async (limit) => {
+      claims.push(limit);
+      return queued.splice(0, limit);
+    });
     const started: number[] = [];
     const storing = new Map<number, ReturnType<typeof deferred<void>>>();
     const computedB = deferred();
     const bStarted = deferred();
     const cStarted = deferred();
-    const runner = new JobRunner({
+    const runner = scriptedRunner(
       queue,
-      bus,
-      log: silentLogger,
-      catalog: undefined as never,
-      storage: undefined as never,
-      pool: undefined as never,
-      config: {
-        concurrency: 1,
-        pollMs: 60_000,
-        leaseMs: 60_000,
-        jobTimeoutMs: 60_000,
-        limitInputPixels: 1,
-        csvMaxBadRows: 0,
-      },
-      execute: async (j, _signal, computed) => {
+      async (j, _signal, computed) => {
         started.push(j.id);
         if (j.id === 2) {
           bStarted.resolve();
@@ -300,7 +287,8 @@ describe('JobRunner', () => {
         await gate.promise;
         return null;
       },
-    });
+      { concurrency: 1 },
+    );
     runner.start();
     try {
       await within(bStarted.promise, 5_000, 'B did not start while A was storing its outputs');
