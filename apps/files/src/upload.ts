@@ -90,42 +90,29 @@ export async function sniffType(head: Uint8Array): Promise<string> {
 function asText(head: Uint8Array): string | undefined {
   if (head.length === 0) return undefined;
   const whole = head.length < HEAD_BYTES;
-  const { encoding, bom } = sampleEncoding(head);
-  if (!bom) {
-    // Without a BOM, binary is told from the bytes before anything is decoded (most uploads that reach here are
-    // binary): those control characters are the same bytes in windows-1252, and U+0000 is a zero byte in UTF-8.
-    // Only the bytes the decoded sample keeps count: up to the last line feed when the head is not the whole file.
-    const lf = whole ? -1 : head.lastIndexOf(0x0a);
-    const kept = lf > 0 ? head.subarray(0, lf + 1) : head;
-    if (encoding === 'windows-1252' ? kept.some((b) => LATIN1_BINARY[b] === 1) : kept.includes(0))
-      return undefined;
+  const found = sampleEncoding(head);
+  if (found.bom) {
+    // UTF-8 or UTF-16 with a BOM: read as decoded.
+    const { text } = decodeSample(head, whole, found);
+    return text.includes('\u0000') ? undefined : text;
   }
-  const { text } = decodeSample(head, whole);
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what tells binary apart
-  const binary = encoding === 'windows-1252' ? /[\u0000-\u0008\u000b\u000e-\u001a\u001c-\u001f]/ : /\u0000/;
-  return binary.test(text) ? undefined : text;
+  // Without a BOM, binary is told from the bytes before anything is decoded (most uploads that reach here are
+  // binary): the control characters are the same bytes in windows-1252, and U+0000 is a zero byte in UTF-8. Only the
+  // bytes the decoded sample keeps count: up to the last line feed when the head is not the whole file.
+  const lf = whole ? -1 : head.lastIndexOf(0x0a);
+  const kept = lf > 0 ? head.subarray(0, lf + 1) : head;
+  const binary =
+    found.encoding === 'windows-1252' ? kept.some((b) => LATIN1_BINARY[b] === 1) : kept.includes(0);
+  return binary ? undefined : decodeSample(head, whole, found).text;
 }
 
-/** 1 at the bytes that mean binary in windows-1252 text: C0 controls but tab, line feed, CR, form feed and escape. */
-const LATIN1_BINARY = new Uint8Array(256);
-for (const b of [
-  0,
-  1,
-  2,
-  3,
-  4,
-  5,
-  6,
-  7,
-  8,
-  0x0b,
-  ...Array.from({ length: 13 }, (_, i) => 0x0e + i),
-  0x1c,
-  0x1d,
-  0x1e,
-  0x1f,
-])
-  LATIN1_BINARY[b] = 1;
+/** Control characters that mean binary in windows-1252 text: C0 controls but tab, line feed, CR, form feed and escape. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what tells binary apart
+const LATIN1_CONTROL = /[\u0000-\u0008\u000b\u000e-\u001a\u001c-\u001f]/;
+/** 1 at the bytes that decode to {@link LATIN1_CONTROL} in windows-1252 (the same code points). */
+const LATIN1_BINARY = Uint8Array.from({ length: 256 }, (_, b) =>
+  LATIN1_CONTROL.test(String.fromCharCode(b)) ? 1 : 0,
+);
 
 /**
  * Delimited text: a first line with a delimiter, and at least half of the next lines (up to 20) with it too, so a

@@ -75,15 +75,16 @@ export function sampleEncoding(head: Uint8Array): { encoding: CsvEncoding; bom: 
 export function decodeSample(
   head: Uint8Array,
   whole: boolean,
+  /** {@link sampleEncoding} of `head`, when the caller has it already. */
+  found = sampleEncoding(head),
 ): { encoding: CsvEncoding; bom: boolean; text: string } {
-  const mark = fromBom(head);
-  const encoding = mark?.encoding ?? (isUtf8(head) ? 'utf-8' : 'windows-1252');
-  let text = new TextDecoder(encoding).decode(head.subarray(mark?.length ?? 0), { stream: !whole });
+  const { encoding, bom } = found;
+  let text = new TextDecoder(encoding).decode(head.subarray(fromBom(head)?.length ?? 0), { stream: !whole });
   if (!whole) {
     const end = text.lastIndexOf('\n');
     if (end > 0) text = text.slice(0, end + 1);
   }
-  return { encoding, bom: mark !== undefined, text };
+  return { encoding, bom, text };
 }
 
 /** How well `text` parses with this delimiter and quote: the header's width and the share of records that match it. */
