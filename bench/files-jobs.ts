@@ -16,13 +16,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeJpegs } from './files-data.ts';
 import { bareSharp, measureServiceJobsOnly, SIZES } from './files-measure.ts';
+import { variantsFromEnv } from './files-service.ts';
 import { fmt, median } from './lib/stats.ts';
 
 const rounds = Number(process.env.ROUNDS ?? 4);
-const variants = (process.env.VARIANTS ?? 'service:{}').split(';').map((v) => {
-  const at = v.indexOf(':');
-  return { name: v.slice(0, at), env: JSON.parse(v.slice(at + 1)) as Record<string, string> };
-});
+const variants = variantsFromEnv();
 const scratch = mkdtempSync(join(tmpdir(), 'weft-bench-jobs-'));
 try {
   mkdirSync(join(scratch, 'photos'));

@@ -206,3 +206,15 @@ export async function until<T>(
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }
+
+/**
+ * The service variants of an A/B script (`bench/files-small.ts`, `bench/files-jobs.ts`), from `VARIANTS`:
+ * `'a:{};b:{"NAME":"value"}'` is two services, the second with `NAME=value` added to its environment
+ * (`BENCH_BUILD_ROOT`: another checkout's build). Default: one, `service`, as it is.
+ */
+export function variantsFromEnv(): { name: string; env: Record<string, string> }[] {
+  return (process.env.VARIANTS ?? 'service:{}').split(';').map((v) => {
+    const at = v.indexOf(':');
+    return { name: v.slice(0, at), env: JSON.parse(v.slice(at + 1)) as Record<string, string> };
+  });
+}

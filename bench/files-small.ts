@@ -18,14 +18,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { clearDir, measureSmallUploads, SIZES, settle } from './files-measure.ts';
 import { groupCpu } from './files-proc.ts';
-import { type Group, startFixture, startService } from './files-service.ts';
+import { type Group, startFixture, startService, variantsFromEnv } from './files-service.ts';
 import { fmt, median } from './lib/stats.ts';
 
 const rounds = Number(process.env.ROUNDS ?? 6);
-const variants = (process.env.VARIANTS ?? 'service:{}').split(';').map((v) => {
-  const at = v.indexOf(':');
-  return { name: v.slice(0, at), env: JSON.parse(v.slice(at + 1)) as Record<string, string> };
-});
+const variants = variantsFromEnv();
 const scratch = mkdtempSync(join(tmpdir(), 'weft-bench-small-'));
 const groups: Group[] = [];
 interface Row {
