@@ -6,8 +6,9 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { FilesError } from './errors.ts';
+import { BUILT_IN_DEFAULTS } from './processors/builtin.ts';
 import { type ProcessorConfig, parseProcessors } from './processors/registry.ts';
-import { DEFAULT_VARIANTS, type ImageVariant, variantsProblem } from './processors/variants.ts';
+import { type ImageVariant, variantsProblem } from './processors/variants.ts';
 
 export type { ProcessorConfig } from './processors/registry.ts';
 
@@ -214,8 +215,8 @@ function defaults(env: NodeJS.ProcessEnv): FilesConfig {
     retryDelayMs: 1_000,
     jobTimeoutMs: 300_000,
     pollMs: 250,
-    csvMaxBadRows: 1_000,
-    limitInputPixels: 100_000_000,
+    csvMaxBadRows: BUILT_IN_DEFAULTS.csvMaxBadRows,
+    limitInputPixels: BUILT_IN_DEFAULTS.limitInputPixels,
     concurrency: Number.isInteger(threads) && threads > 0 ? threads : 1,
     shutdownTimeout: 30_000,
     uploadIdleTimeout: 30_000,
@@ -240,7 +241,7 @@ function defaults(env: NodeJS.ProcessEnv): FilesConfig {
     webhookTimeout: 10_000,
     webhookAttempts: 12,
     processors: [],
-    imageVariants: DEFAULT_VARIANTS,
+    imageVariants: BUILT_IN_DEFAULTS.imageVariants,
   };
 }
 
@@ -464,6 +465,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
   }
   if (config.contentOrigin !== undefined) config.contentOrigin = origin(config.contentOrigin);
   checkWebhooks(config);
+  // The image copies are named for themselves, a plug-in's outputs for its kind: the two must not meet.
+  const kinds = new Set(config.processors.filter((p) => p.module !== undefined).map((p) => p.kind));
+  const taken = config.imageVariants.find((v) => kinds.has(v.name));
+  if (taken) {
+    throw bad(
+      'imageVariants',
+      'config',
+      `names other than the processors' kinds (the image copy "${taken.name}" and the processor "${taken.name}" would both name outputs ${taken.name}.*)`,
+      taken.name,
+    );
+  }
   return Object.freeze(config);
 }
 

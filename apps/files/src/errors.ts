@@ -25,6 +25,7 @@ export type FilesErrorCode =
   | 'ERR_WEFT_FILES_RATE_LIMITED'
   | 'ERR_WEFT_FILES_ABORTED'
   | 'ERR_WEFT_FILES_JOB_TIMEOUT'
+  | 'ERR_WEFT_FILES_PROCESSOR_UNKNOWN'
   | 'ERR_WEFT_FILES_DATABASE'
   | 'ERR_WEFT_FILES_REDIS'
   | 'ERR_WEFT_FILES_RABBITMQ'
@@ -67,6 +68,8 @@ const STATUS: Record<FilesErrorCode, number> = {
   ERR_WEFT_FILES_RATE_LIMITED: 429,
   ERR_WEFT_FILES_ABORTED: 400,
   ERR_WEFT_FILES_JOB_TIMEOUT: 500,
+  // A job whose kind no processor of this process runs (a plug-in configured on another node, or removed).
+  ERR_WEFT_FILES_PROCESSOR_UNKNOWN: 500,
   ERR_WEFT_FILES_DATABASE: 503,
   ERR_WEFT_FILES_REDIS: 503,
   ERR_WEFT_FILES_RABBITMQ: 503,

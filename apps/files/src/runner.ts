@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Pool } from 'weftjs/pool';
-import { type Catalog, csvTableFor } from './catalog/types.ts';
+import type { Catalog } from './catalog/types.ts';
 import type { FilesConfig } from './config.ts';
 import { FilesError } from './errors.ts';
 import type { FilesBus } from './events/bus.ts';
@@ -14,7 +14,7 @@ import type { EventType, FilesEvents } from './events/types.ts';
 import { ThrottledLog } from './log-throttle.ts';
 import type { Logger } from './logger.ts';
 import { loadSharp, type ProcessorTasks } from './processors/index.ts';
-import type { ProcessorRegistry } from './processors/registry.ts';
+import { jobResult, ProcessorRegistry } from './processors/registry.ts';
 import type { FollowUp, FollowUps, Job, JobQueue } from './queue/types.ts';
 import { derivedKey, derivedPrefix, originalKey, type Storage } from './storage/types.ts';
 import { kindsFor } from './upload.ts';
@@ -22,14 +22,7 @@ import type { Webhooks } from './webhooks.ts';
 
 /** Errors that another attempt cannot fix: the job goes to the dead-letter state at once. */
 const PERMANENT = new Set([
-  'ERR_WEFT_FILES_BAD_IMAGE',
-  'ERR_WEFT_FILES_PIXEL_LIMIT',
-  'ERR_WEFT_FILES_CSV_EMPTY',
-  'ERR_WEFT_FILES_CSV_TOO_MANY_BAD_ROWS',
-  'ERR_WEFT_FILES_CSV_TOO_MANY_COLUMNS',
-  'ERR_WEFT_FILES_CSV_MALFORMED',
-  'ERR_WEFT_FILES_CSV_INCONSISTENT',
-  'ERR_WEFT_FILES_CSV_ENCODING',
+  // Besides those each processor declares (`permanent` of its module; builtin.ts for the image and CSV ones).
   'ERR_WEFT_FILES_INPUT_MISSING',
   'ERR_WEFT_FILES_NOT_FOUND',
   // A webhook refused by its receiver (4xx but 408 and 429), or whose URL is not allowed (any more).
@@ -55,9 +48,9 @@ export interface RunnerDeps {
   > &
     Partial<Pick<FilesConfig, 'imageVariants' | 'maxAttempts'>>;
   /**
-   * Runs a job instead of the file processors (benchmarks of the queue alone use a no-op here). Default: the image
-   * and CSV processors in `pool`. `computed`, when called, says the job no longer needs its thread (what is left,
-   * such as storing its outputs, waits on the disk or the database): its slot goes to the next job.
+   * Runs a job instead of the processors (benchmarks of the queue alone use a no-op here). Default: the job's
+   * processor (see `processors`) in `pool`. `computed`, when called, says the job no longer needs its thread (what
+   * is left, such as storing its outputs, waits on the disk or the database): its slot goes to the next job.
    */
   execute?: (job: Job, signal: AbortSignal, computed: () => void) => Promise<unknown>;
   /**
@@ -65,7 +58,10 @@ export interface RunnerDeps {
    * jobs are sent on this thread. Without it nothing is queued, and a `webhook` job found in the queue is dead.
    */
   webhooks?: Pick<Webhooks, 'completed' | 'failed' | 'deliver'> | undefined;
-  /** The processor plug-ins of the configuration: their jobs run their modules in `pool`. Default: none. */
+  /**
+   * The processors: the built-in image and CSV ones and the configured plug-ins, whose modules run in `pool`.
+   * Default: the built-ins alone, with `config`'s settings.
+   */
   processors?: ProcessorRegistry;
   /** Longest wait between claims while the queue fails (a locked or full database). Default 5 s. */
   maxBackoffMs?: number;
@@ -111,6 +107,8 @@ class LeaseExpired extends Error {
 export class JobRunner {
   readonly owner = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   readonly #d: RunnerDeps;
+  /** The processors jobs run with: the configured registry, else the built-ins alone. */
+  readonly #processors: ProcessorRegistry;
   readonly #running = new Map<number, Running>();
   /** Runs stopped because their lease expired, until their abort has settled (close waits for them too). */
   readonly #expired = new Set<Promise<void>>();
@@ -124,6 +122,7 @@ export class JobRunner {
 
   constructor(deps: RunnerDeps) {
     this.#d = deps;
+    this.#processors = deps.processors ?? ProcessorRegistry.builtIn(deps.config);
     this.#errors = new ThrottledLog(deps.log, { intervalMs: deps.logIntervalMs ?? 60_000 });
   }
 
@@ -222,8 +221,8 @@ export class JobRunner {
 
   /** For each processor with a concurrency of its own, how many more of its jobs this process may run now. */
   #room(): Record<string, number> | undefined {
-    const limits = this.#d.processors?.limits();
-    if (!limits || limits.size === 0) return undefined;
+    const limits = this.#processors.limits();
+    if (limits.size === 0) return undefined;
     const room = new Map(limits);
     for (const { job } of this.#running.values()) {
       const n = room.get(job.kind);
@@ -306,7 +305,7 @@ export class JobRunner {
     const code = typeof e.code === 'string' ? e.code : null;
     const message = e.message ?? String(err);
     const permanent =
-      code !== null && (PERMANENT.has(code) || !!this.#d.processors?.get(job.kind)?.permanent.includes(code));
+      code !== null && (PERMANENT.has(code) || !!this.#processors.get(job.kind)?.permanent.includes(code));
     // `job.dead` goes with the failure that makes the job dead (the queue queues it only then).
     let then: FollowUps | undefined;
     if (permanent || job.attempts >= job.maxAttempts)
@@ -358,76 +357,51 @@ export class JobRunner {
     return this.#d.webhooks.deliver(job, signal);
   }
 
+  /**
+   * Runs a processing job: its processor's module (a built-in or a configured plug-in) in a pool thread, with a
+   * fresh folder for its outputs, which are stored once it is done.
+   */
   async #execute(job: Job, signal: AbortSignal, computed: () => void): Promise<unknown> {
     const { catalog, storage, pool, config } = this.#d;
+    const processor = this.#processors.get(job.kind);
+    if (!processor) {
+      // Queued by a process configured with this processor: another attempt may land on one that has it.
+      throw new FilesError(
+        'ERR_WEFT_FILES_PROCESSOR_UNKNOWN',
+        `No processor "${job.kind}" is configured in this process (its jobs need it in "processors")`,
+      );
+    }
     const file = await catalog.get(job.fileId);
     if (!file) throw new FileGone(job.fileId);
-    // Before the pool's first thread can load sharp (see processors/index.ts).
+    // Before the pool's first thread can load sharp (see processors/index.ts): a plug-in may use it too.
     await loadSharp();
-    const plugin = this.#d.processors?.get(job.kind);
     const source = await storage.localPath(originalKey(job.fileId));
-    const options = { signal, timeout: this.#d.processors?.timeout(job.kind) ?? config.jobTimeoutMs };
+    const options = { signal, timeout: this.#processors.timeout(job.kind) ?? config.jobTimeoutMs };
     try {
-      if (plugin) {
-        return await this.#withOutputs(job, computed, async (outDir) => {
-          const done = await pool.run(
-            'runPlugin',
-            [
-              {
-                kind: plugin.kind,
-                module: plugin.module,
-                file: { id: file.id, name: file.name, type: file.type, size: file.size, sha256: file.sha256 },
-                input: source.path,
-                outDir,
-                options: plugin.options ?? {},
-                attempt: job.attempts,
-              },
-            ],
-            options,
-          );
-          return {
-            outputs: done.outputs,
-            result: { outputs: done.outputs.map((o) => o.name), result: done.result },
-          };
-        });
-      }
-      if (job.kind === 'csv') {
-        const loaded = await pool.run(
-          'ingestCsv',
-          [
-            {
-              input: source.path,
-              database: catalog.csvDatabase,
-              table: csvTableFor(job.fileId),
-              maxBadRows: config.csvMaxBadRows,
-            },
-          ],
-          options,
-        );
-        computed();
-        // Deleted while it loaded: the delete dropped the table before this job made it; drop it again.
-        if (!(await catalog.get(job.fileId))) {
-          await catalog.delete(job.fileId);
-          throw new FileGone(job.fileId);
-        }
-        return loaded;
-      }
       return await this.#withOutputs(job, computed, async (outDir) => {
-        const result = await pool.run(
-          'processImage',
+        const done = await pool.run(
+          'runPlugin',
           [
             {
+              kind: processor.kind,
+              module: processor.module,
+              file: { id: file.id, name: file.name, type: file.type, size: file.size, sha256: file.sha256 },
               input: source.path,
               outDir,
-              limitInputPixels: config.limitInputPixels,
-              variants: config.imageVariants,
+              options: processor.optionsFor({ csvDatabase: catalog.csvDatabase }),
+              attempt: job.attempts,
+              prefixed: !processor.builtIn,
             },
           ],
           options,
         );
         return {
-          outputs: result.outputs,
-          result: { metadata: result.metadata, outputs: result.outputs.map((o) => o.name) },
+          outputs: done.outputs,
+          result: jobResult(
+            processor,
+            done.outputs.map((o) => o.name),
+            done.result,
+          ),
         };
       });
     } finally {
@@ -437,9 +411,10 @@ export class JobRunner {
 
   /** The jobs of the file's chains that run after this one (none when nothing is chained after its kind). */
   async #nextSteps(job: Job): Promise<FollowUp[]> {
-    const { processors, catalog, config } = this.#d;
+    const { catalog, config } = this.#d;
+    const processors = this.#processors;
     // The file's type is read only for a kind that has steps after it: every other completion reads nothing more.
-    if (!processors?.leads(job.kind)) return [];
+    if (!processors.leads(job.kind)) return [];
     const file = await catalog.get(job.fileId);
     if (!file) return [];
     return processors.followers(job.kind, kindsFor(file.type, processors)).map((kind) => ({
@@ -480,18 +455,25 @@ export class JobRunner {
   async #storeOutputs(fileId: string, outputs: readonly MadeOutput[]): Promise<void> {
     const { storage, catalog } = this.#d;
     for (const o of outputs) await storage.putFile(derivedKey(fileId, o.name), o.path);
-    const kept = await catalog.setDerived(
-      fileId,
-      outputs.map((o) => ({
-        name: o.name,
-        type: o.type,
-        size: o.size,
-        width: o.width ?? null,
-        height: o.height ?? null,
-      })),
-    );
+    // Without outputs, only whether the file is still there: a job may have made other things of it (a CSV table).
+    const kept =
+      outputs.length === 0
+        ? (await catalog.get(fileId)) !== undefined
+        : await catalog.setDerived(
+            fileId,
+            outputs.map((o) => ({
+              name: o.name,
+              type: o.type,
+              size: o.size,
+              width: o.width ?? null,
+              height: o.height ?? null,
+            })),
+          );
     if (!kept) {
+      // The delete came first and removed what the file had then: what this job made is removed here (the
+      // catalog's delete also drops a CSV table made since).
       await storage.delete(derivedPrefix(fileId), { prefix: true });
+      await catalog.delete(fileId);
       throw new FileGone(fileId);
     }
   }

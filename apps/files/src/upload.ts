@@ -7,21 +7,16 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { fileTypeFromBuffer } from 'file-type';
 import { FilesError } from './errors.ts';
 import { decodeSample, sampleEncoding } from './processors/dialect.ts';
-import type { ProcessorRegistry } from './processors/registry.ts';
+import { ProcessorRegistry } from './processors/registry.ts';
 import type { JobKind } from './queue/types.ts';
 
 /** Bytes kept for sniffing: file-type reads at most 4 100 for the formats here. */
 const HEAD_BYTES = 4_100;
 
-/** Formats processed as images (sharp reads all of them). */
-export const IMAGE_TYPES = new Set([
-  'image/jpeg',
-  'image/png',
-  'image/webp',
-  'image/avif',
-  'image/gif',
-  'image/tiff',
-]);
+export { IMAGE_TYPES } from './processors/builtin.ts';
+
+/** The kinds of a file when the process has no registry of its own: the built-in processors' alone. */
+const BUILT_IN_ONLY = ProcessorRegistry.builtIn();
 
 /** Counts, hashes and limits the bytes that pass; keeps the head for {@link sniffType}. */
 export class Inspector extends Transform {
@@ -130,10 +125,12 @@ function looksDelimited(text: string): boolean {
   );
 }
 
-/** Every kind of job a file of this type gets: a built-in processor's, then the plug-ins' that match it. */
+/**
+ * Every kind of job a file of this type gets: a built-in processor's, then the plug-ins' that match it (the
+ * built-ins' alone without `processors`).
+ */
 export function kindsFor(type: string, processors?: Pick<ProcessorRegistry, 'kindsFor'>): JobKind[] {
-  const own: JobKind[] = IMAGE_TYPES.has(type) ? ['image'] : type === 'text/csv' ? ['csv'] : [];
-  return processors ? [...own, ...processors.kindsFor(type)] : own;
+  return (processors ?? BUILT_IN_ONLY).kindsFor(type);
 }
 
 /**

@@ -39,6 +39,29 @@ describe('image copies (imageVariants)', () => {
     }
   });
 
+  it('refuses a copy named as a processor plug-in, whose outputs would take the same names', () => {
+    const processors = JSON.stringify([{ kind: 'thumbnail', module: './thumbs.js', match: ['image/png'] }]);
+    assert.throws(
+      () => loadConfig({ FILES_PROCESSORS: processors }, '/nonexistent'),
+      (err: Error & { code?: string }) => {
+        assert.equal(err.code, 'ERR_WEFT_FILES_CONFIG');
+        assert.match(err.message, /imageVariants/);
+        assert.match(err.message, /the image copy "thumbnail" and the processor "thumbnail"/);
+        return true;
+      },
+    );
+    // Another name for the copy, and the same plug-in is fine.
+    const variants = JSON.stringify([{ name: 'thumb', width: 64, fit: 'cover', format: 'webp' }]);
+    const config = loadConfig(
+      { FILES_PROCESSORS: processors, FILES_IMAGE_VARIANTS: variants },
+      '/nonexistent',
+    );
+    assert.deepEqual(
+      config.processors.map((p) => p.kind),
+      ['thumbnail'],
+    );
+  });
+
   it('the dashboard shows a file by the copy named thumbnail, else the first cover copy, else the first', () => {
     assert.equal(thumbnailOf(), 'thumbnail.webp');
     assert.equal(

@@ -159,7 +159,11 @@ describe('processor plug-ins: configuration', () => {
     });
     assert.deepEqual(registry.kindsFor('application/zip'), ['quiet']);
     assert.deepEqual(registry.kindsFor('text/plain'), ['count']);
-    assert.deepEqual(registry.kindsFor('image/png'), []);
+    // The built-ins are processors of the registry like the plug-ins, listed first.
+    assert.deepEqual(registry.kindsFor('image/png'), ['image']);
+    assert.deepEqual(registry.kindsFor('text/csv'), ['csv']);
+    assert.equal(registry.get('image')?.builtIn, true);
+    assert.equal(registry.get('count')?.builtIn, false);
     assert.deepEqual(jobsFor('image/png', registry), ['image']);
     assert.deepEqual(jobsFor('text/plain', registry), ['count']);
     assert.deepEqual(jobsFor('text/csv'), ['csv']);

@@ -315,4 +315,35 @@ describe('JobRunner', () => {
       await runner.close();
     }
   });
+
+  it('fails a job whose kind no processor here runs with ERR_WEFT_FILES_PROCESSOR_UNKNOWN, to be retried elsewhere', async () => {
+    // A plug-in configured on another node (or removed from this one's configuration): its job is not run as some
+    // other processor's, and not dead at once either, so a retry may land on a process that has the plug-in.
+    const failed: { error: { code?: string; message: string }; permanent: boolean }[] = [];
+    const gotFailure = deferred();
+    let handOut: Job[] = [{ ...job(1), kind: 'pdf-text', maxAttempts: 3 }];
+    const queue = {
+      ...scriptedQueue(async () => {
+        const out = handOut;
+        handOut = [];
+        return out;
+      }),
+      async fail(_job: Job, _owner: string, error: { code?: string; message: string }, permanent: boolean) {
+        failed.push({ error, permanent });
+        gotFailure.resolve();
+        return 'retrying' as const;
+      },
+    } as unknown as JobQueue;
+    const runner = scriptedRunner(queue, async () => null, { concurrency: 1 }, { execute: undefined });
+    runner.start();
+    try {
+      await within(gotFailure.promise, 5_000, 'the job of an unknown kind was not failed');
+      assert.equal(failed.length, 1);
+      assert.equal(failed[0]!.error.code, 'ERR_WEFT_FILES_PROCESSOR_UNKNOWN');
+      assert.match(failed[0]!.error.message, /No processor "pdf-text"/);
+      assert.equal(failed[0]!.permanent, false);
+    } finally {
+      await runner.close();
+    }
+  });
 });

@@ -81,8 +81,15 @@ const TABLE_NAME = /^[a-z_][a-z0-9_]{0,53}$/;
  */
 // biome-ignore lint/suspicious/noConfusingVoidType: `this` is void in a direct call, a TaskContext in a pool thread.
 export async function ingestCsv(this: TaskContext | void, job: CsvJobInput): Promise<CsvJobResult> {
+  return loadCsv(job, (this as TaskContext | undefined)?.signal);
+}
+
+/**
+ * What {@link ingestCsv} does, outside the pool's task convention: `signal` stops the load (the built-in CSV
+ * processor passes its job's).
+ */
+export async function loadCsv(job: CsvJobInput, signal?: AbortSignal): Promise<CsvJobResult> {
   const batchSize = checkJob(job);
-  const signal = (this as TaskContext | undefined)?.signal;
   await requireInputFile(job.input, 'CSV');
   const dialect = await detectDialect(job.input);
   const decoder = new CsvDecoder(dialect.encoding);

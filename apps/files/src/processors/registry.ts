@@ -13,6 +13,7 @@
 import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { FilesError } from '../errors.ts';
+import { BUILT_IN_DEFAULTS, BUILT_IN_PROCESSORS, type BuiltInSettings } from './builtin.ts';
 import { isTypeList, PROCESSOR, type ProcessorDefinition, typeMatches } from './plugin.ts';
 
 /**
@@ -175,15 +176,35 @@ export function parseProcessors(raw: unknown, source: string, base: string): Pro
 
 const isPlugin = (p: ProcessorConfig): p is ProcessorConfig & { module: string } => p.module !== undefined;
 
-/** A loaded plug-in: its configuration and what its module says of the types it runs on. */
+/** A loaded processor (a configured plug-in or a built-in): its configuration and the types it runs on. */
 export interface LoadedProcessor extends ProcessorConfig {
   module: string;
+  /** The image and CSV processors: their jobs' results keep their own shape (see {@link jobResult}). */
+  builtIn: boolean;
   matches(type: string): boolean;
   /** Error codes its module calls permanent. */
   permanent: readonly string[];
+  /** The `options` its `run` gets: the configured ones; a built-in's are made of the service's settings. */
+  optionsFor(service: { csvDatabase: string }): unknown;
 }
 
-/** The configured processor plug-ins, loaded. */
+/** The service's settings the built-in processors read; what is not given is config.ts's default. */
+export type BuiltInConfig = Partial<Omit<BuiltInSettings, 'csvDatabase'>>;
+
+/**
+ * A processor job's result, as kept with the job: `{ outputs: [names], result }` for a plug-in; a built-in's own
+ * result with its `outputs` beside it (the image job's `{ metadata, outputs }`, the CSV job's table and counts).
+ */
+export function jobResult(
+  processor: Pick<LoadedProcessor, 'builtIn'>,
+  outputs: string[],
+  result: unknown,
+): unknown {
+  if (!processor.builtIn) return { outputs, result };
+  return { ...(result as object), outputs };
+}
+
+/** The processors of this process, loaded: the built-ins, then the configured plug-ins. */
 export class ProcessorRegistry {
   readonly #byKind: Map<string, LoadedProcessor>;
   /** Every configured entry, the built-ins' included: their job settings and places in chains. */
@@ -208,7 +229,9 @@ export class ProcessorRegistry {
    * its default export comes from `defineProcessor`, with a `match` where the configuration gives none. A module
    * that cannot be loaded stops the start with `ERR_WEFT_FILES_CONFIG` naming it.
    */
-  static async load(config: { processors: readonly ProcessorConfig[] }): Promise<ProcessorRegistry> {
+  static async load(
+    config: { processors: readonly ProcessorConfig[] } & BuiltInConfig,
+  ): Promise<ProcessorRegistry> {
     const settings = new Map(config.processors.map((p) => [p.kind, p]));
     const loaded = await Promise.all(
       config.processors.filter(isPlugin).map(async (p): Promise<LoadedProcessor> => {
@@ -243,10 +266,22 @@ export class ProcessorRegistry {
             `Processor "${p.kind}": neither its configuration nor ${p.module} says which types it runs on ("match")`,
           );
         }
-        return { ...p, matches, permanent: definition.permanent ?? [] };
+        const options = p.options ?? {};
+        return {
+          ...p,
+          builtIn: false,
+          matches,
+          permanent: definition.permanent ?? [],
+          optionsFor: () => options,
+        };
       }),
     );
-    return new ProcessorRegistry(loaded, settings);
+    return new ProcessorRegistry([...builtIns(config), ...loaded], settings);
+  }
+
+  /** The built-in processors alone, with the settings given (else the defaults): no configured plug-in. */
+  static builtIn(config: BuiltInConfig = {}): ProcessorRegistry {
+    return new ProcessorRegistry(builtIns(config), new Map());
   }
 
   /** The kind `kind` runs after, if it is in a chain. */
@@ -276,7 +311,7 @@ export class ProcessorRegistry {
     return this.#byKind.get(kind);
   }
 
-  /** The plug-in kinds an upload of sniffed `type` gets, in configuration order. */
+  /** The kinds an upload of sniffed `type` gets: the built-in one, then the plug-ins', in configuration order. */
   kindsFor(type: string): string[] {
     const kinds: string[] = [];
     for (const p of this.#byKind.values()) {
@@ -303,4 +338,22 @@ export class ProcessorRegistry {
   timeout(kind: string): number | undefined {
     return this.#settings.get(kind)?.timeoutMs;
   }
+}
+
+/** The built-in processors as loaded ones, their options made of `config` (else the defaults) when a job runs. */
+function builtIns(config: BuiltInConfig): LoadedProcessor[] {
+  const settings = {
+    imageVariants: config.imageVariants ?? BUILT_IN_DEFAULTS.imageVariants,
+    limitInputPixels: config.limitInputPixels ?? BUILT_IN_DEFAULTS.limitInputPixels,
+    csvMaxBadRows: config.csvMaxBadRows ?? BUILT_IN_DEFAULTS.csvMaxBadRows,
+  };
+  return BUILT_IN_PROCESSORS.map((b) => ({
+    kind: b.kind,
+    module: b.module,
+    builtIn: true,
+    match: b.match,
+    matches: (type: string) => b.match.includes(type),
+    permanent: b.permanent,
+    optionsFor: (service: { csvDatabase: string }) => b.options({ ...settings, ...service }),
+  }));
 }

@@ -18,6 +18,11 @@ export interface PluginJobInput {
   outDir: string;
   options: unknown;
   attempt: number;
+  /**
+   * Whether its output names must start with its kind (every plug-in's must). The built-in image processor's are
+   * its configured copies' names (`thumbnail.webp`), checked against the plug-ins' kinds at start.
+   */
+  prefixed?: boolean;
 }
 
 /** What the thread answers: the outputs with their sizes, and the result. */
@@ -63,7 +68,8 @@ export async function runPlugin(this: TaskContext, job: PluginJobInput): Promise
     if (typeof name !== 'string' || !NAME.test(name)) {
       throw outputError(job.kind, `an output name ${JSON.stringify(name)} (letters, digits, . _ -, ≤ 100)`);
     }
-    if (!(name === job.kind || name.startsWith(`${job.kind}.`) || name.startsWith(`${job.kind}-`))) {
+    const own = name === job.kind || name.startsWith(`${job.kind}.`) || name.startsWith(`${job.kind}-`);
+    if (job.prefixed !== false && !own) {
       throw outputError(
         job.kind,
         `the output ${name}: its name must start with "${job.kind}." or "${job.kind}-"`,

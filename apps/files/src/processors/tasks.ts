@@ -1,6 +1,9 @@
 /**
  * The task module the job runner's `weftjs/pool` threads load: every named function export is a task, so this file
- * exports the tasks and types only (a helper exported here would become callable as a task).
+ * exports the tasks and types only (a helper exported here would become callable as a task). The service runs every
+ * processor, the built-in image and CSV ones included, through `runPlugin`, and `resizeImage` for
+ * `GET /files/:id/image`; `processImage` and `ingestCsv` are the built-ins' work as tasks of their own, for a caller
+ * that wants it without a job (the processor tests).
  *
  * Each thread reads two environment variables once, at load (pass them in the pool's `env`):
  * - `WEFT_THREADS`: the pool's thread count in this process (default: one per core);
