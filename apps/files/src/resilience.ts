@@ -24,7 +24,7 @@ import type { Catalog } from './catalog/types.ts';
 import type { FilesConfig } from './config.ts';
 import { FilesError, type FilesErrorCode } from './errors.ts';
 import type { FilesBus } from './events/bus.ts';
-import type { JobQueue } from './queue/types.ts';
+import type { JobQueue, JobStore } from './queue/types.ts';
 import type { Storage } from './storage/types.ts';
 
 /** The backends a node needs to take uploads; each has its breaker, readiness check and `weft_files_backend_up`. */
@@ -326,6 +326,29 @@ export const QUEUE_CALLS: Partial<Record<keyof JobQueue, CallSpec>> = {
 export const RABBIT_CALLS: Partial<Record<keyof JobQueue, CallSpec>> = {
   add: 'write',
   claim: 'write',
+};
+
+/**
+ * The RabbitMQ adapter's job store in PostgreSQL (`DATABASE_URL`), at the database's guard: its outage is the
+ * database's (503 `ERR_WEFT_FILES_DATABASE_UNAVAILABLE`, its breaker), not RabbitMQ's, even inside a claim.
+ */
+export const PG_STORE_CALLS: Partial<Record<keyof JobStore, CallSpec>> = {
+  add: 'write',
+  hasJobs: 'read',
+  // Deleting rows twice deletes them once; a heartbeat extends leases to the same point.
+  removeForFile: 'read',
+  waiting: 'read',
+  heartbeat: 'read',
+  claimIds: 'write',
+  complete: 'write',
+  fail: 'write',
+  release: 'write',
+  retry: 'write',
+  get: 'read',
+  list: 'read',
+  counts: 'read',
+  unsent: 'read',
+  markSent: 'read',
 };
 
 export const BUS_CALLS: Partial<Record<keyof FilesBus, CallSpec>> = { publish: 'write' };

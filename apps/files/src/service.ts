@@ -33,6 +33,7 @@ import {
   BUS_CALLS,
   catalogCalls,
   guardsFor,
+  PG_STORE_CALLS,
   QUEUE_CALLS,
   RABBIT_CALLS,
   resilient,
@@ -175,7 +176,8 @@ async function openBackends(
           announce: (jobs) => tell(jobs),
         });
         closers.unshift(() => opened.close());
-        pgStore = opened;
+        // PostgreSQL's outage is the database's, also when a claim or an outcome meets it (see PG_STORE_CALLS).
+        pgStore = resilient<JobStore>(opened, guards.database, PG_STORE_CALLS);
       }
       const rabbit = await RabbitQueue.open({
         url: config.queueUrl,

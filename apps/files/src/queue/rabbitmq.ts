@@ -398,7 +398,19 @@ export class RabbitQueue implements JobQueue {
           }
           fresh.push({ msg, link });
         }
-        if (fresh.length > 0) await settle(fresh);
+        if (fresh.length > 0) {
+          try {
+            await settle(fresh);
+          } catch (err) {
+            // The store did not answer (its database is away): the messages are given back, not left unacknowledged
+            // and untracked until the connection closes.
+            for (const h of fresh) {
+              const id = idOf(h.msg);
+              if (this.#leased.get(id) !== h && this.#held.get(id) !== h) this.#drop(h, id, 'requeue');
+            }
+            throw err;
+          }
+        }
         if (got.some((m) => m === false)) break; // the queue is empty
       }
     } catch (err) {
@@ -467,7 +479,15 @@ export class RabbitQueue implements JobQueue {
 
   async release(job: Job, owner: string): Promise<boolean> {
     const released = await this.#store.release(job, owner);
+    const h = this.#leased.get(job.id);
     this.#settleLeased(job.id, released ? 'requeue' : 'ack');
+    if (h && released && !h.link.closed) {
+      // A requeue has no answer of its own, but the broker handles a channel's methods in order: once a round trip
+      // on the same channel returns, the message is back in the queue, and a claim anywhere can take the job.
+      await withTimeout(h.link.sub.checkQueue(this.#url.name), this.#o.timeoutMs, 'requeueing').catch(
+        () => {},
+      );
+    }
     return released;
   }
 
