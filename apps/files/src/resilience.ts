@@ -328,25 +328,18 @@ export const RABBIT_CALLS: Partial<Record<keyof JobQueue, CallSpec>> = {
   claim: 'write',
 };
 
+/** The queue calls a job store has too: all but `claim`. */
+const { claim: _claim, ...BOOKKEEPING_CALLS } = QUEUE_CALLS;
+
 /**
  * The RabbitMQ adapter's job store in PostgreSQL (`DATABASE_URL`), at the database's guard: its outage is the
  * database's (503 `ERR_WEFT_FILES_DATABASE_UNAVAILABLE`, its breaker), not RabbitMQ's, even inside a claim.
  */
 export const PG_STORE_CALLS: Partial<Record<keyof JobStore, CallSpec>> = {
-  add: 'write',
-  hasJobs: 'read',
-  // Deleting rows twice deletes them once; a heartbeat extends leases to the same point.
-  removeForFile: 'read',
-  waiting: 'read',
-  heartbeat: 'read',
+  // The queue contract's bookkeeping, as a queue's; the store's own calls: leasing named jobs changes them (not
+  // retried), finding and marking unsent ones reads or sets the same marks again.
+  ...BOOKKEEPING_CALLS,
   claimIds: 'write',
-  complete: 'write',
-  fail: 'write',
-  release: 'write',
-  retry: 'write',
-  get: 'read',
-  list: 'read',
-  counts: 'read',
   unsent: 'read',
   markSent: 'read',
 };
