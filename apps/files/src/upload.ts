@@ -13,8 +13,6 @@ import type { JobKind } from './queue/types.ts';
 /** Bytes kept for sniffing: file-type reads at most 4 100 for the formats here. */
 const HEAD_BYTES = 4_100;
 
-export { IMAGE_TYPES } from './processors/builtin.ts';
-
 /** The kinds of a file when the process has no registry of its own: the built-in processors' alone. */
 const BUILT_IN_ONLY = ProcessorRegistry.builtIn();
 

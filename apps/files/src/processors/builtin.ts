@@ -1,8 +1,8 @@
 /**
  * The built-in processors, as the main thread registers them: plug-ins like any other (their modules are
  * `image-processor.ts` and `csv-processor.ts`, run by the pool's `runPlugin` task), registered by default, whose
- * types and permanent errors are known here so that the main thread never imports their modules (the image one
- * loads sharp, about 25 MB of RSS).
+ * types and permanent errors are known here, and only here, so that the main thread never imports their modules
+ * (the image one loads sharp, about 25 MB of RSS); the modules declare neither.
  *
  * @example
  * ```ts
@@ -66,32 +66,29 @@ export interface BuiltInProcessor {
 const moduleUrl = (name: string): string =>
   new URL(import.meta.url.endsWith('.ts') ? `./${name}.ts` : `./${name}.js`, import.meta.url).href;
 
-/** The image processor's permanent errors: not an image sharp reads, or over the pixel limit. */
-export const IMAGE_PERMANENT: readonly string[] = ['ERR_WEFT_FILES_BAD_IMAGE', 'ERR_WEFT_FILES_PIXEL_LIMIT'];
-/** The CSV processor's permanent errors: a file no retry will load. */
-export const CSV_PERMANENT: readonly string[] = [
-  'ERR_WEFT_FILES_CSV_EMPTY',
-  'ERR_WEFT_FILES_CSV_TOO_MANY_BAD_ROWS',
-  'ERR_WEFT_FILES_CSV_TOO_MANY_COLUMNS',
-  'ERR_WEFT_FILES_CSV_MALFORMED',
-  'ERR_WEFT_FILES_CSV_INCONSISTENT',
-  'ERR_WEFT_FILES_CSV_ENCODING',
-];
-
 /** The built-ins, in the order a file's kinds list them (before the configured plug-ins). */
 export const BUILT_IN_PROCESSORS: readonly BuiltInProcessor[] = [
   {
     kind: 'image',
     module: moduleUrl('image-processor'),
     match: [...IMAGE_TYPES],
-    permanent: IMAGE_PERMANENT,
+    // Not an image sharp reads, or over the pixel limit.
+    permanent: ['ERR_WEFT_FILES_BAD_IMAGE', 'ERR_WEFT_FILES_PIXEL_LIMIT'],
     options: (s) => ({ limitInputPixels: s.limitInputPixels, variants: s.imageVariants }),
   },
   {
     kind: 'csv',
     module: moduleUrl('csv-processor'),
     match: ['text/csv'],
-    permanent: CSV_PERMANENT,
+    // A file no retry will load.
+    permanent: [
+      'ERR_WEFT_FILES_CSV_EMPTY',
+      'ERR_WEFT_FILES_CSV_TOO_MANY_BAD_ROWS',
+      'ERR_WEFT_FILES_CSV_TOO_MANY_COLUMNS',
+      'ERR_WEFT_FILES_CSV_MALFORMED',
+      'ERR_WEFT_FILES_CSV_INCONSISTENT',
+      'ERR_WEFT_FILES_CSV_ENCODING',
+    ],
     options: (s) => ({ database: s.csvDatabase, maxBadRows: s.csvMaxBadRows }),
   },
 ];

@@ -480,7 +480,7 @@ export class RabbitQueue implements JobQueue {
   async release(job: Job, owner: string): Promise<boolean> {
     const released = await this.#store.release(job, owner);
     const h = this.#leased.get(job.id);
-    this.#settleLeased(job.id, released ? 'requeue' : 'ack');
+    if (h) this.#drop(h, job.id, released ? 'requeue' : 'ack');
     if (h && released && !h.link.closed) {
       // A requeue has no answer of its own, but the broker handles a channel's methods in order: once a round trip
       // on the same channel returns, the message is back in the queue, and a claim anywhere can take the job.
