@@ -2,8 +2,6 @@
  * The worker-side runtime: imports the task module, runs tasks from batches, sends results back in batches.
  * Internal; loaded by `new Worker()` from the pool.
  */
-import { performance } from 'node:perf_hooks';
-import { getHeapStatistics } from 'node:v8';
 import { type MessagePort, parentPort, receiveMessageOnPort } from 'node:worker_threads';
 import {
   type ControlMessage,
@@ -206,7 +204,7 @@ class Runtime {
     }
     this.#out.push(id, status, value, Math.round(ms * 1000));
     if (this.#recycleHeapUsed > 0 && !this.#recycleRequested) {
-      const heapUsed = getHeapStatistics().used_heap_size;
+      const heapUsed = heapStatistics().used_heap_size;
       if (heapUsed > this.#recycleHeapUsed) {
         this.#recycleRequested = true;
         this.#flush();
@@ -251,6 +249,16 @@ function reachable(value: unknown, item: unknown): boolean {
   if (typeof value !== 'object' || value === null) return false;
   for (const v of Object.values(value)) if (reachable(v, item)) return true;
   return false;
+}
+
+/**
+ * `v8.getHeapStatistics`, loaded on first use: only a pool with `maxHeapUsed` asks, and loading `node:v8` (like
+ * `node:perf_hooks`, whose `performance` is also a global) adds to every thread's start.
+ */
+let getHeapStatistics: typeof import('node:v8').getHeapStatistics | undefined;
+function heapStatistics(): import('node:v8').HeapInfo {
+  getHeapStatistics ??= process.getBuiltinModule('node:v8').getHeapStatistics;
+  return getHeapStatistics();
 }
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {
