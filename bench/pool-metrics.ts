@@ -1,5 +1,6 @@
 /** The five pool measurements. Each one creates its own pool, is bounded in count and time, and closes the pool. */
 import { performance } from 'node:perf_hooks';
+import { Worker } from 'node:worker_threads';
 import { within } from './lib/harness.ts';
 import { median, percentile } from './lib/stats.ts';
 import { type Impl, type Runner, THREADS } from './pool-impls.ts';
@@ -78,6 +79,49 @@ export function cpuEfficiency(impl: Impl): Promise<CpuSample> {
     const idealMs = (CPU_TASKS * CPU_TASK_MS) / THREADS;
     return { efficiency: (idealMs / wallMs) * 100, wallMs };
   });
+}
+
+/**
+ * 2, ceiling. The same {@link CPU_TASKS} spins of {@link CPU_TASK_MS} ms split between {@link THREADS} threads that
+ * each run their share back to back, told once and answering once: no pool, no message per task, the main thread idle.
+ * Its efficiency is the most this machine gives the work, the ceiling the pools are read against.
+ */
+export async function cpuCeiling(): Promise<CpuSample> {
+  const workers = Array.from(
+    { length: THREADS },
+    () => new Worker(new URL('./fixtures/ceiling-worker.ts', import.meta.url)),
+  );
+  const round = (count: number) =>
+    Promise.all(
+      workers.map(
+        (w) =>
+          new Promise<number>((resolve, reject) => {
+            w.once('message', resolve);
+            w.once('error', reject);
+            w.postMessage([count, CPU_TASK_MS]);
+          }),
+      ),
+    );
+  try {
+    return await within(
+      (async () => {
+        await round(4);
+        const t0 = performance.now();
+        const turns = await round(CPU_TASKS / THREADS);
+        const wallMs = performance.now() - t0;
+        check(
+          turns.every((n) => n > 0),
+          'spin',
+        );
+        const idealMs = (CPU_TASKS * CPU_TASK_MS) / THREADS;
+        return { efficiency: (idealMs / wallMs) * 100, wallMs };
+      })(),
+      60_000,
+      'ceiling: measurement',
+    );
+  } finally {
+    await Promise.all(workers.map((w) => w.terminate()));
+  }
 }
 
 export interface LatencySample {

@@ -7,6 +7,7 @@ import {
   CPU_TASKS,
   type CpuSample,
   closeProblems,
+  cpuCeiling,
   cpuEfficiency,
   type LatencySample,
   SEQ_TASKS,
@@ -36,6 +37,8 @@ interface Metric<S> {
   extra?: { header: string; cell: (samples: S[]) => string }[];
   /** Unmeasured passes before the measured rounds. */
   warmupRounds?: number;
+  /** Measured in the same rounds as the pools: the most the machine gives this work, with no pool at all. */
+  ceiling?: { name: string; about: string; measure: () => Promise<S> };
   target: Target<S>;
 }
 
@@ -48,6 +51,8 @@ interface Target<S> {
 /** Medians the targets are judged against. */
 interface Medians {
   baseline: number;
+  /** The median of the metric's ceiling, when it has one. */
+  ceiling: number;
   bestAnchor: { name: string; value: number } | undefined;
 }
 
@@ -93,9 +98,17 @@ function metrics(rounds: number): ((log: (line: string) => void) => Promise<Outc
       { header: 'wall ms (median)', cell: (ss) => fmt(median(ss.map((s) => s.wallMs))) },
       perRound((s: CpuSample) => s.efficiency),
     ],
+    ceiling: {
+      name: 'threads alone',
+      about: `each of ${THREADS} threads runs its ${CPU_TASKS / THREADS} spins back to back, told once and answering once: no pool, no message per task, the main thread idle`,
+      measure: cpuCeiling,
+    },
     target: {
       text: 'efficiency ≥ 95 % of ideal',
-      check: (weft) => ({ met: weft >= 95, measured: `${fmt(weft)} %` }),
+      check: (weft, m) => ({
+        met: weft >= 95,
+        measured: `${fmt(weft)} %; the machine's ceiling, threads alone: ${fmt(m.ceiling)} %, weft = ${fmt((weft / m.ceiling) * 100)} % of it`,
+      }),
     },
   };
   const seq: Metric<LatencySample> = {
@@ -145,7 +158,8 @@ function metrics(rounds: number): ((log: (line: string) => void) => Promise<Outc
     name: 'Start to first result',
     title: '5. Start to first result',
     about: `From constructing a fresh pool (${THREADS} threads) to the first result of a trivial task, then the pool is closed; one fresh pool per implementation per round, after one unmeasured pass. Lower is better.`,
-    rounds: Math.max(5, rounds),
+    // Thread start-up swings by a quarter or more from round to round on a small VM: more rounds, steadier medians.
+    rounds: Math.max(15, rounds),
     warmupRounds: 1,
     measure: startup,
     value: (s) => s,
@@ -176,18 +190,32 @@ interface Outcome {
 
 async function runMetric<S>(metric: Metric<S>, log: (line: string) => void): Promise<Outcome> {
   log(`${metric.title} (${metric.rounds} rounds)`);
-  if (metric.warmupRounds) await alternate(IMPLS, metric.warmupRounds, metric.measure, log);
-  const series = await alternate(
-    IMPLS,
+  // The ceiling, when the metric has one, takes its turn among the pools in every round.
+  const ceiling = metric.ceiling;
+  const subjects: { name: string; impl?: Impl }[] = [
+    ...IMPLS.map((impl) => ({ name: impl.name, impl })),
+    ...(ceiling ? [{ name: ceiling.name }] : []),
+  ];
+  const measure = (s: { impl?: Impl }) => (s.impl ? metric.measure(s.impl) : ceiling!.measure());
+  if (metric.warmupRounds) await alternate(subjects, metric.warmupRounds, measure, log);
+  const bySubject = await alternate(
+    subjects,
     metric.rounds,
-    async (impl) => {
-      const sample = await metric.measure(impl);
-      log(`  ${impl.name}: ${fmt(metric.value(sample))} ${metric.unit}`);
+    async (subject) => {
+      const sample = await measure(subject);
+      log(`  ${subject.name}: ${fmt(metric.value(sample))} ${metric.unit}`);
       return sample;
     },
     log,
   );
+  const series = new Map<Impl, Series<S>>();
+  let ceilingSeries: Series<S> | undefined;
+  for (const [subject, s] of bySubject) {
+    if (subject.impl) series.set(subject.impl, s);
+    else ceilingSeries = s;
+  }
   const medianOf = (impl: Impl) => median(series.get(impl)!.samples.map(metric.value));
+  const ceilingMedian = ceilingSeries ? median(ceilingSeries.samples.map(metric.value)) : Number.NaN;
   const sign = metric.better === 'higher' ? 1 : -1;
   let bestAnchor: Medians['bestAnchor'];
   let baseline = Number.NaN;
@@ -200,10 +228,15 @@ async function runMetric<S>(metric: Metric<S>, log: (line: string) => void): Pro
     if (!bestAnchor || sign * value > sign * bestAnchor.value) bestAnchor = { name: impl.name, value };
   }
   const weft = medianOf(subject!);
-  const rows = IMPLS.map((impl) => row(metric, impl, series.get(impl)!, weft));
+  const rows = IMPLS.map((impl) => row(metric, impl.name, impl.role, series.get(impl)!, weft));
+  if (ceiling && ceilingSeries) rows.push(row(metric, ceiling.name, 'ceiling', ceilingSeries, weft));
   const ratio = weft / (bestAnchor?.value ?? Number.NaN);
   const { met, measured } = Number.isFinite(weft)
-    ? metric.target.check(weft, { baseline, bestAnchor }, series.get(subject!)!.samples)
+    ? metric.target.check(
+        weft,
+        { baseline, ceiling: ceilingMedian, bestAnchor },
+        series.get(subject!)!.samples,
+      )
     : { met: false, measured: 'weft failed' };
   const status = met ? '**met**' : '**not met**';
   const markdown = [
@@ -211,6 +244,7 @@ async function runMetric<S>(metric: Metric<S>, log: (line: string) => void): Pro
     '',
     metric.about,
     '',
+    ...(ceiling ? [`The row marked † is the ceiling, not a pool: ${ceiling.about}.`, ''] : []),
     table(
       [
         'Implementation',
@@ -228,8 +262,19 @@ async function runMetric<S>(metric: Metric<S>, log: (line: string) => void): Pro
   return { markdown, target: [metric.name, metric.target.text, measured, status] };
 }
 
-function row<S>(metric: Metric<S>, impl: Impl, s: Series<S>, weft: number): string[] {
-  const name = { subject: `**${impl.name}**`, anchor: impl.name, baseline: `${impl.name} *` }[impl.role];
+function row<S>(
+  metric: Metric<S>,
+  implName: string,
+  role: Impl['role'] | 'ceiling',
+  s: Series<S>,
+  weft: number,
+): string[] {
+  const name = {
+    subject: `**${implName}**`,
+    anchor: implName,
+    baseline: `${implName} *`,
+    ceiling: `${implName} †`,
+  }[role];
   if (s.samples.length === 0) {
     return [name, `failed: ${s.error ?? 'no samples'}`, ...(metric.extra ?? []).map(() => ''), '—'];
   }
