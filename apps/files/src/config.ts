@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { FilesError } from './errors.ts';
 import { BUILT_IN_DEFAULTS } from './processors/builtin.ts';
-import { type ProcessorConfig, parseProcessors } from './processors/registry.ts';
+import { type ProcessorConfig, parseProcessors, variantClash } from './processors/registry.ts';
 import { type ImageVariant, variantsProblem } from './processors/variants.ts';
 
 export type { ProcessorConfig } from './processors/registry.ts';
@@ -465,17 +465,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
   }
   if (config.contentOrigin !== undefined) config.contentOrigin = origin(config.contentOrigin);
   checkWebhooks(config);
-  // The image copies are named for themselves, a plug-in's outputs for its kind: the two must not meet.
-  const kinds = new Set(config.processors.filter((p) => p.module !== undefined).map((p) => p.kind));
-  const taken = config.imageVariants.find((v) => kinds.has(v.name));
-  if (taken) {
-    throw bad(
-      'imageVariants',
-      'config',
-      `names other than the processors' kinds (the image copy "${taken.name}" and the processor "${taken.name}" would both name outputs ${taken.name}.*)`,
-      taken.name,
-    );
-  }
+  const clash = variantClash(config.imageVariants, config.processors);
+  if (clash) throw bad('imageVariants', 'config', clash.problem, clash.name);
   return Object.freeze(config);
 }
 

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { loadConfig } from '../src/config.ts';
 import { thumbnailOf } from '../src/dashboard.ts';
+import { ProcessorRegistry } from '../src/processors/registry.ts';
 import { DEFAULT_VARIANTS } from '../src/processors/variants.ts';
 import type { Job } from '../src/queue/types.ts';
 import { makeImage, type Running, startService, until } from './helpers.ts';
@@ -60,6 +61,26 @@ describe('image copies (imageVariants)', () => {
       config.processors.map((p) => p.kind),
       ['thumbnail'],
     );
+  });
+
+  it('refuses the same clash in a configuration made by hand, before importing any plug-in', async () => {
+    const processors = [{ kind: 'display', module: '/nonexistent/display.js', match: ['image/png'] }];
+    await assert.rejects(ProcessorRegistry.load({ processors }), (err: Error & { code?: string }) => {
+      assert.equal(err.code, 'ERR_WEFT_FILES_CONFIG');
+      // The default copies are checked when the configuration names none; the module is never imported.
+      assert.match(err.message, /the image copy "display" and the processor "display"/);
+      assert.doesNotMatch(err.message, /cannot load/);
+      return true;
+    });
+    await assert.rejects(
+      ProcessorRegistry.load({ processors, imageVariants: [{ ...DEFAULT_VARIANTS[0]!, name: 'display' }] }),
+      { code: 'ERR_WEFT_FILES_CONFIG', message: /the image copy "display"/ },
+    );
+    // Other names: the check passes, and the load goes on to import the module (which is not there).
+    await assert.rejects(ProcessorRegistry.load({ processors, imageVariants: [DEFAULT_VARIANTS[0]!] }), {
+      code: 'ERR_WEFT_FILES_CONFIG',
+      message: /cannot load \/nonexistent\/display\.js/,
+    });
   });
 
   it('the dashboard shows a file by the copy named thumbnail, else the first cover copy, else the first', () => {

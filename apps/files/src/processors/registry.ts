@@ -204,6 +204,25 @@ export function jobResult(
   return { ...(result as object), outputs };
 }
 
+/**
+ * The image copies are named for themselves, a plug-in's outputs for its kind: the two must not meet. Undefined when
+ * they do not; else the name they share and what the copies' names must be (for `ERR_WEFT_FILES_CONFIG`). `loadConfig` and
+ * {@link ProcessorRegistry.load} both ask, so a configuration made by hand for `createService` is checked too.
+ */
+export function variantClash(
+  imageVariants: readonly { name: string }[],
+  processors: readonly ProcessorConfig[],
+): { name: string; problem: string } | undefined {
+  const kinds = new Set(processors.filter(isPlugin).map((p) => p.kind));
+  const taken = imageVariants.find((v) => kinds.has(v.name));
+  if (!taken) return undefined;
+  const { name } = taken;
+  return {
+    name,
+    problem: `names other than the processors' kinds (the image copy "${name}" and the processor "${name}" would both name outputs ${name}.*)`,
+  };
+}
+
 /** The processors of this process, loaded: the built-ins, then the configured plug-ins. */
 export class ProcessorRegistry {
   readonly #byKind: Map<string, LoadedProcessor>;
@@ -232,6 +251,8 @@ export class ProcessorRegistry {
   static async load(
     config: { processors: readonly ProcessorConfig[] } & BuiltInConfig,
   ): Promise<ProcessorRegistry> {
+    const clash = variantClash(config.imageVariants ?? BUILT_IN_DEFAULTS.imageVariants, config.processors);
+    if (clash) throw new FilesError('ERR_WEFT_FILES_CONFIG', `imageVariants must have ${clash.problem}`);
     const settings = new Map(config.processors.map((p) => [p.kind, p]));
     const loaded = await Promise.all(
       config.processors.filter(isPlugin).map(async (p): Promise<LoadedProcessor> => {
