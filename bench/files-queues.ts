@@ -112,6 +112,28 @@ async function weftRabbit(store: 'postgres' | 'sqlite', pgUrl: string): Promise<
   }
 }
 
+/**
+ * The service's own SQLite queue under the same JobRunner, no broker: what keeping each job's state costs alone (a
+ * lease and a completion per job, each a transaction), the work the RabbitMQ adapter's store also does per job.
+ */
+async function storeAlone(): Promise<number> {
+  const dir = mkdtempSync(join(tmpdir(), 'weft-bench-store-'));
+  const db = openDatabase(join(dir, 'files.db'));
+  try {
+    const queue = new SqliteQueue(db, { leaseMs: 30_000, retryDelayMs: 1_000 });
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: CONCURRENCY }, async () => {
+        while (next < JOBS) await queue.add(`f${next++}`, ['image'], 1);
+      }),
+    );
+    return await runNoop(queue, JOBS, CONCURRENCY, 'weft SQLite queue alone');
+  } finally {
+    db.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 const summary = (s: Series<number> | undefined) =>
   s?.error ? `failed: ${s.error}` : s ? fmt(median(s.samples)) : '–';
 
@@ -129,6 +151,7 @@ export async function run({ rounds, log }: AreaOptions): Promise<string> {
       { name: 'weft RabbitMQ adapter + runner, jobs in PostgreSQL' },
       { name: 'weft RabbitMQ adapter + runner, jobs in SQLite' },
       { name: 'bare amqplib consumer' },
+      { name: 'weft SQLite queue + runner, no broker' },
     ];
     const results = await alternate(
       subjects,
@@ -143,7 +166,9 @@ export async function run({ rounds, log }: AreaOptions): Promise<string> {
                 ? await weftRabbit('postgres', database.href)
                 : subject === subjects[3]
                   ? await weftRabbit('sqlite', database.href)
-                  : await bareAmqp();
+                  : subject === subjects[4]
+                    ? await bareAmqp()
+                    : await storeAlone();
         log(`    ${subject.name}: ${fmt(perSecond)} jobs/s`);
         return perSecond;
       },
@@ -159,7 +184,7 @@ export async function run({ rounds, log }: AreaOptions): Promise<string> {
       vs,
     ];
     return [
-      `Rounds: ${rounds}, the five subjects alternating in a rotated order each round; medians. ${JOBS.toLocaleString('en-US')} no-op jobs queued before the clock starts, ${CONCURRENCY} at a time, one process. Redis ${new URL(REDIS_URL).host}, RabbitMQ ${new URL(AMQP_URL).host} (classic durable queues, persistent messages), PostgreSQL ${new URL(DATABASE_URL).host}, all on this machine.`,
+      `Rounds: ${rounds}, the six subjects alternating in a rotated order each round; medians. ${JOBS.toLocaleString('en-US')} no-op jobs queued before the clock starts, ${CONCURRENCY} at a time, one process. Redis ${new URL(REDIS_URL).host}, RabbitMQ ${new URL(AMQP_URL).host} (classic durable queues, persistent messages), PostgreSQL ${new URL(DATABASE_URL).host}, all on this machine.`,
       '',
       table(
         ['subject', 'jobs/s (median)', 'rounds', 'against the bare library (goal ≥ 0.9×)'],
@@ -169,6 +194,11 @@ export async function run({ rounds, log }: AreaOptions): Promise<string> {
           row('weft RabbitMQ adapter + JobRunner, jobs in PostgreSQL', of(2), ratio(of(2), of(4))),
           row('weft RabbitMQ adapter + JobRunner, jobs in SQLite', of(3), ratio(of(3), of(4))),
           row('bare amqplib consumer (prefetch 8, manual ack)', of(4), ''),
+          row(
+            'weft SQLite queue + JobRunner, no broker (the service’s one-machine queue: a job store’s work alone)',
+            of(5),
+            ratio(of(5), of(4)),
+          ),
         ],
       ),
       '',
