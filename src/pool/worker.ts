@@ -85,6 +85,11 @@ class Runtime {
   readonly #control: MessagePort;
   readonly #concurrency: number;
   readonly #recycleHeapUsed: number;
+  /**
+   * `v8.getHeapStatistics` when the pool sets `maxHeapUsed`, else undefined: `node:v8` is loaded only by the threads
+   * that read it, not by every thread at its start.
+   */
+  readonly #heapStatistics: (() => import('node:v8').HeapInfo) | undefined;
   /** Flat local queue `[id, name, args, ...]` with a read index, so shifting costs nothing. */
   #queue: unknown[] = [];
   #head = 0;
@@ -104,6 +109,8 @@ class Runtime {
     this.#control = init.control;
     this.#concurrency = init.concurrency;
     this.#recycleHeapUsed = init.recycleHeapUsed;
+    this.#heapStatistics =
+      init.recycleHeapUsed > 0 ? process.getBuiltinModule('node:v8').getHeapStatistics : undefined;
   }
 
   enqueue(batch: unknown[]): void {
@@ -203,8 +210,8 @@ class Runtime {
       value = value.value;
     }
     this.#out.push(id, status, value, Math.round(ms * 1000));
-    if (this.#recycleHeapUsed > 0 && !this.#recycleRequested) {
-      const heapUsed = heapStatistics().used_heap_size;
+    if (this.#heapStatistics && !this.#recycleRequested) {
+      const heapUsed = this.#heapStatistics().used_heap_size;
       if (heapUsed > this.#recycleHeapUsed) {
         this.#recycleRequested = true;
         this.#flush();
@@ -249,16 +256,6 @@ function reachable(value: unknown, item: unknown): boolean {
   if (typeof value !== 'object' || value === null) return false;
   for (const v of Object.values(value)) if (reachable(v, item)) return true;
   return false;
-}
-
-/**
- * `v8.getHeapStatistics`, loaded on first use: only a pool with `maxHeapUsed` asks, and loading `node:v8` (like
- * `node:perf_hooks`, whose `performance` is also a global) adds to every thread's start.
- */
-let getHeapStatistics: typeof import('node:v8').getHeapStatistics | undefined;
-function heapStatistics(): import('node:v8').HeapInfo {
-  getHeapStatistics ??= process.getBuiltinModule('node:v8').getHeapStatistics;
-  return getHeapStatistics();
 }
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {

@@ -41,6 +41,19 @@ describe('pool memory limits', () => {
     assert.notEqual(await pool.run('threadId'), first);
   });
 
+  it('only a pool with maxHeapUsed loads node:v8 into its threads', async () => {
+    const src = `export function loaded() { return process.moduleLoadList.includes('NativeModule v8'); }`;
+    const url = new URL(`data:text/javascript,${encodeURIComponent(src)}`);
+    const plain = track(new Pool<{ loaded(): boolean }>({ filename: url, maxThreads: 1 }));
+    // Asked twice: the second task runs after the first one's result was recorded.
+    assert.equal(await plain.run('loaded'), false);
+    assert.equal(await plain.run('loaded'), false);
+    const limited = track(
+      new Pool<{ loaded(): boolean }>({ filename: url, maxThreads: 1, maxHeapUsed: 1024 * 1024 * 1024 }),
+    );
+    assert.equal(await limited.run('loaded'), true);
+  });
+
   it('resourceLimits are applied to each thread', async () => {
     const src = `import { resourceLimits } from 'node:worker_threads'; export function limits() { return resourceLimits; }`;
     const pool = track(
