@@ -20,7 +20,7 @@ import { openDatabase } from '../apps/files/src/db.ts';
 import { PgJobStore } from '../apps/files/src/queue/pg-store.ts';
 import { RabbitQueue } from '../apps/files/src/queue/rabbitmq.ts';
 import { SqliteQueue } from '../apps/files/src/queue/sqlite.ts';
-import type { Job, JobStore } from '../apps/files/src/queue/types.ts';
+import type { Job, JobQueue, JobStore } from '../apps/files/src/queue/types.ts';
 import { bareBullmq, runNoop, weftAdapter } from './files-redis.ts';
 import { type AreaOptions, alternate, type Series, within } from './lib/harness.ts';
 import { fmt, median, table, times } from './lib/stats.ts';
@@ -71,6 +71,16 @@ async function bareAmqp(): Promise<number> {
   }
 }
 
+/** Queues {@link JOBS} jobs before the clock starts, as the bare consumer's messages are: 8 uploads at a time. */
+async function fill(queue: Pick<JobQueue, 'add'>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      while (next < JOBS) await queue.add(`f${next++}`, ['image'], 1);
+    }),
+  );
+}
+
 /** Our RabbitMQ adapter under the service's JobRunner, a no-op job body, its jobs' state in `store`. */
 async function weftRabbit(store: 'postgres' | 'sqlite', pgUrl: string): Promise<number> {
   const url = `${AMQP_URL}?queue=bench-weft-${randomUUID()}`;
@@ -93,13 +103,7 @@ async function weftRabbit(store: 'postgres' | 'sqlite', pgUrl: string): Promise<
     },
   });
   try {
-    // Queued before the clock starts, as the bare consumer's messages are: 8 uploads at a time.
-    let next = 0;
-    await Promise.all(
-      Array.from({ length: CONCURRENCY }, async () => {
-        while (next < JOBS) await queue.add(`f${next++}`, ['image'], 1);
-      }),
-    );
+    await fill(queue);
     const perSecond = await runNoop(queue, JOBS, CONCURRENCY, `weft RabbitMQ adapter (${store})`);
     await queue.destroy();
     return perSecond;
@@ -121,12 +125,7 @@ async function storeAlone(): Promise<number> {
   const db = openDatabase(join(dir, 'files.db'));
   try {
     const queue = new SqliteQueue(db, { leaseMs: 30_000, retryDelayMs: 1_000 });
-    let next = 0;
-    await Promise.all(
-      Array.from({ length: CONCURRENCY }, async () => {
-        while (next < JOBS) await queue.add(`f${next++}`, ['image'], 1);
-      }),
-    );
+    await fill(queue);
     return await runNoop(queue, JOBS, CONCURRENCY, 'weft SQLite queue alone');
   } finally {
     db.close();
@@ -146,29 +145,24 @@ export async function run({ rounds, log }: AreaOptions): Promise<string> {
   database.searchParams.set('options', `-c search_path=${schema}`);
   try {
     const subjects = [
-      { name: 'weft BullMQ adapter + runner' },
-      { name: 'bare BullMQ Worker' },
-      { name: 'weft RabbitMQ adapter + runner, jobs in PostgreSQL' },
-      { name: 'weft RabbitMQ adapter + runner, jobs in SQLite' },
-      { name: 'bare amqplib consumer' },
-      { name: 'weft SQLite queue + runner, no broker' },
+      { name: 'weft BullMQ adapter + runner', measure: weftAdapter },
+      { name: 'bare BullMQ Worker', measure: bareBullmq },
+      {
+        name: 'weft RabbitMQ adapter + runner, jobs in PostgreSQL',
+        measure: () => weftRabbit('postgres', database.href),
+      },
+      {
+        name: 'weft RabbitMQ adapter + runner, jobs in SQLite',
+        measure: () => weftRabbit('sqlite', database.href),
+      },
+      { name: 'bare amqplib consumer', measure: bareAmqp },
+      { name: 'weft SQLite queue + runner, no broker', measure: storeAlone },
     ];
     const results = await alternate(
       subjects,
       rounds,
       async (subject) => {
-        const perSecond =
-          subject === subjects[0]
-            ? await weftAdapter()
-            : subject === subjects[1]
-              ? await bareBullmq()
-              : subject === subjects[2]
-                ? await weftRabbit('postgres', database.href)
-                : subject === subjects[3]
-                  ? await weftRabbit('sqlite', database.href)
-                  : subject === subjects[4]
-                    ? await bareAmqp()
-                    : await storeAlone();
+        const perSecond = await subject.measure();
         log(`    ${subject.name}: ${fmt(perSecond)} jobs/s`);
         return perSecond;
       },
