@@ -23,6 +23,7 @@ import { silentLogger } from '../apps/files/src/logger.ts';
 import { BullQueue, parseQueueUrl } from '../apps/files/src/queue/bullmq.ts';
 import type { JobQueue } from '../apps/files/src/queue/types.ts';
 import { JobRunner } from '../apps/files/src/runner.ts';
+import { withFinishedWrites } from '../apps/files/test/services.ts';
 import { makeJpeg, makeJpegs } from './files-data.ts';
 import { measureServiceE2e, SIZES } from './files-measure.ts';
 import { agent, type Group, getJson, startService, until, uploadFile } from './files-service.ts';
@@ -191,13 +192,15 @@ export async function run({ rounds, log }: AreaOptions): Promise<string> {
   const id = randomUUID().slice(0, 8);
   const schema = `bench_${id}`;
   const admin = new pg.Client({ connectionString: DATABASE_URL });
-  const s3 = new S3rver({
-    port: 0,
-    address: '127.0.0.1',
-    silent: true,
-    directory: s3dir,
-    configureBuckets: [{ name: 'bench' }],
-  });
+  const s3 = withFinishedWrites(
+    new S3rver({
+      port: 0,
+      address: '127.0.0.1',
+      silent: true,
+      directory: s3dir,
+      configureBuckets: [{ name: 'bench' }],
+    }),
+  );
   const groups: Group[] = [];
   const queues: string[] = [];
   try {

@@ -8,16 +8,19 @@ import { after, before, describe, it } from 'node:test';
 import S3rver from 's3rver';
 import type { FilesEvent } from '../src/events/types.ts';
 import { makeImage, type Running, startService, waitFor } from './helpers.ts';
+import { withFinishedWrites } from './services.ts';
 
 describe('files on S3-compatible storage', () => {
   const dir = mkdtempSync(join(tmpdir(), 'files-s3-'));
-  const server = new S3rver({
-    port: 0,
-    address: '127.0.0.1',
-    silent: true,
-    directory: dir,
-    configureBuckets: [{ name: 'media' }],
-  });
+  const server = withFinishedWrites(
+    new S3rver({
+      port: 0,
+      address: '127.0.0.1',
+      silent: true,
+      directory: dir,
+      configureBuckets: [{ name: 'media' }],
+    }),
+  );
   let s: Running;
   before(async () => {
     const { port } = await server.run();

@@ -3,11 +3,22 @@
  * this machine's local ports; `sharedBackends` gives the nodes of a test a queue, a schema and a bucket of their own. When one does not answer, `serviceSkip` returns the reason to skip (printed once),
  * unless `WEFT_REQUIRE_SERVICES=1` (CI), where it throws and the test file fails.
  */
-import { randomUUID } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { createHash, randomUUID } from 'node:crypto';
+import {
+  createWriteStream,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import S3rver from 's3rver';
@@ -154,6 +165,51 @@ export function withMultipartCalls(s3: S3rver): S3rver {
   return s3;
 }
 
+/** Writes `content` whole to `path` (its folder made first), and returns its length and MD5. */
+async function writeWhole(path: string, content: Readable | Buffer): Promise<{ size: number; md5: string }> {
+  await mkdir(dirname(path), { recursive: true });
+  const md5 = createHash('md5');
+  let size = 0;
+  const count = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      md5.update(chunk);
+      size += chunk.length;
+      callback(null, chunk);
+    },
+  });
+  await pipeline(
+    Buffer.isBuffer(content) ? Readable.from([content]) : content,
+    count,
+    createWriteStream(path),
+  );
+  return { size, md5: md5.digest('hex') };
+}
+
+/**
+ * s3rver (3.7) answers a PUT of an object or of a part once it has read the body, not once its file is written: a
+ * HEAD or GET right after the answer may find the file short, even empty, and the storage's check after every put
+ * (rightly) refuses the upload. These two store calls answer once the file is whole, as S3 and MinIO do.
+ * Call before `run()`.
+ */
+export function withFinishedWrites(s3: S3rver): S3rver {
+  const store = s3.store;
+  store.putObject = async (object) => {
+    const written = await writeWhole(
+      store.getResourcePath(object.bucket, object.key, 'object'),
+      object.content,
+    );
+    await store.putMetadata(object.bucket, object.key, object.metadata, written.md5);
+    return written;
+  };
+  store.putPart = async (bucket, uploadId, partNumber, content) => {
+    const path = join(store.getResourcePath(bucket, undefined, 'uploads'), uploadId, String(partNumber));
+    const written = await writeWhole(path, content);
+    await writeFile(`${path}.md5`, written.md5);
+    return written;
+  };
+  return s3;
+}
+
 /** What several nodes share in a test: a Redis queue, a PostgreSQL schema and an s3rver bucket, all its own. */
 export interface SharedBackends {
   /** For in-process services (`startService` overrides). */
@@ -186,14 +242,16 @@ export async function sharedBackends(tag: string): Promise<SharedBackends> {
   const queue = `${tag}-${id}`;
   const schema = `${tag}_${id}`;
   const dir = mkdtempSync(join(tmpdir(), `files-${tag}-s3-`));
-  const s3 = withMultipartCalls(
-    new S3rver({
-      port: 0,
-      address: '127.0.0.1',
-      silent: true,
-      directory: dir,
-      configureBuckets: [{ name: 'media' }],
-    }),
+  const s3 = withFinishedWrites(
+    withMultipartCalls(
+      new S3rver({
+        port: 0,
+        address: '127.0.0.1',
+        silent: true,
+        directory: dir,
+        configureBuckets: [{ name: 'media' }],
+      }),
+    ),
   );
   const { port } = await s3.run();
   const admin = new pg.Client({ connectionString: DATABASE_URL });

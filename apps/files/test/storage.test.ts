@@ -1,7 +1,7 @@
 // One contract for every storage: local disk, and S3 against a local S3-compatible server (s3rver, on loopback).
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import fs, { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -10,6 +10,7 @@ import S3rver from 's3rver';
 import { DiskStorage } from '../src/storage/disk.ts';
 import { parseStorageUrl, S3Storage } from '../src/storage/s3.ts';
 import type { Storage } from '../src/storage/types.ts';
+import { withFinishedWrites } from './services.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'files-storage-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -137,13 +138,15 @@ contract('local disk', async () => {
 });
 
 contract('S3 (s3rver on loopback)', async () => {
-  const server = new S3rver({
-    port: 0,
-    address: '127.0.0.1',
-    silent: process.env.S3RVER_DEBUG !== '1',
-    directory: join(dir, 's3rver'),
-    configureBuckets: [{ name: 'files', configs: [] }],
-  });
+  const server = withFinishedWrites(
+    new S3rver({
+      port: 0,
+      address: '127.0.0.1',
+      silent: process.env.S3RVER_DEBUG !== '1',
+      directory: join(dir, 's3rver'),
+      configureBuckets: [{ name: 'files', configs: [] }],
+    }),
+  );
   const { port } = await server.run();
   const storage = new S3Storage(
     parseStorageUrl(`s3://S3RVER:S3RVER@files/weft-test?endpoint=http://127.0.0.1:${port}`),
@@ -157,6 +160,50 @@ contract('S3 (s3rver on loopback)', async () => {
       await server.close();
     },
   };
+});
+
+describe('the s3rver of the tests', () => {
+  // s3rver answers a PUT before its file is written; on a loaded machine a HEAD right after it found the file empty,
+  // and the storage's check refused an upload (a fault-injection run in CI). Here the object's bytes reach its file
+  // 300 ms late.
+  async function putWithSlowDisk(fixed: boolean): Promise<unknown> {
+    const sub = join(dir, `s3rver-slow-${fixed}`);
+    const plain = new S3rver({
+      port: 0,
+      address: '127.0.0.1',
+      silent: true,
+      directory: sub,
+      configureBuckets: [{ name: 'slow' }],
+    });
+    const server = fixed ? withFinishedWrites(plain) : plain;
+    const { port } = await server.run();
+    const storage = new S3Storage(
+      parseStorageUrl(`s3://S3RVER:S3RVER@slow/t?endpoint=http://127.0.0.1:${port}`),
+      join(sub, 'tmp'),
+    );
+    await storage.init();
+    const bytes = Buffer.from('twenty-four bytes of it.');
+    const write = fs.write;
+    // biome-ignore lint/suspicious/noExplicitAny: fs.write's overloads, passed through unchanged
+    (fs as any).write = (...args: any[]) => {
+      const late = Buffer.isBuffer(args[1]) && args[1].equals(bytes);
+      // biome-ignore lint/suspicious/noExplicitAny: as above
+      setTimeout(() => (write as any)(...args), late ? 300 : 0);
+    };
+    try {
+      return await storage.put('k', Readable.from([bytes])).catch((err: Error) => err);
+    } finally {
+      fs.write = write;
+      storage.close();
+      await server.close();
+    }
+  }
+
+  it('answers a PUT once its file is whole (withFinishedWrites), where plain s3rver is caught short', async () => {
+    const plain = await putWithSlowDisk(false);
+    assert.match(String(plain), /storage check failed for .*k: sent 24 bytes .* the server has 0/);
+    assert.deepEqual(Object.keys((await putWithSlowDisk(true)) as object), ['size', 'mtimeMs']);
+  });
 });
 
 describe('STORAGE_URL', () => {
