@@ -242,6 +242,9 @@ export class Supervisor extends EventEmitter {
     }
     if (slot.worker === worker && slot.state === 'starting') {
       slot.state = 'ready';
+      // Its readiness is its answer: it is judged from now on, not from its fork (a start, on a busy machine, can
+      // outlast livenessTimeout with no stats sent meanwhile).
+      slot.lastPong = performance.now();
       if (this.#state === 'failed') this.#state = 'running'; // a crash loop retried (crashLoop.retryAfter) is over
       this.#log.info({ slot: slot.index, pid: worker.process.pid }, `worker ${slot.index} ready`);
       this.emit('ready', slot.index);

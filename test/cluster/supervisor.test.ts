@@ -254,6 +254,26 @@ describe('supervisor', () => {
     assert.deepEqual(killed, [], 'no worker was taken for hung');
   });
 
+  it('a worker that takes longer than livenessTimeout to start is judged from its readiness on, not killed at once', async () => {
+    const s = await startSupervisor(
+      { workers: 1, pingInterval: 100, livenessTimeout: 400, statsInterval: 5_000 },
+      { START_DELAY_MS: '800' },
+    );
+    await s.line(started, 'start');
+    // Ten ping rounds, served throughout by the same worker (no stats came while it started, to count as answers).
+    const first = await get(s.port, '/pid');
+    assert.ok('status' in first && first.status === 200, JSON.stringify(first));
+    const until = performance.now() + 1_000;
+    while (performance.now() < until) {
+      const r = await get(s.port, '/pid');
+      assert.ok('status' in r && r.status === 200, JSON.stringify(r));
+      assert.equal(JSON.parse(r.body).pid, JSON.parse(first.body).pid, 'the same worker');
+    }
+    s.child.kill('SIGTERM');
+    assert.equal(await within(s.exit, 20_000, 'supervisor exit'), 0);
+    assert.deepEqual(s.lines.filter(msg(/has not answered/)), [], 'no worker was taken for hung');
+  });
+
   it('a second signal while stopping kills every worker and exits 1', async () => {
     const s = await startSupervisor({ killTimeout: 60_000, repeatSignalWindow: 0 });
     await s.line(started, 'start');
