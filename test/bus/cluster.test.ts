@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { killStarted, runWeft, startWeft } from '../cli/helpers.ts';
 import { freePort } from '../cluster/helpers.ts';
-import { eventually, readJsonLines } from '../helpers.ts';
+import { eventually, readJsonLines, within } from '../helpers.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'weft-bus-cluster-'));
 const app = new URL('./fixtures/bus-app.ts', import.meta.url).pathname;
@@ -42,11 +42,19 @@ describe('weftjs/bus, cluster scope (weft start --workers 2)', () => {
     const port = await freePort();
     const env = { ...process.env, PORT: String(port), BUS_LOG: log, WEFT_RUNTIME_DIR: join(dir, 'run') };
     const w = await startWeft([app, '--workers', '2', '--name', 'bustest'], { env });
+    // What the supervisor warned of, said with a failure: which worker exited, what a reload said.
+    const said = () =>
+      w
+        .output()
+        .split('\n')
+        .filter((l) => /"level":(40|50|60)|"level":"(warn|error)"/.test(l))
+        .slice(-12)
+        .join('\n');
     let stop = false;
     let load: Promise<void> = Promise.resolve();
     try {
       // Fan-out: 30 pings published by one worker reach both, each in publish order.
-      assert.ok(await publish(port, 'ping', 30, 0));
+      assert.ok(await publish(port, 'ping', 30, 0), 'publishing the pings');
       await eventually(
         '60 ping deliveries',
         () => lines(log).filter((l) => l.kind === 'ping').length === 60,
@@ -64,7 +72,7 @@ describe('weftjs/bus, cluster scope (weft start --workers 2)', () => {
       }
 
       // A group: 40 jobs, each handled once, by both workers between them.
-      assert.ok(await publish(port, 'job', 40, 0));
+      assert.ok(await publish(port, 'job', 40, 0), 'publishing the jobs');
       await eventually(
         '40 jobs handled',
         () => lines(log).filter((l) => l.kind === 'job').length >= 40,
@@ -120,11 +128,19 @@ describe('weftjs/bus, cluster scope (weft start --workers 2)', () => {
         () => [...published].every((n) => handled().has(n)),
         20_000,
       );
+    } catch (err) {
+      // Whatever step failed, with what the supervisor warned of meanwhile.
+      if (err instanceof Error) err.message += `\n${said()}`;
+      throw err;
     } finally {
       stop = true;
       await load;
       w.child.kill('SIGTERM');
-      assert.equal(await w.exit, 0);
+      assert.equal(
+        await within(w.exit, 30_000, 'weft start to exit'),
+        0,
+        `weft start's exit code\n${said()}`,
+      );
     }
   });
 });
