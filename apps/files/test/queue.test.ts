@@ -67,6 +67,28 @@ describe('SqliteQueue', () => {
     assert.deepEqual(await qa.claim('A', 10), [], 'nothing left to claim');
   });
 
+  it('takes the runnable jobs of every state (queued, a due retry, an expired lease) by their run time', async () => {
+    const { qa, qb, catalog } = twoProcesses();
+    await addFile(catalog, 'retried');
+    const [retried] = await qa.claim('A', 1);
+    assert.equal(await qa.fail(retried!, 'A', { message: 'again' }, false), 'retrying'); // due at +1 000
+    now += 1;
+    await addFile(catalog, 'expired');
+    assert.deepEqual(
+      (await qa.claim('A', 1)).map((j) => j.fileId),
+      ['expired'],
+    ); // leased until +30 001, then A stops answering
+    now += 1;
+    await addFile(catalog, 'q1');
+    await addFile(catalog, 'q2');
+    now += 1_498;
+    await addFile(catalog, 'late'); // queued at +1 500
+    now += 40_000;
+    const names = (jobs: { fileId: string }[]) => jobs.map((j) => j.fileId).sort();
+    assert.deepEqual(names(await qb.claim('B', 2)), ['expired', 'q1'], 'the two that are runnable longest');
+    assert.deepEqual(names(await qb.claim('B', 10)), ['late', 'q2', 'retried']);
+  });
+
   it('completes only under the current lease; a stale owner is refused', async () => {
     const { qa, qb, catalog } = twoProcesses();
     await addFile(catalog, 'f');

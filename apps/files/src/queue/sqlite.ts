@@ -185,11 +185,20 @@ export class SqliteQueue implements JobQueue {
         // A delivery's own death is not followed by another (no webhook about a webhook).
         if (job.kind !== 'webhook') announced.push(...this.#addFollowUps(this.#o.stalledDead(job), now));
       }
+      // One ordered walk of the (state, run_at) index per state, each stopping at `scan` rows, merged: a single
+      // query with an OR over the states collected and sorted every runnable row, on each claim (4.7 ms a claim
+      // with 20,000 jobs queued).
       const candidates = statement(
         this.#db,
-        `SELECT id, kind FROM jobs
-           WHERE ((state IN ('queued', 'retrying') AND run_at <= :now) OR (state = 'active' AND lease_until < :now))
-             AND kind NOT IN (SELECT value FROM json_each(:full))
+        `SELECT id, kind, run_at FROM (
+             SELECT id, kind, run_at FROM jobs WHERE state = 'queued' AND run_at <= :now
+               AND kind NOT IN (SELECT value FROM json_each(:full)) ORDER BY run_at, id LIMIT :scan)
+           UNION ALL SELECT id, kind, run_at FROM (
+             SELECT id, kind, run_at FROM jobs WHERE state = 'retrying' AND run_at <= :now
+               AND kind NOT IN (SELECT value FROM json_each(:full)) ORDER BY run_at, id LIMIT :scan)
+           UNION ALL SELECT id, kind, run_at FROM (
+             SELECT id, kind, run_at FROM jobs WHERE state = 'active' AND lease_until < :now
+               AND kind NOT IN (SELECT value FROM json_each(:full)) ORDER BY run_at, id LIMIT :scan)
            ORDER BY run_at, id LIMIT :scan`,
       ).all({ now, full, scan: room.bounded ? limit * 4 + 16 : limit }) as { id: number; kind: string }[];
       const ids: number[] = [];
