@@ -4,7 +4,7 @@
  * one writer at a time, and a process whose lease expired (it was killed, or stalled) finds its `complete` refused.
  */
 import type { DatabaseSync, SQLInputValue } from 'node:sqlite';
-import { statement, transaction } from '../db.ts';
+import { GroupCommit, statement, transaction } from '../db.ts';
 import {
   afterFailure,
   type ClaimedIds,
@@ -83,9 +83,12 @@ const PROCESSING = "kind <> 'webhook'";
 export class SqliteQueue implements JobQueue {
   readonly #db: DatabaseSync;
   readonly #o: Required<SqliteQueueOptions>;
+  /** Completions asked for in one turn of the event loop share a transaction (each in a savepoint of its own). */
+  readonly #completions: GroupCommit;
 
   constructor(db: DatabaseSync, options: SqliteQueueOptions) {
     this.#db = db;
+    this.#completions = new GroupCommit(db);
     this.#o = {
       maxRetryDelayMs: 300_000,
       clock: Date.now,
@@ -323,7 +326,7 @@ export class SqliteQueue implements JobQueue {
         announced.push(...this.#addFollowUps(then.processed(jobs), now));
       return true;
     };
-    const done = then ? transaction(this.#db, record) : record();
+    const done = await this.#completions.run(record);
     await this.#o.sync();
     this.#announce(announced);
     return done;
