@@ -89,6 +89,39 @@ describe('SqliteQueue', () => {
     assert.deepEqual(names(await qb.claim('B', 10)), ['late', 'q2', 'retried']);
   });
 
+  it('completions of one turn share a transaction, and one that fails is rolled back alone', async () => {
+    const { qa, catalog } = twoProcesses();
+    for (const f of ['a', 'b', 'c']) await addFile(catalog, f);
+    const [a, b, c] = await qa.claim('A', 3);
+    const broken = {
+      // Its follow-up cannot be recorded (a payload JSON cannot hold): the completion fails with it.
+      next: [{ kind: 'image' as const, fileId: 'b', payload: { n: 1n }, maxAttempts: 1, key: 'b-next' }],
+    };
+    const db = dbs.at(-2)!; // qa's connection
+    const exec = db.exec.bind(db);
+    let begun = 0;
+    db.exec = (sql: string) => {
+      if (sql.startsWith('BEGIN')) begun++;
+      return exec(sql);
+    };
+    const outcomes = await Promise.allSettled([
+      qa.complete(a!, 'A', { ok: 1 }, { next: [] }),
+      qa.complete(b!, 'A', { ok: 2 }, broken),
+      qa.complete(c!, 'A', { ok: 3 }, { next: [] }),
+    ]);
+    assert.deepEqual(
+      outcomes.map((o) => o.status),
+      ['fulfilled', 'rejected', 'fulfilled'],
+    );
+    db.exec = exec;
+    assert.equal(begun, 1, 'one transaction for the three');
+    assert.deepEqual(
+      [(await qa.get(a!.id))!.state, (await qa.get(b!.id))!.state, (await qa.get(c!.id))!.state],
+      ['completed', 'active', 'completed'],
+    );
+    assert.equal((await qa.list({ state: 'queued' })).length, 0, 'no follow-up of the failed completion');
+  });
+
   it('completes only under the current lease; a stale owner is refused', async () => {
     const { qa, qb, catalog } = twoProcesses();
     await addFile(catalog, 'f');
