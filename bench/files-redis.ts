@@ -16,14 +16,13 @@ import { join } from 'node:path';
 import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import pg from 'pg';
-import S3rver from 's3rver';
 import type { FilesBus } from '../apps/files/src/events/bus.ts';
 import type { FilesEvent } from '../apps/files/src/events/types.ts';
 import { silentLogger } from '../apps/files/src/logger.ts';
 import { BullQueue, parseQueueUrl } from '../apps/files/src/queue/bullmq.ts';
 import type { JobQueue } from '../apps/files/src/queue/types.ts';
 import { JobRunner } from '../apps/files/src/runner.ts';
-import { withFinishedWrites } from '../apps/files/test/services.ts';
+import { loopbackS3rver } from '../apps/files/test/services.ts';
 import { makeJpeg, makeJpegs } from './files-data.ts';
 import { measureServiceE2e, SIZES } from './files-measure.ts';
 import { agent, type Group, getJson, startService, until, uploadFile } from './files-service.ts';
@@ -192,15 +191,7 @@ export async function run({ rounds, log }: AreaOptions): Promise<string> {
   const id = randomUUID().slice(0, 8);
   const schema = `bench_${id}`;
   const admin = new pg.Client({ connectionString: DATABASE_URL });
-  const s3 = withFinishedWrites(
-    new S3rver({
-      port: 0,
-      address: '127.0.0.1',
-      silent: true,
-      directory: s3dir,
-      configureBuckets: [{ name: 'bench' }],
-    }),
-  );
+  const s3 = loopbackS3rver(s3dir, 'bench');
   const groups: Group[] = [];
   const queues: string[] = [];
   try {

@@ -5,22 +5,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import S3rver from 's3rver';
 import type { FilesEvent } from '../src/events/types.ts';
 import { makeImage, type Running, startService, waitFor } from './helpers.ts';
-import { withFinishedWrites } from './services.ts';
+import { loopbackS3rver } from './services.ts';
 
 describe('files on S3-compatible storage', () => {
   const dir = mkdtempSync(join(tmpdir(), 'files-s3-'));
-  const server = withFinishedWrites(
-    new S3rver({
-      port: 0,
-      address: '127.0.0.1',
-      silent: true,
-      directory: dir,
-      configureBuckets: [{ name: 'media' }],
-    }),
-  );
+  const server = loopbackS3rver(dir, 'media');
   let s: Running;
   before(async () => {
     const { port } = await server.run();

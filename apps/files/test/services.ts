@@ -210,6 +210,35 @@ export function withFinishedWrites(s3: S3rver): S3rver {
   return s3;
 }
 
+/**
+ * s3rver on loopback (a port the system picks) keeping its files in `directory`, with the bucket `bucket`, its writes
+ * answered once whole ({@link withFinishedWrites}) unless `finishedWrites: false`, and with the multipart calls tus
+ * needs ({@link withMultipartCalls}) when `multipart`. `S3RVER_DEBUG=1` makes it log its requests.
+ *
+ * @example
+ * ```ts
+ * const s3 = loopbackS3rver(dir, 'media');
+ * const { port } = await s3.run();
+ * // ... STORAGE_URL=s3://S3RVER:S3RVER@media/prefix?endpoint=http://127.0.0.1:${port}
+ * await s3.close();
+ * ```
+ */
+export function loopbackS3rver(
+  directory: string,
+  bucket: string,
+  options: { finishedWrites?: boolean; multipart?: boolean } = {},
+): S3rver {
+  const s3 = new S3rver({
+    port: 0,
+    address: '127.0.0.1',
+    silent: process.env.S3RVER_DEBUG !== '1',
+    directory,
+    configureBuckets: [{ name: bucket }],
+  });
+  if (options.multipart) withMultipartCalls(s3);
+  return options.finishedWrites === false ? s3 : withFinishedWrites(s3);
+}
+
 /** What several nodes share in a test: a Redis queue, a PostgreSQL schema and an s3rver bucket, all its own. */
 export interface SharedBackends {
   /** For in-process services (`startService` overrides). */
@@ -242,17 +271,7 @@ export async function sharedBackends(tag: string): Promise<SharedBackends> {
   const queue = `${tag}-${id}`;
   const schema = `${tag}_${id}`;
   const dir = mkdtempSync(join(tmpdir(), `files-${tag}-s3-`));
-  const s3 = withFinishedWrites(
-    withMultipartCalls(
-      new S3rver({
-        port: 0,
-        address: '127.0.0.1',
-        silent: true,
-        directory: dir,
-        configureBuckets: [{ name: 'media' }],
-      }),
-    ),
-  );
+  const s3 = loopbackS3rver(dir, 'media', { multipart: true });
   const { port } = await s3.run();
   const admin = new pg.Client({ connectionString: DATABASE_URL });
   await admin.connect();

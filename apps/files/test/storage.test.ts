@@ -6,11 +6,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
-import S3rver from 's3rver';
 import { DiskStorage } from '../src/storage/disk.ts';
 import { parseStorageUrl, S3Storage } from '../src/storage/s3.ts';
 import type { Storage } from '../src/storage/types.ts';
-import { withFinishedWrites } from './services.ts';
+import { loopbackS3rver } from './services.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'files-storage-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -138,15 +137,7 @@ contract('local disk', async () => {
 });
 
 contract('S3 (s3rver on loopback)', async () => {
-  const server = withFinishedWrites(
-    new S3rver({
-      port: 0,
-      address: '127.0.0.1',
-      silent: process.env.S3RVER_DEBUG !== '1',
-      directory: join(dir, 's3rver'),
-      configureBuckets: [{ name: 'files', configs: [] }],
-    }),
-  );
+  const server = loopbackS3rver(join(dir, 's3rver'), 'files');
   const { port } = await server.run();
   const storage = new S3Storage(
     parseStorageUrl(`s3://S3RVER:S3RVER@files/weft-test?endpoint=http://127.0.0.1:${port}`),
@@ -168,14 +159,7 @@ describe('the s3rver of the tests', () => {
   // 300 ms late.
   async function putWithSlowDisk(fixed: boolean): Promise<unknown> {
     const sub = join(dir, `s3rver-slow-${fixed}`);
-    const plain = new S3rver({
-      port: 0,
-      address: '127.0.0.1',
-      silent: true,
-      directory: sub,
-      configureBuckets: [{ name: 'slow' }],
-    });
-    const server = fixed ? withFinishedWrites(plain) : plain;
+    const server = loopbackS3rver(sub, 'slow', { finishedWrites: fixed });
     const { port } = await server.run();
     const storage = new S3Storage(
       parseStorageUrl(`s3://S3RVER:S3RVER@slow/t?endpoint=http://127.0.0.1:${port}`),
