@@ -4,7 +4,8 @@
  * as the SQLite queue's (queue/sqlite.ts), on the database's clock, so leases mean the same on every node whatever
  * their own clocks say. Every change is one statement conditioned on the row's state and lease owner, or one
  * transaction where it reads first (a completion that may be its file's last locks the file's jobs, so two nodes
- * completing a file's last two jobs at once cannot both miss that the file is processed).
+ * completing a file's last two jobs at once cannot both miss that the file is processed). The completions asked for in
+ * one turn that queue nothing are one statement for all of them (`#completeGroup`).
  */
 import type pg from 'pg';
 import { openPgPool, schemaReady, transaction } from '../pg-pool.ts';
@@ -120,10 +121,21 @@ function toJob(r: Row): Job {
 
 type Queryable = Pick<pg.PoolClient, 'query'>;
 
+interface GroupedCompletion {
+  id: number;
+  owner: string;
+  /** JSON. */
+  result: string;
+  resolve(done: boolean): void;
+  reject(err: unknown): void;
+}
+
 /** The jobs in PostgreSQL; every method is one round trip or one transaction. */
 export class PgJobStore implements JobStore {
   readonly #pool: pg.Pool;
   readonly #o: Required<Omit<PgJobStoreOptions, 'queryTimeoutMs' | 'max'>>;
+  /** Completions that queue nothing, waiting for this turn's statement. */
+  #completions: GroupedCompletion[] = [];
   #closed: Promise<void> | undefined;
 
   private constructor(pool: pg.Pool, options: PgJobStoreOptions) {
@@ -219,6 +231,9 @@ export class PgJobStore implements JobStore {
   }
 
   async complete(job: Job, owner: string, result: unknown, then?: FollowUps): Promise<boolean> {
+    const processed = then?.processed !== undefined && job.kind !== 'webhook';
+    if (!processed && (then?.next?.length ?? 0) === 0)
+      return this.#completeGrouped({ id: job.id, owner, result: JSON.stringify(result ?? null) });
     const announced: Job[] = [];
     const done = await this.#tx(async (c) => {
       // The file's jobs, locked: a completion on another node waits here, then sees this one's.
@@ -248,6 +263,48 @@ export class PgJobStore implements JobStore {
     });
     this.#announce(announced);
     return done;
+  }
+
+  /**
+   * A completion that queues nothing: those asked for in one turn of the event loop are made by one `UPDATE … FROM
+   * unnest(…)`, one round trip and one commit (one WAL flush) for all of them. A statement is atomic, and each row
+   * is matched on its own lease, so a completion refused (not its owner's, finished already) does not hold up the
+   * others. A second completion of the same job in one turn waits for the next statement, where it is refused.
+   */
+  #completeGrouped(c: { id: number; owner: string; result: string }): Promise<boolean> {
+    return new Promise<boolean>((resolve, reject) => {
+      this.#completions.push({ ...c, resolve, reject });
+      if (this.#completions.length === 1) setImmediate(() => void this.#completeGroup());
+    });
+  }
+
+  async #completeGroup(): Promise<void> {
+    const pending = this.#completions.splice(0);
+    const seen = new Set<number>();
+    const group: GroupedCompletion[] = [];
+    const again: GroupedCompletion[] = [];
+    for (const c of pending) {
+      if (seen.has(c.id)) again.push(c);
+      else {
+        seen.add(c.id);
+        group.push(c);
+      }
+    }
+    try {
+      const { rows } = await this.#pool.query<{ id: string }>(
+        `UPDATE weft_jobs AS j SET state = 'completed', result = v.result, lease_owner = NULL, lease_until = NULL,
+           last_error = NULL, error_code = NULL, updated_at = ${NOW_MS}, finished_at = ${NOW_MS}
+         FROM unnest($1::bigint[], $2::text[], $3::text[]) AS v(id, owner, result)
+         WHERE j.id = v.id AND j.lease_owner = v.owner AND j.state = 'active'
+         RETURNING j.id`,
+        [group.map((c) => c.id), group.map((c) => c.owner), group.map((c) => c.result)],
+      );
+      const done = new Set(rows.map((r) => Number(r.id)));
+      for (const c of group) c.resolve(done.has(c.id));
+    } catch (err) {
+      for (const c of group) c.reject(err);
+    }
+    for (const c of again) this.#completeGrouped(c).then(c.resolve, c.reject);
   }
 
   async fail(
