@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import * as amqp from 'amqplib';
 import { openDatabase } from '../src/db.ts';
 import { FilesError } from '../src/errors.ts';
 import { parseAmqpUrl, RabbitQueue, type RabbitQueueOptions } from '../src/queue/rabbitmq.ts';
@@ -185,6 +186,52 @@ describe('RabbitQueue specifics', { skip }, () => {
       assert.deepEqual(await a.depth(), { ready: 0, dead: 0 });
       assert.deepEqual((await a.get(job.id))?.result, { by: 'B' });
     } finally {
+      await w.close();
+    }
+  });
+
+  it("spreads a claim's gets over several channels, and acknowledges each message on the channel it came on", async () => {
+    const w = world();
+    // amqplib's Channel, whose get and ack are watched: which channel got each message, and which acknowledged it.
+    const probe = await amqp.connect(AMQP_URL);
+    const proto = Object.getPrototypeOf(await probe.createChannel()) as {
+      get(this: amqp.Channel, ...args: unknown[]): Promise<amqp.GetMessage | false>;
+      ack(this: amqp.Channel, msg: amqp.Message, ...rest: unknown[]): void;
+    };
+    await probe.close();
+    const get = proto.get;
+    const ack = proto.ack;
+    const from = new Map<string, unknown>();
+    const wrong: string[] = [];
+    let acked = 0;
+    proto.get = async function (this: amqp.Channel, ...args: unknown[]) {
+      const msg = await get.apply(this, args);
+      if (msg) from.set(msg.content.toString(), this);
+      return msg;
+    };
+    proto.ack = function (this: amqp.Channel, msg: amqp.Message, ...rest: unknown[]) {
+      acked++;
+      if (from.get(msg.content.toString()) !== this) wrong.push(msg.content.toString());
+      return ack.call(this, msg, ...rest);
+    };
+    try {
+      const a = await w.node();
+      for (let i = 0; i < 8; i++) await a.add(`f${i}`, ['image'], 3);
+      const jobs = await a.claim('A', 8);
+      assert.equal(jobs.length, 8);
+      assert.ok(
+        new Set(from.values()).size > 1,
+        `the gets went out on ${new Set(from.values()).size} channel(s)`,
+      );
+      for (const job of jobs) assert.equal(await a.complete(job, 'A', {}), true);
+      assert.equal(acked, 8);
+      assert.deepEqual(wrong, [], 'acknowledged on another channel than the one it came on');
+      // Nothing came back to the queue, as it would if a channel had been closed by a wrong acknowledgement.
+      assert.deepEqual(await a.claim('A', 8), []);
+      assert.deepEqual(await a.depth(), { ready: 0, dead: 0 });
+    } finally {
+      proto.get = get;
+      proto.ack = ack;
       await w.close();
     }
   });

@@ -9,8 +9,10 @@
  *   queue `<name>`; a ping on the fanout exchange `<name>.ready` wakes idle processes.
  * - `claim` takes messages with `basic.get` (manual acknowledgement), up to the claim's `limit`, which is the
  *   runner's free concurrency: a process holds at most twice its concurrency of unacknowledged messages (running,
- *   and finishing: their outcome being recorded), a bound as a consumer's prefetch would set. The store leases each named job (`claimIds`); a message whose job finished or was removed is
- *   acknowledged and dropped, so a duplicate is harmless.
+ *   and finishing: their outcome being recorded), a bound as a consumer's prefetch would set. A claim's gets are
+ *   spread over {@link GET_CHANNELS} channels, so they do not wait for each other's answers (each message is then
+ *   acknowledged on the channel it came on). The store leases each named job (`claimIds`); a message whose job
+ *   finished or was removed is acknowledged and dropped, so a duplicate is harmless.
  * - `complete` and `fail` record the outcome first, then acknowledge the message. A retry's message goes, confirmed,
  *   to `<name>.retry.<level>`, a queue without consumers whose per-message TTL (the backoff) dead-letters it back to
  *   `<name>`; only then is the attempt's own message acknowledged. A job that goes dead has its message rejected
@@ -66,6 +68,11 @@ interface Link {
   pub: amqp.ConfirmChannel;
   /** Gets and acknowledges; its consumer hears the pings. */
   sub: amqp.Channel;
+  /**
+   * The channels a claim's gets are spread over (`sub` first): amqplib answers one call per channel at a time, so
+   * the gets of one claim on one channel would wait for each other, a round trip each.
+   */
+  gets: amqp.Channel[];
   closed: boolean;
 }
 
@@ -73,6 +80,8 @@ interface Link {
 interface Held {
   msg: amqp.GetMessage;
   link: Link;
+  /** The channel it came on, which must acknowledge it. */
+  ch: amqp.Channel;
 }
 
 /** Parses `QUEUE_URL` for RabbitMQ: the URL amqplib connects to, and the queue name. */
@@ -112,6 +121,9 @@ function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<
 }
 
 const idOf = (msg: amqp.Message): number => Number(msg.content.toString('utf8'));
+
+/** Channels a claim spreads its gets over (see {@link Link.gets}). */
+const GET_CHANNELS = 8;
 
 export class RabbitQueue implements JobQueue {
   readonly #o: Required<Omit<RabbitQueueOptions, 'store' | 'url'>>;
@@ -186,12 +198,16 @@ export class RabbitQueue implements JobQueue {
       const m = model;
       // Errors surface through the calls that fail; the link is marked lost, the next call connects again.
       m.on('error', () => {});
-      const [pub, sub] = await withTimeout(
-        Promise.all([m.createConfirmChannel(), m.createChannel()]),
+      const [pub, sub, ...more] = await withTimeout(
+        Promise.all([
+          m.createConfirmChannel(),
+          m.createChannel(),
+          ...Array.from({ length: GET_CHANNELS - 1 }, () => m.createChannel()),
+        ]),
         timeoutMs,
         'opening channels',
       );
-      const link: Link = { model: m, pub, sub, closed: false };
+      const link: Link = { model: m, pub, sub, gets: [sub, ...more], closed: false };
       const lost = () => {
         if (link.closed) return;
         link.closed = true;
@@ -201,7 +217,7 @@ export class RabbitQueue implements JobQueue {
         }
       };
       m.on('close', lost);
-      for (const ch of [pub, sub]) {
+      for (const ch of [pub, ...link.gets]) {
         ch.on('error', () => {});
         ch.on('close', () => {
           lost();
@@ -373,10 +389,16 @@ export class RabbitQueue implements JobQueue {
       while (taken.length < limit && scanned < scan && this.#held.size < this.#o.maxHeld) {
         const link = await this.#connected();
         const want = Math.min(limit - taken.length, scan - scanned);
-        let got: (amqp.GetMessage | false)[];
+        let got: ({ msg: amqp.GetMessage; ch: amqp.Channel } | false)[];
         try {
           got = await withTimeout(
-            Promise.all(Array.from({ length: want }, () => link.sub.get(this.#url.name, { noAck: false }))),
+            Promise.all(
+              Array.from({ length: want }, async (_, i) => {
+                const ch = link.gets[i % link.gets.length]!;
+                const msg = await ch.get(this.#url.name, { noAck: false });
+                return msg === false ? false : { msg, ch };
+              }),
+            ),
             this.#o.timeoutMs,
             'getting messages',
           );
@@ -387,16 +409,17 @@ export class RabbitQueue implements JobQueue {
           throw err;
         }
         const fresh: Held[] = [];
-        for (const msg of got) {
-          if (msg === false) continue;
+        for (const one of got) {
+          if (one === false) continue;
           scanned++;
+          const { msg, ch } = one;
           const id = idOf(msg);
           if (!Number.isSafeInteger(id) || this.#leased.has(id) || this.#held.has(id)) {
             // Not a job id, or a second message for a job this process already holds: spent.
-            link.sub.ack(msg);
+            ch.ack(msg);
             continue;
           }
-          fresh.push({ msg, link });
+          fresh.push({ msg, link, ch });
         }
         if (fresh.length > 0) {
           try {
@@ -430,8 +453,8 @@ export class RabbitQueue implements JobQueue {
     if (this.#held.get(id) === h) this.#held.delete(id);
     if (h.link.closed) return; // the broker gave it back already
     try {
-      if (how === 'ack') h.link.sub.ack(h.msg);
-      else h.link.sub.nack(h.msg, false, how === 'requeue');
+      if (how === 'ack') h.ch.ack(h.msg);
+      else h.ch.nack(h.msg, false, how === 'requeue');
     } catch {
       // The channel closed meanwhile: the broker delivers it again, and the store decides then.
     }
@@ -484,9 +507,7 @@ export class RabbitQueue implements JobQueue {
     if (h && released && !h.link.closed) {
       // A requeue has no answer of its own, but the broker handles a channel's methods in order: once a round trip
       // on the same channel returns, the message is back in the queue, and a claim anywhere can take the job.
-      await withTimeout(h.link.sub.checkQueue(this.#url.name), this.#o.timeoutMs, 'requeueing').catch(
-        () => {},
-      );
+      await withTimeout(h.ch.checkQueue(this.#url.name), this.#o.timeoutMs, 'requeueing').catch(() => {});
     }
     return released;
   }
