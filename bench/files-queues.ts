@@ -6,7 +6,8 @@
  * - our BullMQ adapter against a bare BullMQ `Worker` (as in `files --backend redis`);
  * - our RabbitMQ adapter, its jobs' state in PostgreSQL (the several-machines configuration) and in SQLite (one
  *   machine), against a bare amqplib consumer: persistent messages published with confirms before the clock
- *   starts, `prefetch` = the concurrency, manual acknowledgement after the (no-op) work.
+ *   starts, `prefetch` = the concurrency, manual acknowledgement after the (no-op) work; and bare `basic.get`s, the
+ *   way our claims take messages, as the ceiling of that way.
  *
  * Needs Redis, RabbitMQ and PostgreSQL (REDIS_URL, AMQP_URL, DATABASE_URL; this machine's ports by default).
  */
@@ -63,6 +64,49 @@ async function bareAmqp(): Promise<number> {
       { noAck: false },
     );
     await within(finished.promise, 300_000, 'bare amqplib');
+    const seconds = (performance.now() - t) / 1000;
+    await pub.deleteQueue(name);
+    return JOBS / seconds;
+  } finally {
+    await model.close();
+  }
+}
+
+/**
+ * Bare amqplib taking the same messages as our claims do, with `basic.get` (manual acknowledgement): {@link
+ * CONCURRENCY} gets at a time, one on each of as many channels, each message acknowledged on its channel once the
+ * batch is in. Nothing is recorded: the ceiling of a claim made of gets, beside the consumer's.
+ */
+async function bareGets(): Promise<number> {
+  const name = `bench-gets-${randomUUID()}`;
+  const model = await amqp.connect(AMQP_URL, { noDelay: true });
+  try {
+    const pub = await model.createConfirmChannel();
+    await pub.assertQueue(name, { durable: true });
+    for (let i = 0; i < JOBS; i += 500) {
+      for (let k = i; k < Math.min(JOBS, i + 500); k++) {
+        pub.sendToQueue(name, Buffer.from(String(k)), { persistent: true });
+      }
+      await pub.waitForConfirms();
+    }
+    const channels = await Promise.all(Array.from({ length: CONCURRENCY }, () => model.createChannel()));
+    let done = 0;
+    const t = performance.now();
+    const deadline = t + 300_000;
+    while (done < JOBS) {
+      if (performance.now() > deadline) throw new Error('bare basic.get: not done within 300 s');
+      const got = await Promise.all(
+        channels.map(async (ch) => {
+          const msg = await ch.get(name, { noAck: false });
+          return msg === false ? undefined : { ch, msg };
+        }),
+      );
+      for (const g of got) {
+        if (!g) continue;
+        g.ch.ack(g.msg);
+        done++;
+      }
+    }
     const seconds = (performance.now() - t) / 1000;
     await pub.deleteQueue(name);
     return JOBS / seconds;
@@ -157,6 +201,7 @@ export async function run({ rounds, log }: AreaOptions): Promise<string> {
       },
       { name: 'bare amqplib consumer', measure: bareAmqp },
       { name: 'weft SQLite queue + runner, no broker', measure: storeAlone },
+      { name: 'bare amqplib basic.get', measure: bareGets },
     ];
     const results = await alternate(
       subjects,
@@ -178,7 +223,7 @@ export async function run({ rounds, log }: AreaOptions): Promise<string> {
       vs,
     ];
     return [
-      `Rounds: ${rounds}, the six subjects alternating in a rotated order each round; medians. ${JOBS.toLocaleString('en-US')} no-op jobs queued before the clock starts, ${CONCURRENCY} at a time, one process. Redis ${new URL(REDIS_URL).host}, RabbitMQ ${new URL(AMQP_URL).host} (classic durable queues, persistent messages), PostgreSQL ${new URL(DATABASE_URL).host}, all on this machine.`,
+      `Rounds: ${rounds}, the seven subjects alternating in a rotated order each round; medians. ${JOBS.toLocaleString('en-US')} no-op jobs queued before the clock starts, ${CONCURRENCY} at a time, one process. Redis ${new URL(REDIS_URL).host}, RabbitMQ ${new URL(AMQP_URL).host} (classic durable queues, persistent messages), PostgreSQL ${new URL(DATABASE_URL).host}, all on this machine.`,
       '',
       table(
         ['subject', 'jobs/s (median)', 'rounds', 'against the bare library (goal ≥ 0.9×)'],
@@ -192,6 +237,11 @@ export async function run({ rounds, log }: AreaOptions): Promise<string> {
             'weft SQLite queue + JobRunner, no broker (the service’s one-machine queue: a job store’s work alone)',
             of(5),
             ratio(of(5), of(4)),
+          ),
+          row(
+            `bare amqplib \`basic.get\`, ${CONCURRENCY} at a time on ${CONCURRENCY} channels, manual ack (the ceiling of a claim made of gets)`,
+            of(6),
+            ratio(of(6), of(4)),
           ),
         ],
       ),
