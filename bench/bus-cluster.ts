@@ -12,7 +12,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { within } from './lib/harness.ts';
+import { ownGroup, within } from './lib/harness.ts';
 import { killGroup } from './lib/process.ts';
 
 const root = new URL('..', import.meta.url).pathname;
@@ -106,6 +106,7 @@ export async function startCluster(mode: 'weft' | 'raw'): Promise<ClusterSubject
     stdio: ['ignore', 'ignore', 'inherit'],
     detached: true,
   });
+  ownGroup(child);
   const stop = async () => {
     await killGroup(child, 15_000);
     hub.server.close();

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CLIENTS, type ClientName, type Counts, startLoad } from '../test/cluster/load.ts';
 import { pm2Version, probe } from './cluster-subjects.ts';
-import { rotate, within } from './lib/harness.ts';
+import { ownGroup, rotate, within } from './lib/harness.ts';
 import { freePort } from './lib/process.ts';
 
 const root = new URL('..', import.meta.url).pathname;
@@ -109,6 +109,7 @@ async function gone(pid: number, what: string): Promise<void> {
 /** Spawns Node on `args` in a process group of its own; stdout is collected. */
 function spawnDetached(args: string[], env: NodeJS.ProcessEnv) {
   const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'ignore'], detached: true });
+  ownGroup(child);
   let out = '';
   child.stdout!.on('data', (d: Buffer) => {
     out += d;

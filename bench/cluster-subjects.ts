@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { within } from './lib/harness.ts';
+import { ownGroup, within } from './lib/harness.ts';
 import { freePort, killGroup } from './lib/process.ts';
 
 const root = new URL('..', import.meta.url).pathname;
@@ -89,6 +89,7 @@ async function spawnGroup(name: string, args: string[], env: NodeJS.ProcessEnv, 
     stdio: ['ignore', 'ignore', 'inherit'],
     detached: true,
   });
+  ownGroup(child);
   try {
     const pids = await serving(port, workers, name);
     return { child, port, pids };

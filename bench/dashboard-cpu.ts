@@ -14,6 +14,7 @@ import { get, type IncomingMessage } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { ownGroup } from './lib/harness.ts';
 import { median, table } from './lib/stats.ts';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -79,6 +80,7 @@ async function main(): Promise<void> {
     ],
     { env, stdio: ['ignore', 'pipe', 'inherit'], detached: true },
   );
+  ownGroup(child);
   let out = '';
   child.stdout!.on('data', (d: Buffer) => {
     out += d;

@@ -9,7 +9,7 @@ import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { within } from './lib/harness.ts';
+import { ownGroup, within } from './lib/harness.ts';
 import { freePort, killGroup } from './lib/process.ts';
 
 const root = new URL('..', import.meta.url).pathname;
@@ -89,6 +89,7 @@ export async function startService(
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
   });
+  ownGroup(child);
   const output = tail(child);
   const stop = async () => {
     await killGroup(child, 40_000);
@@ -110,6 +111,7 @@ export async function startFixture(file: string, env: Record<string, string>): P
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
   });
+  ownGroup(child);
   const output = tail(child);
   try {
     await waitForOutput(child, output, /^listening \d+$/m, 1, 30_000);

@@ -1,4 +1,5 @@
 /** Runs measurements in alternating rounds with a time limit on each one. */
+import type { ChildProcess } from 'node:child_process';
 
 /** What `bench/run.ts` passes to an area's `run`. */
 export interface AreaOptions {
@@ -69,4 +70,50 @@ export async function alternate<T extends { name: string }, S>(
     }
   }
   return series;
+}
+
+/** Process groups of the children the benchmark started `detached` (leader pids), while their leader runs. */
+const groups = new Set<number>();
+
+/**
+ * Makes `child`, spawned `detached` (a process group of its own, so that a benchmark can signal the group: a
+ * supervisor and its workers), end with the benchmark: a detached group gets no Ctrl-C from the terminal, and would
+ * otherwise outlive a benchmark stopped by Ctrl-C, a `kill` or an error, holding its ports and cores. On SIGINT,
+ * SIGTERM or SIGHUP the benchmark sends SIGTERM to every such group still running and exits (128 + the signal's
+ * number); on any other exit it sends them SIGTERM as it goes. Call it right after `spawn`.
+ */
+export function ownGroup(child: ChildProcess): void {
+  const pid = child.pid;
+  if (pid === undefined) return;
+  if (!ownGroup.installed) install();
+  groups.add(pid);
+  child.once('exit', () => groups.delete(pid));
+}
+ownGroup.installed = false;
+
+function endGroups(): void {
+  for (const pid of groups) {
+    try {
+      process.kill(-pid, 'SIGTERM');
+    } catch {}
+  }
+  groups.clear();
+}
+
+function install(): void {
+  ownGroup.installed = true;
+  process.once('exit', endGroups);
+  for (const [signal, n] of [
+    ['SIGINT', 2],
+    ['SIGTERM', 15],
+    ['SIGHUP', 1],
+  ] as const) {
+    process.once(signal, () => {
+      process.stderr.write(
+        `\n# ${signal}: ending the ${groups.size} process group(s) this benchmark started\n`,
+      );
+      endGroups();
+      process.exit(128 + n);
+    });
+  }
 }
