@@ -80,7 +80,6 @@ describe('PgJobStore specifics', { skip }, () => {
     (pg.Client.prototype as any).query = function (this: pg.Client, ...args: any[]) {
       const text = typeof args[0] === 'string' ? args[0] : args[0]?.text;
       // A statement PostgreSQL refuses, in place of the completion's.
-      // biome-ignore lint/suspicious/noExplicitAny: as above
       if (typeof text === 'string' && text.includes('unnest(')) args[0] = 'SELECT * FROM no_such_table';
       // biome-ignore lint/suspicious/noExplicitAny: as above
       return (query as any).apply(this, args);
