@@ -70,6 +70,27 @@ describe('PgJobStore specifics', { skip }, () => {
     assert.equal((await store.get(y.id))?.result, null);
   });
 
+  it('leases the runnable jobs of a claim by one statement, and sorts out the rest as before', async () => {
+    const added = [...(await store.add('p', ['image', 'csv'], 3)), ...(await store.add('q', ['image'], 3))];
+    const ids = added.map((j) => j.id);
+    const { value: claimed, count } = await counting('', () => store.claimIds('A', ids));
+    assert.deepEqual(
+      claimed.jobs.map((j) => [j.id, j.state, j.leaseOwner, j.attempts]),
+      ids.map((id) => [id, 'active', 'A', 1]),
+    );
+    assert.deepEqual([claimed.gone, claimed.later, claimed.dead], [[], [], []]);
+    // One UPDATE, no BEGIN, SELECT … FOR UPDATE, UPDATE, COMMIT.
+    assert.equal(count, 1);
+    const [first] = claimed.jobs;
+    assert.ok(first);
+    assert.equal(await store.complete(first, 'A', {}), true);
+    // Another owner: one finished (gone), two under A's live lease (later), one that never was (gone).
+    const again = await store.claimIds('B', [...ids, 987_654_321]);
+    assert.deepEqual(again.jobs, []);
+    assert.deepEqual(again.gone.sort(), [first.id, 987_654_321].sort());
+    assert.deepEqual(again.later, ids.slice(1));
+  });
+
   it('fails every completion of a turn with the database error when the statement fails', async () => {
     const [job] = await store.add('h', ['image'], 3);
     assert.ok(job);

@@ -398,6 +398,37 @@ export class PgJobStore implements JobStore {
     const out: ClaimedIds = { jobs: [], gone: [], later: [], dead: [] };
     if (ids.length === 0) return out;
     const room = new ClaimRoom(options.room);
+    if (room.bounded) return this.#claimIdsTx(owner, ids, room, out);
+    // No kind is bounded: the runnable jobs are leased by one statement (a round trip and a commit), each row on its
+    // own state under its row lock, as the transaction below would lease them. What it did not lease (finished, not
+    // due, another's live lease, a last attempt whose lease expired) the transaction then sorts out.
+    const { rows } = await this.#pool.query<Row>(
+      `UPDATE weft_jobs SET state = 'active', attempts = attempts + 1, lease_owner = $2,
+         lease_until = ${NOW_MS} + $3, updated_at = ${NOW_MS}, started_at = ${NOW_MS}
+       WHERE id = ANY($1::bigint[]) AND (
+         (state IN ('queued', 'retrying') AND run_at <= ${NOW_MS})
+         OR (state = 'active' AND lease_until < ${NOW_MS} AND attempts < max_attempts))
+       RETURNING *`,
+      [ids, owner, this.#o.leaseMs],
+    );
+    const leased = new Set<number>();
+    for (const job of rows.map(toJob)) {
+      leased.add(job.id);
+      out.jobs.push(job);
+    }
+    const rest = ids.filter((id) => !leased.has(id));
+    if (rest.length > 0) await this.#claimIdsTx(owner, rest, room, out);
+    out.jobs.sort((a, b) => a.id - b.id);
+    return out;
+  }
+
+  /** `claimIds` in a transaction that reads the jobs first: for bounded kinds, and for what one statement left. */
+  async #claimIdsTx(
+    owner: string,
+    ids: readonly number[],
+    room: ClaimRoom,
+    out: ClaimedIds,
+  ): Promise<ClaimedIds> {
     const announced: Job[] = [];
     await this.#tx(async (c) => {
       const { rows } = await c.query<Row>(
