@@ -33,19 +33,25 @@ const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const JOBS = 20_000;
 const CONCURRENCY = 8;
 
+/** Declares the durable queue `name` and publishes {@link JOBS} persistent messages to it, confirmed 500 at a time. */
+async function publishJobs(model: amqp.ChannelModel, name: string): Promise<amqp.ConfirmChannel> {
+  const pub = await model.createConfirmChannel();
+  await pub.assertQueue(name, { durable: true });
+  for (let i = 0; i < JOBS; i += 500) {
+    for (let k = i; k < Math.min(JOBS, i + 500); k++) {
+      pub.sendToQueue(name, Buffer.from(String(k)), { persistent: true });
+    }
+    await pub.waitForConfirms();
+  }
+  return pub;
+}
+
 /** Bare amqplib: persistent messages published with confirms, then a consumer (prefetch, manual ack) takes them all. */
 async function bareAmqp(): Promise<number> {
   const name = `bench-bare-${randomUUID()}`;
   const model = await amqp.connect(AMQP_URL);
   try {
-    const pub = await model.createConfirmChannel();
-    await pub.assertQueue(name, { durable: true });
-    for (let i = 0; i < JOBS; i += 500) {
-      for (let k = i; k < Math.min(JOBS, i + 500); k++) {
-        pub.sendToQueue(name, Buffer.from(String(k)), { persistent: true });
-      }
-      await pub.waitForConfirms();
-    }
+    const pub = await publishJobs(model, name);
     const sub = await model.createChannel();
     await sub.prefetch(CONCURRENCY);
     let done = 0;
@@ -81,14 +87,7 @@ async function bareGets(): Promise<number> {
   const name = `bench-gets-${randomUUID()}`;
   const model = await amqp.connect(AMQP_URL, { noDelay: true });
   try {
-    const pub = await model.createConfirmChannel();
-    await pub.assertQueue(name, { durable: true });
-    for (let i = 0; i < JOBS; i += 500) {
-      for (let k = i; k < Math.min(JOBS, i + 500); k++) {
-        pub.sendToQueue(name, Buffer.from(String(k)), { persistent: true });
-      }
-      await pub.waitForConfirms();
-    }
+    const pub = await publishJobs(model, name);
     const channels = await Promise.all(Array.from({ length: CONCURRENCY }, () => model.createChannel()));
     let done = 0;
     const t = performance.now();
