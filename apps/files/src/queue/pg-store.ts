@@ -49,6 +49,15 @@ export interface PgJobStoreOptions {
 const NOW_MS = '(extract(epoch from clock_timestamp()) * 1000)::bigint';
 const PROCESSING = "kind <> 'webhook'";
 
+/** The columns a completion sets, its result (JSON text) being `result`. */
+const completedSet = (result: string) =>
+  `state = 'completed', result = ${result}, lease_owner = NULL, lease_until = NULL, last_error = NULL,
+   error_code = NULL, updated_at = ${NOW_MS}, finished_at = ${NOW_MS}`;
+
+/** The columns a lease sets: `$2` is its owner, `$3` its length in ms. */
+const LEASED_SET = `state = 'active', attempts = attempts + 1, lease_owner = $2, lease_until = ${NOW_MS} + $3,
+   updated_at = ${NOW_MS}, started_at = ${NOW_MS}`;
+
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS weft_jobs (
   id           bigserial PRIMARY KEY,
@@ -244,8 +253,7 @@ export class PgJobStore implements JobStore {
         );
       }
       const { rowCount } = await c.query(
-        `UPDATE weft_jobs SET state = 'completed', result = $1, lease_owner = NULL, lease_until = NULL,
-           last_error = NULL, error_code = NULL, updated_at = ${NOW_MS}, finished_at = ${NOW_MS}
+        `UPDATE weft_jobs SET ${completedSet('$1')}
          WHERE id = $2 AND lease_owner = $3 AND state = 'active'`,
         [JSON.stringify(result ?? null), job.id, owner],
       );
@@ -292,8 +300,7 @@ export class PgJobStore implements JobStore {
     }
     try {
       const { rows } = await this.#pool.query<{ id: string }>(
-        `UPDATE weft_jobs AS j SET state = 'completed', result = v.result, lease_owner = NULL, lease_until = NULL,
-           last_error = NULL, error_code = NULL, updated_at = ${NOW_MS}, finished_at = ${NOW_MS}
+        `UPDATE weft_jobs AS j SET ${completedSet('v.result')}
          FROM unnest($1::bigint[], $2::text[], $3::text[]) AS v(id, owner, result)
          WHERE j.id = v.id AND j.lease_owner = v.owner AND j.state = 'active'
          RETURNING j.id`,
@@ -403,8 +410,7 @@ export class PgJobStore implements JobStore {
     // own state under its row lock, as the transaction below would lease them. What it did not lease (finished, not
     // due, another's live lease, a last attempt whose lease expired) the transaction then sorts out.
     const { rows } = await this.#pool.query<Row>(
-      `UPDATE weft_jobs SET state = 'active', attempts = attempts + 1, lease_owner = $2,
-         lease_until = ${NOW_MS} + $3, updated_at = ${NOW_MS}, started_at = ${NOW_MS}
+      `UPDATE weft_jobs SET ${LEASED_SET}
        WHERE id = ANY($1::bigint[]) AND (
          (state IN ('queued', 'retrying') AND run_at <= ${NOW_MS})
          OR (state = 'active' AND lease_until < ${NOW_MS} AND attempts < max_attempts))
@@ -451,9 +457,7 @@ export class PgJobStore implements JobStore {
       }
       if (lease.length > 0) {
         const { rows: leased } = await c.query<Row>(
-          `UPDATE weft_jobs SET state = 'active', attempts = attempts + 1, lease_owner = $2,
-             lease_until = ${NOW_MS} + $3, updated_at = ${NOW_MS}, started_at = ${NOW_MS}
-           WHERE id = ANY($1::bigint[]) RETURNING *`,
+          `UPDATE weft_jobs SET ${LEASED_SET} WHERE id = ANY($1::bigint[]) RETURNING *`,
           [lease, owner, this.#o.leaseMs],
         );
         out.jobs.push(...leased.map(toJob).sort((a, b) => a.id - b.id));
