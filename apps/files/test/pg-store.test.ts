@@ -21,23 +21,37 @@ describe('PgJobStore specifics', { skip }, () => {
     await db?.cleanup();
   });
 
-  /** Runs `fn`, counting the statements every pg client sends that start with `prefix`. */
-  async function counting<T>(prefix: string, fn: () => Promise<T>): Promise<{ value: T; count: number }> {
+  /**
+   * Runs `fn` with every statement a pg client sends (its text, when sent as a string) shown to `see` first, which
+   * may return another statement to send in its place.
+   */
+  async function watchingQueries<T>(
+    see: (text: string) => string | undefined,
+    fn: () => Promise<T>,
+  ): Promise<T> {
     const query = pg.Client.prototype.query;
-    let count = 0;
     // biome-ignore lint/suspicious/noExplicitAny: pg's query overloads, passed through unchanged
     (pg.Client.prototype as any).query = function (this: pg.Client, ...args: any[]) {
       const text = typeof args[0] === 'string' ? args[0] : args[0]?.text;
-      if (typeof text === 'string' && text.trimStart().startsWith(prefix)) count++;
+      if (typeof text === 'string') args[0] = see(text) ?? args[0];
       // biome-ignore lint/suspicious/noExplicitAny: as above
       return (query as any).apply(this, args);
     };
     try {
-      const value = await fn();
-      return { value, count };
+      return await fn();
     } finally {
       pg.Client.prototype.query = query;
     }
+  }
+
+  /** Runs `fn`, counting the statements every pg client sends that start with `prefix`. */
+  async function counting<T>(prefix: string, fn: () => Promise<T>): Promise<{ value: T; count: number }> {
+    let count = 0;
+    const value = await watchingQueries((text) => {
+      if (text.trimStart().startsWith(prefix)) count++;
+      return undefined;
+    }, fn);
+    return { value, count };
   }
 
   it('makes the completions of one turn that queue nothing by one statement; a refused one holds up none', async () => {
@@ -96,21 +110,11 @@ describe('PgJobStore specifics', { skip }, () => {
     assert.ok(job);
     const [claimed] = (await store.claimIds('A', [job.id])).jobs;
     assert.ok(claimed);
-    const query = pg.Client.prototype.query;
-    // biome-ignore lint/suspicious/noExplicitAny: pg's query overloads
-    (pg.Client.prototype as any).query = function (this: pg.Client, ...args: any[]) {
-      const text = typeof args[0] === 'string' ? args[0] : args[0]?.text;
-      // A statement PostgreSQL refuses, in place of the completion's.
-      if (typeof text === 'string' && text.includes('unnest(')) args[0] = 'SELECT * FROM no_such_table';
-      // biome-ignore lint/suspicious/noExplicitAny: as above
-      return (query as any).apply(this, args);
-    };
-    let outcome: unknown;
-    try {
-      outcome = await store.complete(claimed, 'A', {}).catch((err: unknown) => err);
-    } finally {
-      pg.Client.prototype.query = query;
-    }
+    // A statement PostgreSQL refuses, in place of the completion's.
+    const outcome = await watchingQueries(
+      (text) => (text.includes('unnest(') ? 'SELECT * FROM no_such_table' : undefined),
+      () => store.complete(claimed, 'A', {}).catch((err: unknown) => err),
+    );
     assert.match(String((outcome as Error)?.message), /no_such_table/);
     assert.equal((await store.get(job.id))?.state, 'active', 'nothing recorded');
     assert.equal(await store.complete(claimed, 'A', {}), true, 'and the next completion is made');
