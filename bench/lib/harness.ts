@@ -74,6 +74,8 @@ export async function alternate<T extends { name: string }, S>(
 
 /** Process groups of the children the benchmark started `detached` (leader pids), while their leader runs. */
 const groups = new Set<number>();
+/** Whether the exit and signal handlers that end {@link groups} are in place. */
+let installed = false;
 
 /**
  * Makes `child`, spawned `detached` (a process group of its own, so that a benchmark can signal the group: a
@@ -85,11 +87,10 @@ const groups = new Set<number>();
 export function ownGroup(child: ChildProcess): void {
   const pid = child.pid;
   if (pid === undefined) return;
-  if (!ownGroup.installed) install();
+  if (!installed) install();
   groups.add(pid);
   child.once('exit', () => groups.delete(pid));
 }
-ownGroup.installed = false;
 
 function endGroups(): void {
   for (const pid of groups) {
@@ -101,7 +102,7 @@ function endGroups(): void {
 }
 
 function install(): void {
-  ownGroup.installed = true;
+  installed = true;
   process.once('exit', endGroups);
   for (const [signal, n] of [
     ['SIGINT', 2],
