@@ -12,6 +12,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { within } from './lib/harness.ts';
+import { median } from './lib/stats.ts';
 
 const ROUNDS = 12;
 const app = new URL('./fixtures/cluster-app.mjs', import.meta.url).pathname;
@@ -34,17 +36,6 @@ const variants = {
   },
 };
 
-/** Resolves with `promise`'s value, or rejects after `ms`. */
-function within(promise, ms, what) {
-  let timer;
-  return Promise.race([
-    promise,
-    new Promise((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
-
 const results = Object.fromEntries(Object.keys(variants).map((name) => [name, []]));
 try {
   for (let round = 0; round < ROUNDS; round++) {
@@ -62,7 +53,6 @@ try {
 } finally {
   rmSync(cache, { recursive: true, force: true });
 }
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const raw = median(results.raw);
 console.log(`fork to listening, ${ROUNDS} rounds, medians (node ${process.version}):`);
 for (const [name, xs] of Object.entries(results)) {
