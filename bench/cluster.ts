@@ -40,6 +40,19 @@ const TARGET_RATIO = 0.97;
 /** kill -9 target: weft's time until a new worker serves ≤ 1.2 × raw node:cluster's. */
 const KILL_TARGET = 1.2;
 
+/**
+ * kill -9 samples per implementation and round (c): `BENCH_CLUSTER_KILLS`, default 3. One restart takes about 200 ms
+ * and single samples of it differ by a third from one fresh start to the next, so three rounds of one sample each
+ * leave the median to chance.
+ */
+function killsPerRound(): number {
+  const raw = process.env.BENCH_CLUSTER_KILLS;
+  if (raw === undefined || raw === '') return 3;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`BENCH_CLUSTER_KILLS must be a positive integer`);
+  return n;
+}
+
 /** Rounds of the zero-loss matrix (d): `BENCH_CLUSTER_LOSS_ROUNDS`, default 1 (each cell is a fresh start). */
 function lossRounds(): number {
   const raw = process.env.BENCH_CLUSTER_LOSS_ROUNDS;
@@ -171,9 +184,10 @@ async function crashes(rounds: number, log: (line: string) => void) {
   log('  (c) kill -9 of a worker, each sample on a fresh start');
   const repeats: number[] = [];
   const subjects: Subject[] = [rawCluster, pm2, weft].map((impl) => ({ name: impl.name, impl }));
+  // Each implementation's samples alternate with the others': rounds × killsPerRound() turns of all three.
   const kills = await alternate(
     subjects,
-    rounds,
+    rounds * killsPerRound(),
     async (s) => {
       const r = await s.impl.start();
       try {
@@ -313,7 +327,7 @@ function report(
   const killMed = (impl: Impl) => median(byImpl(kills, impl)?.samples ?? []);
   const killRatio = killMed(weft) / killMed(rawCluster);
   const c = table(
-    ['Implementation', 'ms until a new worker serves (median)', 'per round', '÷ raw node:cluster'],
+    ['Implementation', 'ms until a new worker serves (median)', 'samples, in order', '÷ raw node:cluster'],
     [rawCluster, pm2, weft].map((impl) => [
       impl === weft ? `**${impl.name}**` : impl.name,
       fmt(killMed(impl)),
@@ -349,7 +363,7 @@ ${b}
 
 ### (c) kill -9 of a worker
 
-Each sample starts the implementation afresh (2 workers), waits ${SETTLE_MS / 1000} s, sends SIGKILL to one worker, then a request on a fresh connection every 10 ms (not waiting for each other) until a process that was not serving before answers; then stops it. So every sample is a lone crash. Raw node:cluster and PM2 re-fork at once, and so does weft for the first crash of a slot.
+${byImpl(kills, weft)?.samples.length ?? 0} samples per implementation (${killsPerRound()} per round, \`BENCH_CLUSTER_KILLS\`), the implementations taking turns in a rotated order. Each sample starts the implementation afresh (2 workers), waits ${SETTLE_MS / 1000} s, sends SIGKILL to one worker, then a request on a fresh connection every 10 ms (not waiting for each other) until a process that was not serving before answers; then stops it. So every sample is a lone crash. Raw node:cluster and PM2 re-fork at once, and so does weft for the first crash of a slot.
 
 ${c}
 
