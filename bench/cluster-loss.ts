@@ -259,9 +259,15 @@ async function serving(port: number, count: number): Promise<void> {
 export type Cell = Record<ClientName, Counts>;
 
 /** One cell: start `impl` with `app`, load it, run `event`, load on for 1 s after; the counts of every client. */
-export async function measure(impl: Impl, app: App, event: Event): Promise<Cell> {
+export async function measure(
+  impl: Impl,
+  app: App,
+  event: Event,
+  onStarted: (s: Started) => void = () => {},
+): Promise<Cell> {
   const port = await freePort();
   const s = await impl.start(app, port);
+  onStarted(s);
   try {
     await serving(port, 2);
     const load = startLoad({ port, connections: 8, maxMs: 90_000 });
@@ -326,14 +332,24 @@ export async function runMatrix(rounds: number, log: (line: string) => void): Pr
           const cell = cells.get(k) ?? { rounds: 0 };
           cells.set(k, cell);
           if (cell.error !== undefined) continue;
+          let started: Started | undefined;
           try {
-            const counts = await within(measure(impl, app, event), 150_000, k);
+            const counts = await within(
+              measure(impl, app, event, (s) => {
+                started = s;
+              }),
+              150_000,
+              k,
+            );
             cell.counts = cell.counts ? add(cell.counts, counts) : counts;
             cell.rounds++;
             log(`    ${k}: ${summary(counts)}`);
           } catch (err) {
             cell.error = err instanceof Error ? err.message.split('\n')[0] : String(err);
             log(`    ${k}: failed: ${cell.error}`);
+            // A cell past its deadline still runs, and its own cleanup may come after the benchmark's end (a PM2
+            // daemon is nobody's child here): its processes go now (cleanup ends with SIGKILL to its group).
+            await (started as Started | undefined)?.cleanup().catch(() => {});
           }
         }
       }
