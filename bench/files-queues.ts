@@ -9,6 +9,9 @@
  *   starts, `prefetch` = the concurrency, manual acknowledgement after the (no-op) work; and bare `basic.get`s, the
  *   way our claims take messages, as the ceiling of that way.
  *
+ * Each row also gives the CPU each job cost while the clock ran, in this process and in the servers (RabbitMQ,
+ * Redis, PostgreSQL), and the report the bound those figures put on any RabbitMQ adapter that keeps its jobs' state.
+ *
  * Needs Redis, RabbitMQ and PostgreSQL (REDIS_URL, AMQP_URL, DATABASE_URL; this machine's ports by default).
  */
 import { randomUUID } from 'node:crypto';
@@ -22,7 +25,7 @@ import { PgJobStore } from '../apps/files/src/queue/pg-store.ts';
 import { RabbitQueue } from '../apps/files/src/queue/rabbitmq.ts';
 import { SqliteQueue } from '../apps/files/src/queue/sqlite.ts';
 import type { Job, JobQueue, JobStore } from '../apps/files/src/queue/types.ts';
-import { bareBullmq, runNoop, weftAdapter } from './files-redis.ts';
+import { bareBullmq, type QueueRate, runNoop, timeJobs, weftAdapter } from './files-redis.ts';
 import { type AreaOptions, alternate, type Series, within } from './lib/harness.ts';
 import { fmt, median, table, times } from './lib/stats.ts';
 
@@ -32,6 +35,9 @@ const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
 const JOBS = 20_000;
 const CONCURRENCY = 8;
+/** The server processes whose CPU a subject's row counts (by `/proc/<pid>/comm`). */
+const RABBITMQ = 'beam.smp';
+const POSTGRES = 'postgres';
 
 /** Declares the durable queue `name` and publishes {@link JOBS} persistent messages to it, confirmed 500 at a time. */
 async function publishJobs(model: amqp.ChannelModel, name: string): Promise<amqp.ConfirmChannel> {
@@ -47,7 +53,7 @@ async function publishJobs(model: amqp.ChannelModel, name: string): Promise<amqp
 }
 
 /** Bare amqplib: persistent messages published with confirms, then a consumer (prefetch, manual ack) takes them all. */
-async function bareAmqp(): Promise<number> {
+async function bareAmqp(): Promise<QueueRate> {
   const name = `bench-bare-${randomUUID()}`;
   const model = await amqp.connect(AMQP_URL);
   try {
@@ -56,23 +62,23 @@ async function bareAmqp(): Promise<number> {
     await sub.prefetch(CONCURRENCY);
     let done = 0;
     const finished = Promise.withResolvers<void>();
-    const t = performance.now();
-    await sub.consume(
-      name,
-      (msg) => {
-        if (!msg) return;
-        // The same shape as a job: an async no-op, then the acknowledgement.
-        void Promise.resolve().then(() => {
-          sub.ack(msg);
-          if (++done === JOBS) finished.resolve();
-        });
-      },
-      { noAck: false },
-    );
-    await within(finished.promise, 300_000, 'bare amqplib');
-    const seconds = (performance.now() - t) / 1000;
+    const rate = await timeJobs(JOBS, [RABBITMQ], async () => {
+      await sub.consume(
+        name,
+        (msg) => {
+          if (!msg) return;
+          // The same shape as a job: an async no-op, then the acknowledgement.
+          void Promise.resolve().then(() => {
+            sub.ack(msg);
+            if (++done === JOBS) finished.resolve();
+          });
+        },
+        { noAck: false },
+      );
+      await within(finished.promise, 300_000, 'bare amqplib');
+    });
     await pub.deleteQueue(name);
-    return JOBS / seconds;
+    return rate;
   } finally {
     await model.close();
   }
@@ -83,32 +89,32 @@ async function bareAmqp(): Promise<number> {
  * CONCURRENCY} gets at a time, one on each of as many channels, each message acknowledged on its channel once the
  * batch is in. Nothing is recorded: the ceiling of a claim made of gets, beside the consumer's.
  */
-async function bareGets(): Promise<number> {
+async function bareGets(): Promise<QueueRate> {
   const name = `bench-gets-${randomUUID()}`;
   const model = await amqp.connect(AMQP_URL, { noDelay: true });
   try {
     const pub = await publishJobs(model, name);
     const channels = await Promise.all(Array.from({ length: CONCURRENCY }, () => model.createChannel()));
     let done = 0;
-    const t = performance.now();
-    const deadline = t + 300_000;
-    while (done < JOBS) {
-      if (performance.now() > deadline) throw new Error('bare basic.get: not done within 300 s');
-      const got = await Promise.all(
-        channels.map(async (ch) => {
-          const msg = await ch.get(name, { noAck: false });
-          return msg === false ? undefined : { ch, msg };
-        }),
-      );
-      for (const g of got) {
-        if (!g) continue;
-        g.ch.ack(g.msg);
-        done++;
+    const deadline = performance.now() + 300_000;
+    const rate = await timeJobs(JOBS, [RABBITMQ], async () => {
+      while (done < JOBS) {
+        if (performance.now() > deadline) throw new Error('bare basic.get: not done within 300 s');
+        const got = await Promise.all(
+          channels.map(async (ch) => {
+            const msg = await ch.get(name, { noAck: false });
+            return msg === false ? undefined : { ch, msg };
+          }),
+        );
+        for (const g of got) {
+          if (!g) continue;
+          g.ch.ack(g.msg);
+          done++;
+        }
       }
-    }
-    const seconds = (performance.now() - t) / 1000;
+    });
     await pub.deleteQueue(name);
-    return JOBS / seconds;
+    return rate;
   } finally {
     await model.close();
   }
@@ -125,7 +131,7 @@ async function fill(queue: Pick<JobQueue, 'add'>): Promise<void> {
 }
 
 /** Our RabbitMQ adapter under the service's JobRunner, a no-op job body, its jobs' state in `store`. */
-async function weftRabbit(store: 'postgres' | 'sqlite', pgUrl: string): Promise<number> {
+async function weftRabbit(store: 'postgres' | 'sqlite', pgUrl: string): Promise<QueueRate> {
   const url = `${AMQP_URL}?queue=bench-weft-${randomUUID()}`;
   const dir = mkdtempSync(join(tmpdir(), 'weft-bench-rabbit-'));
   const db = store === 'sqlite' ? openDatabase(join(dir, 'files.db')) : undefined;
@@ -147,9 +153,10 @@ async function weftRabbit(store: 'postgres' | 'sqlite', pgUrl: string): Promise<
   });
   try {
     await fill(queue);
-    const perSecond = await runNoop(queue, JOBS, CONCURRENCY, `weft RabbitMQ adapter (${store})`);
+    const servers = store === 'postgres' ? [RABBITMQ, POSTGRES] : [RABBITMQ];
+    const rate = await runNoop(queue, JOBS, CONCURRENCY, `weft RabbitMQ adapter (${store})`, servers);
     await queue.destroy();
-    return perSecond;
+    return rate;
   } finally {
     await queue.close();
     await pgStore?.clear();
@@ -163,7 +170,7 @@ async function weftRabbit(store: 'postgres' | 'sqlite', pgUrl: string): Promise<
  * The service's own SQLite queue under the same JobRunner, no broker: what keeping each job's state costs alone (a
  * lease and a completion per job, each a transaction), the work the RabbitMQ adapter's store also does per job.
  */
-async function storeAlone(): Promise<number> {
+async function storeAlone(): Promise<QueueRate> {
   const dir = mkdtempSync(join(tmpdir(), 'weft-bench-store-'));
   const db = openDatabase(join(dir, 'files.db'));
   try {
@@ -175,9 +182,6 @@ async function storeAlone(): Promise<number> {
     rmSync(dir, { recursive: true, force: true });
   }
 }
-
-const summary = (s: Series<number> | undefined) =>
-  s?.error ? `failed: ${s.error}` : s ? fmt(median(s.samples)) : '–';
 
 export async function run({ rounds, log }: AreaOptions): Promise<string> {
   const schema = `bench_${randomUUID().slice(0, 8)}`;
@@ -206,26 +210,56 @@ export async function run({ rounds, log }: AreaOptions): Promise<string> {
       subjects,
       rounds,
       async (subject) => {
-        const perSecond = await subject.measure();
-        log(`    ${subject.name}: ${fmt(perSecond)} jobs/s`);
-        return perSecond;
+        const rate = await subject.measure();
+        log(
+          `    ${subject.name}: ${fmt(rate.perSecond)} jobs/s; CPU per job ${fmt(rate.ownUsPerJob)} µs here, ${fmt(rate.serverUsPerJob)} µs in the servers`,
+        );
+        return rate;
       },
       log,
     );
     const of = (i: number) => results.get(subjects[i]!);
-    const ratio = (a?: Series<number>, b?: Series<number>) =>
-      a?.samples.length && b?.samples.length ? times(median(a.samples) / median(b.samples)) : '–';
-    const row = (label: string, s: Series<number> | undefined, vs: string) => [
+    const med = (s: Series<QueueRate> | undefined, f: (r: QueueRate) => number) =>
+      s?.samples.length ? median(s.samples.map(f)) : undefined;
+    const rate = (s: Series<QueueRate> | undefined) => med(s, (r) => r.perSecond);
+    const ratio = (a?: Series<QueueRate>, b?: Series<QueueRate>) => {
+      const x = rate(a);
+      const y = rate(b);
+      return x !== undefined && y !== undefined ? times(x / y) : '–';
+    };
+    const us = (s: Series<QueueRate> | undefined, f: (r: QueueRate) => number) => {
+      const v = med(s, f);
+      return v === undefined ? '–' : fmt(v);
+    };
+    const row = (label: string, s: Series<QueueRate> | undefined, vs: string) => [
       label,
-      summary(s),
-      (s?.samples ?? []).map((v) => fmt(v)).join(', '),
+      s?.error ? `failed: ${s.error}` : rate(s) === undefined ? '–' : fmt(rate(s)!),
+      (s?.samples ?? []).map((v) => fmt(v.perSecond)).join(', '),
       vs,
+      us(s, (r) => r.ownUsPerJob),
+      us(s, (r) => r.serverUsPerJob),
     ];
+    // Any RabbitMQ adapter that keeps the jobs' state does, on this process's one thread, at least what the bare
+    // consumer does with each message and what the store and runner do alone with each job.
+    const bareOwn = med(of(4), (r) => r.ownUsPerJob);
+    const storeOwn = med(of(5), (r) => r.ownUsPerJob);
+    const bareRate = rate(of(4));
+    const bound =
+      bareOwn !== undefined && storeOwn !== undefined && bareRate !== undefined
+        ? `The CPU this process spends per job gives a bound from the same run: a RabbitMQ adapter that records its jobs in this store, under this runner, does on one thread at least the bare consumer's work per message (${fmt(bareOwn)} µs) and the store's and runner's work per job without a broker (${fmt(storeOwn)} µs): ${fmt(bareOwn + storeOwn)} µs, so at most ${fmt(1e6 / (bareOwn + storeOwn))} jobs/s, ${times(1e6 / (bareOwn + storeOwn) / bareRate)} the bare consumer, when this process is what limits it.`
+        : 'No bound: the bare consumer or the store alone did not finish.';
     return [
-      `Rounds: ${rounds}, the seven subjects alternating in a rotated order each round; medians. ${JOBS.toLocaleString('en-US')} no-op jobs queued before the clock starts, ${CONCURRENCY} at a time, one process. Redis ${new URL(REDIS_URL).host}, RabbitMQ ${new URL(AMQP_URL).host} (classic durable queues, persistent messages), PostgreSQL ${new URL(DATABASE_URL).host}, all on this machine.`,
+      `Rounds: ${rounds}, the seven subjects alternating in a rotated order each round; medians. ${JOBS.toLocaleString('en-US')} no-op jobs queued before the clock starts, ${CONCURRENCY} at a time, one process. Redis ${new URL(REDIS_URL).host}, RabbitMQ ${new URL(AMQP_URL).host} (classic durable queues, persistent messages), PostgreSQL ${new URL(DATABASE_URL).host}, all on this machine. CPU per job: user + system time while the clock ran, divided by the jobs; "here" is the benchmark's process (every thread), "servers" the processes of the servers the subject talks to, from /proc (\`redis-server\`; RabbitMQ's \`beam.smp\`; every \`postgres\` process), at 10 ms resolution.`,
       '',
       table(
-        ['subject', 'jobs/s (median)', 'rounds', 'against the bare library (goal ≥ 0.9×)'],
+        [
+          'subject',
+          'jobs/s (median)',
+          'rounds',
+          'against the bare library (goal ≥ 0.9×)',
+          'CPU µs per job, here',
+          'CPU µs per job, servers',
+        ],
         [
           row('weft BullMQ adapter + JobRunner', of(0), ratio(of(0), of(1))),
           row('bare BullMQ `Worker`', of(1), ''),
@@ -244,6 +278,8 @@ export async function run({ rounds, log }: AreaOptions): Promise<string> {
           ),
         ],
       ),
+      '',
+      bound,
       '',
     ].join('\n');
   } finally {

@@ -26,6 +26,7 @@ import { loopbackS3rver } from '../apps/files/test/services.ts';
 import { makeJpeg, makeJpegs } from './files-data.ts';
 import { measureServiceE2e, SIZES } from './files-measure.ts';
 import { agent, type Group, getJson, startService, until, uploadFile } from './files-service.ts';
+import { cpuClock } from './lib/cpu.ts';
 import { type AreaOptions, alternate, type Series, within } from './lib/harness.ts';
 import { fmt, median, table, times } from './lib/stats.ts';
 
@@ -36,8 +37,37 @@ const NOOP_JOBS = 20_000;
 const CONCURRENCY = 8;
 const PHOTOS = 24;
 
-/** (1) Bare BullMQ: jobs queued, then a Worker with a no-op processor runs them all. Jobs per second. */
-export async function bareBullmq(): Promise<number> {
+/** How fast a queue ran its jobs, and the CPU each job cost while the clock ran. */
+export interface QueueRate {
+  perSecond: number;
+  /** CPU of this process (the consumer and its runner), µs per job. */
+  ownUsPerJob: number;
+  /** CPU of the servers it talks to (the broker, the database), µs per job. */
+  serverUsPerJob: number;
+}
+
+/**
+ * Times `work` (which runs `jobs` jobs), counting the CPU of this process and of the processes named `servers`.
+ */
+export async function timeJobs(
+  jobs: number,
+  servers: readonly string[],
+  work: () => Promise<void>,
+): Promise<QueueRate> {
+  const cpu = cpuClock(servers);
+  const t = performance.now();
+  await work();
+  const seconds = (performance.now() - t) / 1000;
+  const spent = cpu();
+  return {
+    perSecond: jobs / seconds,
+    ownUsPerJob: (spent.own * 1e6) / jobs,
+    serverUsPerJob: (spent.servers * 1e6) / jobs,
+  };
+}
+
+/** (1) Bare BullMQ: jobs queued, then a Worker with a no-op processor runs them all. */
+export async function bareBullmq(): Promise<QueueRate> {
   const name = `bench-bare-${randomUUID()}`;
   const { connection } = parseQueueUrl(REDIS_URL);
   const options = { connection: { ...connection, maxRetriesPerRequest: null } };
@@ -55,27 +85,27 @@ export async function bareBullmq(): Promise<number> {
         if (++done === NOOP_JOBS) resolve();
       });
     });
-    const t = performance.now();
-    void worker.run();
-    await within(finished, 120_000, 'bare BullMQ');
-    const seconds = (performance.now() - t) / 1000;
+    const rate = await timeJobs(NOOP_JOBS, ['redis-server'], async () => {
+      void worker.run();
+      await within(finished, 120_000, 'bare BullMQ');
+    });
     await worker.close();
-    return NOOP_JOBS / seconds;
+    return rate;
   } finally {
     await queue.obliterate({ force: true });
     await queue.close();
   }
 }
 
-/** (1) Our adapter under the service's JobRunner, with a no-op job body. Jobs per second. */
-export async function weftAdapter(): Promise<number> {
+/** (1) Our adapter under the service's JobRunner, with a no-op job body. */
+export async function weftAdapter(): Promise<QueueRate> {
   const url = `${REDIS_URL}?queue=bench-weft-${randomUUID()}`;
   const queue = await BullQueue.open({ url, leaseMs: 30_000, retryDelayMs: 1_000 });
   try {
     await fill(NOOP_JOBS, async (batch) => {
       for (const i of batch) await queue.add(`f${i}`, ['image'], 1);
     });
-    return await runNoop(queue, NOOP_JOBS, CONCURRENCY, 'weft BullMQ adapter');
+    return await runNoop(queue, NOOP_JOBS, CONCURRENCY, 'weft BullMQ adapter', ['redis-server']);
   } finally {
     await queue.obliterate();
     await queue.close();
@@ -88,7 +118,8 @@ export async function runNoop(
   jobs: number,
   concurrency: number,
   what: string,
-): Promise<number> {
+  servers: readonly string[] = [],
+): Promise<QueueRate> {
   let done = 0;
   const finished = Promise.withResolvers<void>();
   // The runner publishes each completion; counting them here is the finish line.
@@ -116,12 +147,12 @@ export async function runNoop(
     },
     execute: async () => null,
   });
-  const t = performance.now();
-  runner.start();
-  await within(finished.promise, 300_000, what);
-  const seconds = (performance.now() - t) / 1000;
+  const rate = await timeJobs(jobs, servers, async () => {
+    runner.start();
+    await within(finished.promise, 300_000, what);
+  });
   await runner.close();
-  return jobs / seconds;
+  return rate;
 }
 
 /** Queues `n` jobs in batches of 500 through `add`. */
@@ -200,7 +231,8 @@ export async function run({ rounds, log }: AreaOptions): Promise<string> {
       [{ name: 'weft adapter + runner' }, { name: 'bare BullMQ Worker' }],
       rounds,
       async (subject) => {
-        const perSecond = subject.name === 'bare BullMQ Worker' ? await bareBullmq() : await weftAdapter();
+        const { perSecond } =
+          subject.name === 'bare BullMQ Worker' ? await bareBullmq() : await weftAdapter();
         log(`    ${subject.name}: ${fmt(perSecond)} jobs/s`);
         return perSecond;
       },
