@@ -193,7 +193,7 @@ export async function run({ rounds, log }: AreaOptions): Promise<string> {
   try {
     const subjects = [
       { name: 'weft BullMQ adapter + runner', measure: weftAdapter },
-      { name: 'bare BullMQ Worker', measure: bareBullmq },
+      { name: 'bare BullMQ Worker', measure: () => bareBullmq() },
       {
         name: 'weft RabbitMQ adapter + runner, jobs in PostgreSQL',
         measure: () => weftRabbit('postgres', database.href),
@@ -205,6 +205,7 @@ export async function run({ rounds, log }: AreaOptions): Promise<string> {
       { name: 'bare amqplib consumer', measure: bareAmqp },
       { name: 'weft SQLite queue + runner, no broker', measure: storeAlone },
       { name: 'bare amqplib basic.get', measure: bareGets },
+      { name: 'bare BullMQ Worker, our job options', measure: () => bareBullmq(true) },
     ];
     const results = await alternate(
       subjects,
@@ -249,7 +250,7 @@ export async function run({ rounds, log }: AreaOptions): Promise<string> {
         ? `The CPU this process spends per job gives a bound from the same run: a RabbitMQ adapter that records its jobs in this store, under this runner, does on one thread at least the bare consumer's work per message (${fmt(bareOwn)} µs) and the store's and runner's work per job without a broker (${fmt(storeOwn)} µs): ${fmt(bareOwn + storeOwn)} µs, so at most ${fmt(1e6 / (bareOwn + storeOwn))} jobs/s, ${times(1e6 / (bareOwn + storeOwn) / bareRate)} the bare consumer, when this process is what limits it.`
         : 'No bound: the bare consumer or the store alone did not finish.';
     return [
-      `Rounds: ${rounds}, the seven subjects alternating in a rotated order each round; medians. ${JOBS.toLocaleString('en-US')} no-op jobs queued before the clock starts, ${CONCURRENCY} at a time, one process. Redis ${new URL(REDIS_URL).host}, RabbitMQ ${new URL(AMQP_URL).host} (classic durable queues, persistent messages), PostgreSQL ${new URL(DATABASE_URL).host}, all on this machine. CPU per job: user + system time while the clock ran, divided by the jobs; "here" is the benchmark's process (every thread), "servers" the processes of the servers the subject talks to, from /proc (\`redis-server\`; RabbitMQ's \`beam.smp\`; every \`postgres\` process), at 10 ms resolution.`,
+      `Rounds: ${rounds}, the eight subjects alternating in a rotated order each round; medians. ${JOBS.toLocaleString('en-US')} no-op jobs queued before the clock starts, ${CONCURRENCY} at a time, one process. Redis ${new URL(REDIS_URL).host}, RabbitMQ ${new URL(AMQP_URL).host} (classic durable queues, persistent messages), PostgreSQL ${new URL(DATABASE_URL).host}, all on this machine. CPU per job: user + system time while the clock ran, divided by the jobs; "here" is the benchmark's process (every thread), "servers" the processes of the servers the subject talks to, from /proc (\`redis-server\`; RabbitMQ's \`beam.smp\`; every \`postgres\` process), at 10 ms resolution.`,
       '',
       table(
         [
@@ -263,6 +264,11 @@ export async function run({ rounds, log }: AreaOptions): Promise<string> {
         [
           row('weft BullMQ adapter + JobRunner', of(0), ratio(of(0), of(1))),
           row('bare BullMQ `Worker`', of(1), ''),
+          row(
+            'bare BullMQ `Worker`, jobs with our adapter’s options (10,000 completed kept, a deduplication key each)',
+            of(7),
+            `ours ÷ this: ${ratio(of(0), of(7))}`,
+          ),
           row('weft RabbitMQ adapter + JobRunner, jobs in PostgreSQL', of(2), ratio(of(2), of(4))),
           row('weft RabbitMQ adapter + JobRunner, jobs in SQLite', of(3), ratio(of(3), of(4))),
           row('bare amqplib consumer (prefetch 8, manual ack)', of(4), ''),

@@ -66,14 +66,37 @@ export async function timeJobs(
   };
 }
 
-/** (1) Bare BullMQ: jobs queued, then a Worker with a no-op processor runs them all. */
-export async function bareBullmq(): Promise<QueueRate> {
+/**
+ * The options our adapter gives each job (apps/files/src/queue/bullmq.ts, `#add`), for a bare run that pays for the
+ * same features: 10,000 completed jobs kept for the API (older ones removed at each completion), failed ones kept,
+ * and a deduplication key per file and kind (the outbox relay's repeated adds), kept a day.
+ */
+const OUR_JOB_OPTIONS = (i: number) => ({
+  attempts: 1,
+  removeOnComplete: { count: 10_000 },
+  removeOnFail: false,
+  deduplication: { id: `f${i}.image`, ttl: 24 * 60 * 60 * 1_000 },
+});
+
+/**
+ * (1) Bare BullMQ: jobs queued, then a Worker with a no-op processor runs them all. `ourOptions`: each job with the
+ * options our adapter gives it (see {@link OUR_JOB_OPTIONS}); else BullMQ's defaults (every completed job kept).
+ */
+export async function bareBullmq(ourOptions = false): Promise<QueueRate> {
   const name = `bench-bare-${randomUUID()}`;
   const { connection } = parseQueueUrl(REDIS_URL);
   const options = { connection: { ...connection, maxRetriesPerRequest: null } };
   const queue = new Queue(name, options);
   try {
-    await fill(NOOP_JOBS, (batch) => queue.addBulk(batch.map((i) => ({ name: 'image', data: { i } }))));
+    await fill(NOOP_JOBS, (batch) =>
+      queue.addBulk(
+        batch.map((i) =>
+          ourOptions
+            ? { name: 'image', data: { fileId: `f${i}`, kind: 'image' }, opts: OUR_JOB_OPTIONS(i) }
+            : { name: 'image', data: { i } },
+        ),
+      ),
+    );
     const worker = new Worker(name, async () => null, {
       ...options,
       concurrency: CONCURRENCY,
@@ -228,11 +251,14 @@ export async function run({ rounds, log }: AreaOptions): Promise<string> {
   try {
     log('  (1) no-op jobs: our adapter under the job runner against bare BullMQ');
     const noop = await alternate(
-      [{ name: 'weft adapter + runner' }, { name: 'bare BullMQ Worker' }],
+      [
+        { name: 'weft adapter + runner', measure: weftAdapter },
+        { name: 'bare BullMQ Worker', measure: () => bareBullmq() },
+        { name: 'bare BullMQ Worker, our job options', measure: () => bareBullmq(true) },
+      ],
       rounds,
       async (subject) => {
-        const { perSecond } =
-          subject.name === 'bare BullMQ Worker' ? await bareBullmq() : await weftAdapter();
+        const { perSecond } = await subject.measure();
         log(`    ${subject.name}: ${fmt(perSecond)} jobs/s`);
         return perSecond;
       },
@@ -298,6 +324,7 @@ export async function run({ rounds, log }: AreaOptions): Promise<string> {
       [...m.entries()].find(([k]) => k.name === name)?.[1];
     const ours = byName(noop, 'weft adapter + runner');
     const bare = byName(noop, 'bare BullMQ Worker');
+    const bareSame = byName(noop, 'bare BullMQ Worker, our job options');
     const oneNode = byName(thumbs, 'one node (2 workers)');
     const twoNodes = byName(thumbs, 'two nodes (2 workers each)');
     const e2eOf = (name: string) => byName(e2e, name)?.samples.flat() ?? [];
@@ -317,7 +344,13 @@ export async function run({ rounds, log }: AreaOptions): Promise<string> {
         [
           ['weft adapter + JobRunner', summary(ours), (ours?.samples ?? []).map((v) => fmt(v)).join(', ')],
           ['bare BullMQ Worker', summary(bare), (bare?.samples ?? []).map((v) => fmt(v)).join(', ')],
+          [
+            'bare BullMQ Worker, jobs with our adapter’s options (10,000 completed kept, deduplication key)',
+            summary(bareSame),
+            (bareSame?.samples ?? []).map((v) => fmt(v)).join(', '),
+          ],
           ['ratio (goal ≥ 0.9×)', ratio(ours, bare), ''],
+          ['ratio against the bare Worker with our job options', ratio(ours, bareSame), ''],
         ],
       ),
       '',
