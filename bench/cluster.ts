@@ -27,7 +27,7 @@ import {
   single,
   weft,
 } from './cluster-subjects.ts';
-import { type AreaOptions, alternate, type Series, within } from './lib/harness.ts';
+import { type AreaOptions, alternate, countFromEnv, type Series, within } from './lib/harness.ts';
 import { fmt, median, table, times } from './lib/stats.ts';
 import { type ConnRecord, startLoad } from './lifecycle-client.ts';
 
@@ -45,22 +45,10 @@ const KILL_TARGET = 1.2;
  * and single samples of it differ by a third from one fresh start to the next, so three rounds of one sample each
  * leave the median to chance.
  */
-function killsPerRound(): number {
-  const raw = process.env.BENCH_CLUSTER_KILLS;
-  if (raw === undefined || raw === '') return 3;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`BENCH_CLUSTER_KILLS must be a positive integer`);
-  return n;
-}
+const killsPerRound = () => countFromEnv('BENCH_CLUSTER_KILLS', 3);
 
 /** Rounds of the zero-loss matrix (d): `BENCH_CLUSTER_LOSS_ROUNDS`, default 1 (each cell is a fresh start). */
-function lossRounds(): number {
-  const raw = process.env.BENCH_CLUSTER_LOSS_ROUNDS;
-  if (raw === undefined || raw === '') return 1;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`BENCH_CLUSTER_LOSS_ROUNDS must be a positive integer`);
-  return n;
-}
+const lossRounds = () => countFromEnv('BENCH_CLUSTER_LOSS_ROUNDS', 1);
 
 interface AcSummary {
   requests: { average: number };

@@ -8,13 +8,18 @@ export interface AreaOptions {
   log: (line: string) => void;
 }
 
+/** A positive integer from the environment variable `name`, or `fallback` when it is unset or empty. */
+export function countFromEnv(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a positive integer, got "${raw}"`);
+  return n;
+}
+
 /** Rounds per metric: `BENCH_ROUNDS`, default 3. */
 export function roundsFromEnv(): number {
-  const raw = process.env.BENCH_ROUNDS;
-  if (raw === undefined || raw === '') return 3;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`BENCH_ROUNDS must be a positive integer, got "${raw}"`);
-  return n;
+  return countFromEnv('BENCH_ROUNDS', 3);
 }
 
 export class TimeoutError extends Error {
