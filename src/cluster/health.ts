@@ -16,6 +16,8 @@ export class Liveness {
   readonly #log: Logger;
   #pingTimer: NodeJS.Timeout | undefined;
   #pingId = 0;
+  /** When the ping timer last fired (performance.now()). */
+  #lastTick = 0;
 
   constructor(slots: readonly Slot[], options: ResolvedSuperviseOptions, log: Logger) {
     this.#slots = slots;
@@ -26,6 +28,7 @@ export class Liveness {
   /** Starts pinging, unless `pingInterval` is 0. */
   start(): void {
     if (this.#options.pingInterval > 0) {
+      this.#lastTick = performance.now();
       this.#pingTimer = setInterval(() => this.#ping(), this.#options.pingInterval);
       this.#pingTimer.unref();
     }
@@ -37,8 +40,14 @@ export class Liveness {
   }
 
   #ping(): void {
-    // Judged after the answers already waiting are read: a supervisor that a busy machine held back past
-    // livenessTimeout finds its timer due before it reads the pongs, and would kill every worker as hung.
+    // The liveness clock runs while the supervisor does. A supervisor that a busy machine, a long collection or a
+    // SIGSTOP held back sent no pings meanwhile, so its workers had nothing to answer: the time its timer came late
+    // is not counted against them (without this, a hold past livenessTimeout kills every worker as hung).
+    const now = performance.now();
+    const late = now - this.#lastTick - this.#options.pingInterval;
+    this.#lastTick = now;
+    if (late > 0) for (const slot of this.#slots) slot.lastPong += late;
+    // Judged after the answers already waiting are read (stats sent during a hold), not before.
     void twoTurns().then(() => this.#check());
   }
 

@@ -254,6 +254,26 @@ describe('supervisor', () => {
     assert.deepEqual(killed, [], 'no worker was taken for hung');
   });
 
+  it('a supervisor held back past livenessTimeout, with no answer waiting for it, does not count the hold against its workers', async () => {
+    // No stats while it is held (statsInterval 5 s): the only answers are pongs, and it sent no ping during the hold.
+    const s = await startSupervisor({ pingInterval: 100, livenessTimeout: 500, statsInterval: 5_000 });
+    await s.line(started, 'start');
+    process.kill(s.child.pid!, 'SIGSTOP');
+    try {
+      await new Promise((r) => setTimeout(r, 1_500)); // the hold is the scenario: three times livenessTimeout
+    } finally {
+      process.kill(s.child.pid!, 'SIGCONT');
+    }
+    // Past another livenessTimeout of the supervisor's own time: hung workers would have been judged by now.
+    await new Promise((r) => setTimeout(r, 1_000));
+    const r = await get(s.port, '/pid');
+    assert.ok('status' in r && r.status === 200, JSON.stringify(r));
+    s.child.kill('SIGTERM');
+    const code = await within(s.exit, 20_000, 'supervisor exit');
+    assert.deepEqual(s.lines.filter(msg(/has not answered/)), [], 'no worker was taken for hung');
+    assert.equal(code, 0);
+  });
+
   it('a worker that takes longer than livenessTimeout to start is judged from its readiness on, not killed at once', async () => {
     const s = await startSupervisor(
       { workers: 1, pingInterval: 100, livenessTimeout: 400, statsInterval: 5_000 },
