@@ -14,6 +14,16 @@ const started = (l: Record<string, unknown>) => Array.isArray(l.started);
 const msg = (text: string | RegExp) => (l: Record<string, unknown>) =>
   typeof l.msg === 'string' && (typeof text === 'string' ? l.msg === text : text.test(l.msg));
 
+/** Stops process `pid` for `ms` (SIGSTOP, then SIGCONT even when the wait fails): a supervisor held back. */
+async function holdBack(pid: number, ms: number): Promise<void> {
+  process.kill(pid, 'SIGSTOP');
+  try {
+    await new Promise((r) => setTimeout(r, ms));
+  } finally {
+    process.kill(pid, 'SIGCONT');
+  }
+}
+
 describe('supervisor', () => {
   it('runs N workers on one port, each with a stable WEFT_WORKER_INDEX, and stops them gracefully', async () => {
     const s = await startSupervisor();
@@ -240,12 +250,7 @@ describe('supervisor', () => {
     const s = await startSupervisor({ pingInterval: 100, livenessTimeout: 500 });
     await s.line(started, 'start');
     // SIGSTOP stands for a busy machine or a long collection; the workers answer meanwhile, into the pipe.
-    process.kill(s.child.pid!, 'SIGSTOP');
-    try {
-      await new Promise((r) => setTimeout(r, 1_500)); // the hold is the scenario: three times livenessTimeout
-    } finally {
-      process.kill(s.child.pid!, 'SIGCONT');
-    }
+    await holdBack(s.child.pid!, 1_500); // three times livenessTimeout
     const r = await get(s.port, '/pid');
     assert.ok('status' in r && r.status === 200, JSON.stringify(r));
     s.child.kill('SIGTERM');
@@ -258,12 +263,7 @@ describe('supervisor', () => {
     // No stats while it is held (statsInterval 5 s): the only answers are pongs, and it sent no ping during the hold.
     const s = await startSupervisor({ pingInterval: 100, livenessTimeout: 500, statsInterval: 5_000 });
     await s.line(started, 'start');
-    process.kill(s.child.pid!, 'SIGSTOP');
-    try {
-      await new Promise((r) => setTimeout(r, 1_500)); // the hold is the scenario: three times livenessTimeout
-    } finally {
-      process.kill(s.child.pid!, 'SIGCONT');
-    }
+    await holdBack(s.child.pid!, 1_500);
     // Past another livenessTimeout of the supervisor's own time: hung workers would have been judged by now.
     await new Promise((r) => setTimeout(r, 1_000));
     const r = await get(s.port, '/pid');
