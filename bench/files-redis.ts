@@ -19,7 +19,7 @@ import pg from 'pg';
 import type { FilesBus } from '../apps/files/src/events/bus.ts';
 import type { FilesEvent } from '../apps/files/src/events/types.ts';
 import { silentLogger } from '../apps/files/src/logger.ts';
-import { BullQueue, parseQueueUrl } from '../apps/files/src/queue/bullmq.ts';
+import { BullQueue, jobOptions, parseQueueUrl } from '../apps/files/src/queue/bullmq.ts';
 import type { JobQueue } from '../apps/files/src/queue/types.ts';
 import { JobRunner } from '../apps/files/src/runner.ts';
 import { loopbackS3rver } from '../apps/files/test/services.ts';
@@ -67,20 +67,9 @@ export async function timeJobs(
 }
 
 /**
- * The options our adapter gives each job (apps/files/src/queue/bullmq.ts, `#add`), for a bare run that pays for the
- * same features: 10,000 completed jobs kept for the API (older ones removed at each completion), failed ones kept,
- * and a deduplication key per file and kind (the outbox relay's repeated adds), kept a day.
- */
-const OUR_JOB_OPTIONS = (i: number) => ({
-  attempts: 1,
-  removeOnComplete: { count: 10_000 },
-  removeOnFail: false,
-  deduplication: { id: `f${i}.image`, ttl: 24 * 60 * 60 * 1_000 },
-});
-
-/**
  * (1) Bare BullMQ: jobs queued, then a Worker with a no-op processor runs them all. `ourOptions`: each job with the
- * options our adapter gives it (see {@link OUR_JOB_OPTIONS}); else BullMQ's defaults (every completed job kept).
+ * options our adapter gives it (`jobOptions`: the 10,000 newest completed jobs kept, older ones removed at each
+ * completion, and a deduplication key per file and kind); else BullMQ's defaults (every completed job kept).
  */
 export async function bareBullmq(ourOptions = false): Promise<QueueRate> {
   const name = `bench-bare-${randomUUID()}`;
@@ -92,7 +81,7 @@ export async function bareBullmq(ourOptions = false): Promise<QueueRate> {
       queue.addBulk(
         batch.map((i) =>
           ourOptions
-            ? { name: 'image', data: { fileId: `f${i}`, kind: 'image' }, opts: OUR_JOB_OPTIONS(i) }
+            ? { name: 'image', data: { fileId: `f${i}`, kind: 'image' }, opts: jobOptions(1, `f${i}.image`) }
             : { name: 'image', data: { i } },
         ),
       ),

@@ -183,6 +183,29 @@ const ORPHAN_GRACE_MS = 1_000;
 /** Default of `dedupTtlMs`. */
 const DEDUP_TTL_MS = 24 * 60 * 60 * 1_000;
 
+/** Default of `keepCompleted`. */
+const KEEP_COMPLETED = 10_000;
+
+/**
+ * The BullMQ options of every job this queue adds: `attempts` tries with our backoff, the `keepCompleted` newest
+ * completed jobs kept (older ones removed at each completion), failed ones kept (the dead letters), and a
+ * deduplication key `dedupId` kept `dedupTtlMs` (adding it again meanwhile returns the job already there).
+ */
+export function jobOptions(
+  attempts: number,
+  dedupId: string,
+  keepCompleted = KEEP_COMPLETED,
+  dedupTtlMs = DEDUP_TTL_MS,
+) {
+  return {
+    attempts,
+    backoff: { type: 'weft' },
+    removeOnComplete: { count: keepCompleted },
+    removeOnFail: false,
+    deduplication: { id: dedupId, ttl: dedupTtlMs },
+  };
+}
+
 /** BullMQ's lists (KEYS, in this order) whose jobs {@link COUNT_KIND} counts, and the state each maps to. */
 const COUNTED: [string, JobState][] = [
   ['wait', 'queued'],
@@ -249,7 +272,7 @@ export class BullQueue implements JobQueue {
       maxRetryDelayMs: 300_000,
       stalledIntervalMs: options.leaseMs,
       maxStalledCount: 2,
-      keepCompleted: 10_000,
+      keepCompleted: KEEP_COMPLETED,
       timeoutMs: 5_000,
       prefetch: true,
       orphanGraceMs: ORPHAN_GRACE_MS,
@@ -369,16 +392,16 @@ export class BullQueue implements JobQueue {
       kinds.map((kind) => ({
         name: kind,
         data: { fileId, kind },
-        opts: {
-          attempts: this.#o.attempts(kind) ?? maxAttempts,
-          backoff: { type: 'weft' },
-          removeOnComplete: { count: this.#o.keepCompleted },
-          removeOnFail: false,
-          // Set in the same script that adds the job (SET NX): adding this file's job of this kind again within the
-          // TTL returns the job already there. The outbox relay repeats an add whose answer was lost (a timeout, a
-          // crash before the SADD below); ids stay BullMQ's integers, which a custom jobId could not be.
-          deduplication: { id: `${fileId}.${kind}`, ttl: this.#o.dedupTtlMs },
-        },
+        // The deduplication key is set in the same script that adds the job (SET NX): adding this file's job of this
+        // kind again within the TTL returns the job already there. The outbox relay repeats an add whose answer was
+        // lost (a timeout, a crash before the SADD below); ids stay BullMQ's integers, which a custom jobId could not
+        // be.
+        opts: jobOptions(
+          this.#o.attempts(kind) ?? maxAttempts,
+          `${fileId}.${kind}`,
+          this.#o.keepCompleted,
+          this.#o.dedupTtlMs,
+        ),
       })),
     )) as Bull[];
     // Which jobs are a file's: for `GET /files/:id`, for deleting a file and for `hasJobs`. Written once every job
@@ -509,13 +532,7 @@ export class BullQueue implements JobQueue {
         jobs.map((j) => ({
           name: j.kind,
           data: { fileId: j.fileId, kind: j.kind, payload: j.payload },
-          opts: {
-            attempts: j.maxAttempts,
-            backoff: { type: 'weft' },
-            removeOnComplete: { count: this.#o.keepCompleted },
-            removeOnFail: false,
-            deduplication: { id: j.key, ttl: this.#o.dedupTtlMs },
-          },
+          opts: jobOptions(j.maxAttempts, j.key, this.#o.keepCompleted, this.#o.dedupTtlMs),
         })),
       );
     try {
