@@ -332,11 +332,11 @@ export async function runMatrix(rounds: number, log: (line: string) => void): Pr
           const cell = cells.get(k) ?? { rounds: 0 };
           cells.set(k, cell);
           if (cell.error !== undefined) continue;
-          let started: Started | undefined;
+          const cellOf: { started?: Started } = {};
           try {
             const counts = await within(
               measure(impl, app, event, (s) => {
-                started = s;
+                cellOf.started = s;
               }),
               150_000,
               k,
@@ -349,7 +349,7 @@ export async function runMatrix(rounds: number, log: (line: string) => void): Pr
             log(`    ${k}: failed: ${cell.error}`);
             // A cell past its deadline still runs, and its own cleanup may come after the benchmark's end (a PM2
             // daemon is nobody's child here): its processes go now (cleanup ends with SIGKILL to its group).
-            await (started as Started | undefined)?.cleanup().catch(() => {});
+            await cellOf.started?.cleanup().catch(() => {});
           }
         }
       }

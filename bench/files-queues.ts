@@ -228,17 +228,17 @@ export async function run({ rounds, log }: AreaOptions): Promise<string> {
       const y = rate(b);
       return x !== undefined && y !== undefined ? times(x / y) : '–';
     };
-    const us = (s: Series<QueueRate> | undefined, f: (r: QueueRate) => number) => {
+    const shown = (s: Series<QueueRate> | undefined, f: (r: QueueRate) => number) => {
       const v = med(s, f);
       return v === undefined ? '–' : fmt(v);
     };
     const row = (label: string, s: Series<QueueRate> | undefined, vs: string) => [
       label,
-      s?.error ? `failed: ${s.error}` : rate(s) === undefined ? '–' : fmt(rate(s)!),
+      s?.error ? `failed: ${s.error}` : shown(s, (r) => r.perSecond),
       (s?.samples ?? []).map((v) => fmt(v.perSecond)).join(', '),
       vs,
-      us(s, (r) => r.ownUsPerJob),
-      us(s, (r) => r.serverUsPerJob),
+      shown(s, (r) => r.ownUsPerJob),
+      shown(s, (r) => r.serverUsPerJob),
     ];
     // Any RabbitMQ adapter that keeps the jobs' state does, on this process's one thread, at least what the bare
     // consumer does with each message and what the store and runner do alone with each job.

@@ -36,10 +36,12 @@ export interface CpuSpent {
  * since. Servers' time has /proc's resolution (10 ms), so measure phases of a second or more.
  */
 export function cpuClock(servers: readonly string[] = []): () => CpuSpent {
-  const own = process.cpuUsage();
+  // This process's clock starts after the scan of /proc and stops before the next, so that neither is counted.
   const theirs = serversCpuSeconds(servers);
+  const own = process.cpuUsage();
   return () => {
     const used = process.cpuUsage(own);
-    return { own: (used.user + used.system) / 1e6, servers: serversCpuSeconds(servers) - theirs };
+    const serversUsed = serversCpuSeconds(servers) - theirs;
+    return { own: (used.user + used.system) / 1e6, servers: serversUsed };
   };
 }
